@@ -1,0 +1,28 @@
+"""Shared fixtures: the real data folder (optional) and the generated sample (always there)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # split.py is a top-level script, imported by its tests
+SHARED = ROOT.parent / "shared" / "datasets"
+
+requires_shared = pytest.mark.skipif(
+    not SHARED.is_dir(), reason=f"real data folder {SHARED} is absent (it is not part of a fresh clone)"
+)
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory) -> Path:
+    """The embedded sample in the Kaggle layout: images/ and train.csv."""
+    from facemask.sample import make_sample
+
+    out = tmp_path_factory.mktemp("sample")
+    make_sample(out, photos=40, seed=0)
+    return out
