@@ -26,3 +26,14 @@ def sample_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sample")
     make_sample(out, photos=40, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def sample_crops(sample_dir, tmp_path_factory) -> Path:
+    """The sample cropped by split.py into train/valid/test x mask/no-mask (70/15/15)."""
+    import split
+
+    out = tmp_path_factory.mktemp("crops") / "data"
+    code = split.main([str(sample_dir / "images"), str(sample_dir / "train.csv"), "70", "15", "15", "--out", str(out)])
+    assert code == 0
+    return out
