@@ -1,0 +1,192 @@
+"""predict: image reading (modes, EXIF, errors), batched probabilities, and the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from facemask.models import save_model
+from facemask.predict import ImageReadError, main, predict_files, predict_proba, read_image, to_model_input
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SIZE = 16
+WEIGHT = 0.01  # logits = +-WEIGHT * (mean red - mean blue): strong colours give confident, unequal probabilities
+
+
+def build_colour_model() -> keras.Model:
+    """A real Keras classifier with the project's contract (raw RGB in, 2-way softmax out) and known
+    weights: reddish crops are "mask", bluish crops "no-mask", so expected probabilities can be computed."""
+    inputs = keras.Input(shape=(SIZE, SIZE, 3), name="rgb")
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name="colour")
+    kernel = np.array([[WEIGHT, -WEIGHT], [0.0, 0.0], [-WEIGHT, WEIGHT]], dtype=np.float32)
+    model.get_layer("probabilities").set_weights([kernel, np.zeros(2, dtype=np.float32)])
+    return model
+
+
+def expected_probabilities(rgb: tuple[int, int, int]) -> np.ndarray:
+    """The colour model's output for a uniform image, computed by hand."""
+    logits = np.array([WEIGHT * (rgb[0] - rgb[2]), WEIGHT * (rgb[2] - rgb[0])])
+    return np.exp(logits) / np.exp(logits).sum()
+
+
+@pytest.fixture(scope="module")
+def colour_model() -> keras.Model:
+    return build_colour_model()
+
+
+@pytest.fixture(scope="module")
+def saved_model(colour_model, tmp_path_factory):
+    return save_model(colour_model, tmp_path_factory.mktemp("model") / "colour.keras")
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Uniform-colour images in several modes and formats, with the RGB they decode to."""
+    specs = {
+        "red.jpg": (Image.new("RGB", (40, 30), (200, 40, 40)), (200, 40, 40)),
+        "blue.png": (Image.new("RGB", (20, 20), (30, 60, 220)), (30, 60, 220)),
+        "rgba.png": (Image.new("RGBA", (24, 24), (180, 90, 60, 128)), (180, 90, 60)),
+        "grey.png": (Image.new("L", (16, 16), 90), (90, 90, 90)),
+        "palette.gif": (Image.new("RGB", (18, 18), (20, 20, 150)).convert("P"), (20, 20, 150)),
+    }
+    paths = {}
+    for name, (image, rgb) in specs.items():
+        image.save(tmp_path / name, quality=100) if name.endswith(".jpg") else image.save(tmp_path / name)
+        paths[tmp_path / name] = rgb
+    return paths
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "facemask.predict", *map(str, args)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_read_image_converts_every_mode_to_rgb(tmp_path):
+    sixteen_bit = np.array([[0, 32896], [65535, 257]], dtype=np.uint16)
+    Image.fromarray(sixteen_bit).save(tmp_path / "deep.png")
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    Image.new("LA", (8, 8), (120, 10)).save(tmp_path / "la.png")
+
+    deep = read_image(tmp_path / "deep.png")
+    assert deep.mode == "RGB"
+    # 16-bit values are scaled to 8 bits (not clipped to white): 65535 -> 255, 32896 -> 128, 257 -> 1.
+    assert np.asarray(deep)[..., 0].tolist() == [[0, 128], [255, 1]]
+    assert read_image(tmp_path / "cmyk.jpg").mode == "RGB"
+    assert np.asarray(read_image(tmp_path / "la.png"))[0, 0].tolist() == [120, 120, 120]
+
+
+def test_read_image_applies_exif_orientation(tmp_path):
+    image = Image.new("RGB", (30, 10), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 5, 10))  # a red stripe on the left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display", as phones write portraits
+    image.save(tmp_path / "sideways.jpg", exif=exif, quality=100)
+
+    upright = read_image(tmp_path / "sideways.jpg")
+    assert upright.size == (10, 30)
+    pixels = np.asarray(upright).astype(int)
+    assert pixels[1, 5, 0] > 200 and pixels[1, 5, 2] < 60  # the left stripe is now along the top
+    assert pixels[-2, 5, 2] > 200
+
+
+def test_read_image_errors_name_the_file(tmp_path):
+    (tmp_path / "notes.jpg").write_text("not a picture")
+    Image.new("RGB", (64, 64), (10, 200, 10)).save(tmp_path / "whole.jpg")
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "whole.jpg").read_bytes()[:300])
+    for path, what in [(tmp_path / "missing.png", "no such file"), (tmp_path, "directory"),
+                       (tmp_path / "notes.jpg", "not an image"), (tmp_path / "cut.jpg", "cannot decode")]:
+        with pytest.raises(ImageReadError, match=what) as error:
+            read_image(path)
+        assert str(path) in str(error.value)
+
+
+def test_predict_proba_gives_the_models_probabilities_for_a_batch(colour_model, images):
+    loaded = [read_image(path) for path in images]
+    probabilities = predict_proba(colour_model, loaded, batch_size=2)
+    assert probabilities.shape == (len(images), 2) and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+    # JPEG is lossy, so the red image decodes a unit or two off its colour: 0.02 of probability at most.
+    expected = np.stack([expected_probabilities(rgb) for rgb in images.values()])
+    np.testing.assert_allclose(probabilities, expected, atol=0.02)
+    assert probabilities[:, 0].round(3).tolist() != probabilities[:, 1].round(3).tolist()
+
+    # Arrays, and a batch already at the model's size, give the same answer as PIL images.
+    batch = to_model_input(loaded, (SIZE, SIZE))
+    np.testing.assert_allclose(predict_proba(colour_model, batch), probabilities, atol=1e-6)
+    np.testing.assert_allclose(predict_proba(colour_model, [np.asarray(im) for im in loaded]), probabilities, atol=1e-6)
+    assert predict_proba(colour_model, []).shape == (0, 2)
+
+
+def test_predict_files_keeps_order_and_reports_unreadable_files(colour_model, images, tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    good = list(images)
+    paths = [good[0], tmp_path / "broken.png", *good[1:3], tmp_path / "absent.jpg", *good[3:]]
+    outcomes = list(predict_files(colour_model, paths, batch_size=2))
+
+    assert [path for path, _ in outcomes] == paths
+    assert [isinstance(o, ImageReadError) for _, o in outcomes] == [False, True, False, False, True, False, False]
+    rows = np.stack([o for _, o in outcomes if not isinstance(o, ImageReadError)])
+    np.testing.assert_allclose(rows, predict_proba(colour_model, [read_image(p) for p in good]), atol=1e-6)
+
+
+def check_prediction_lines(stdout: str, paths: list[Path], expected: np.ndarray) -> None:
+    """One `file<TAB>label<TAB>P(mask)=..<TAB>P(no-mask)=..` line per image, matching `expected`."""
+    lines = stdout.strip().splitlines()
+    assert len(lines) == len(paths)
+    for line, path, row in zip(lines, paths, expected, strict=True):
+        name, label, p_mask, p_no_mask = line.split("\t")
+        assert name == str(path)
+        assert p_mask.startswith("P(mask)=") and p_no_mask.startswith("P(no-mask)=")
+        printed = np.array([float(p_mask.split("=")[1]), float(p_no_mask.split("=")[1])])
+        assert abs(printed.sum() - 1.0) <= 2e-4  # each printed with 4 decimals
+        np.testing.assert_allclose(printed, row, atol=1e-4)
+        assert label == ("mask" if row[0] >= row[1] else "no-mask")
+
+
+def test_cli_prints_one_line_per_image_and_reports_unreadable_ones(colour_model, saved_model, images, tmp_path):
+    """The real command in a subprocess: good images printed in order, bad ones on stderr, exit 1."""
+    (tmp_path / "notes.jpg").write_text("not a picture")
+    good = list(images)
+    arguments = [*good[:2], tmp_path / "notes.jpg", *good[2:], tmp_path / "absent.png"]
+    result = run_cli(saved_model, *arguments, "--batch-size", "2")
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    check_prediction_lines(result.stdout, good, predict_proba(colour_model, [read_image(p) for p in good]))
+    assert {line.split("\t")[1] for line in result.stdout.splitlines()} == {"mask", "no-mask"}
+    assert f"error: {tmp_path / 'notes.jpg'}: not an image" in result.stderr
+    assert f"error: {tmp_path / 'absent.png'}: no such file" in result.stderr
+    assert "2 of 7 images could not be read" in result.stderr
+
+
+def test_cli_exits_0_when_every_image_is_read(colour_model, saved_model, images, capsys):
+    assert main([str(saved_model), *map(str, images)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    check_prediction_lines(captured.out, list(images), predict_proba(colour_model, [read_image(p) for p in images]))
+
+
+def test_cli_missing_model_is_a_clear_error(images, tmp_path):
+    result = run_cli(tmp_path / "nowhere.keras", *images)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip() == f"error: model file not found: {tmp_path / 'nowhere.keras'}"
+
+
+def test_cli_unreadable_model_is_a_clear_error(images, tmp_path, capsys):
+    (tmp_path / "fake.keras").write_text("this is not a model")
+    assert main([str(tmp_path / "fake.keras"), *map(str, images)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"error: {tmp_path / 'fake.keras'}: not a readable Keras model")
