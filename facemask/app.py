@@ -1,0 +1,234 @@
+"""The web front-end: a Gradio app where a webcam snapshot, a photo or a video comes back boxed.
+
+    python -m facemask.app --model models/scratch.keras [--host 127.0.0.1] [--port 7860] [--share]
+                           [--max-upload-mb 50] [--max-video-seconds 60]
+
+Two tabs share one FaceMaskDetector (facemask.detect): Photo (webcam snapshot or upload -> the
+annotated photo, a table of the faces and a status line) and Video (webcam recording or upload ->
+the annotated H.264 MP4, with a progress bar). Both endpoints are also an API for gradio_client,
+named after their functions: /detect_photo and /detect_video.
+
+Bad input (not an image or video, truncated, a decompression bomb, over the size or length limit)
+raises gr.Error, which the page shows as a readable message and the API as an AppError; the
+server keeps serving. One queue with a single worker runs all requests in turn: the Keras model
+and MTCNN are shared, and two cores gain nothing from running them side by side.
+
+It serves on 127.0.0.1 unless --host or --share says otherwise, and works offline: analytics and
+Hugging Face Hub calls are switched off below, before gradio is imported, and the default theme's
+fonts are served by the app itself.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before gradio is imported: it reads these at import time.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+from PIL import Image
+
+from facemask.detect import (
+    Detection,
+    FaceMaskDetector,
+    ImageError,
+    VideoError,
+    annotate_video,
+    draw_detections,
+    load_image,
+)
+
+FACE_COLUMNS = ["face", "label", "P(mask)", "P(no-mask)", "box (x0, y0, x1, y1)"]
+# Uploads and results in Gradio's cache older than an hour are deleted every half hour (and all at exit).
+CACHE_CLEANUP = (1800, 3600)
+
+
+def hand_over_unopened(photo_input: gr.Image) -> gr.Image:
+    """Make a gr.Image pass the uploaded file's path on without opening it.
+
+    gr.Image's own preprocessing opens the file with Pillow before our function runs, so a
+    non-image would fail there with a message the page hides. Passing the path on lets
+    facemask.detect.load_image judge every file and word the error. This patches the one instance:
+    a gr.Image subclass would do the same, but Gradio writes a .pyi stub next to the source file
+    of every component subclass, and an app must not write into its own package.
+    """
+    default_preprocess = photo_input.preprocess
+
+    def preprocess(payload):
+        if payload is None or payload.path is None:
+            return default_preprocess(payload)  # nothing, or a base64 data URL gr.Image decodes itself
+        return str(payload.path)
+
+    photo_input.preprocess = preprocess
+    return photo_input
+
+
+def upload_name(path: str | Path) -> str:
+    """The name the user knows: Gradio keeps the original file name inside its cache folder."""
+    return Path(path).name
+
+
+def readable(error: Exception, path: str | Path) -> str:
+    """An error message naming the uploaded file, not the server's cache path."""
+    return str(error).replace(str(path), upload_name(path))
+
+
+def user_error(message: str) -> gr.Error:
+    """A message for the page; the input was wrong, not the server, so no traceback in the log."""
+    return gr.Error(message, print_exception=False)
+
+
+def check_size(path: str | Path, max_upload_mb: float) -> None:
+    size = Path(path).stat().st_size
+    if size > max_upload_mb * 1024 * 1024:
+        raise user_error(f"{upload_name(path)}: {size / 1024 / 1024:.1f} MB is over the {max_upload_mb:g} MB limit")
+
+
+def faces_table(detections: Sequence[Detection]) -> pd.DataFrame:
+    """One row per face, in the detector's order; probabilities rounded for reading."""
+    rows = [[i, d.label, round(d.p_mask, 3), round(d.p_no_mask, 3), ", ".join(str(v) for v in d.box)]
+            for i, d in enumerate(detections, start=1)]
+    return pd.DataFrame(rows, columns=FACE_COLUMNS)
+
+
+def photo_status(detections: Sequence[Detection]) -> str:
+    if not detections:
+        return "No face found in this photo. Try a closer, well-lit, front view."
+    masks = sum(d.label == "mask" for d in detections)
+    faces = f"{len(detections)} face{'s' if len(detections) != 1 else ''}"
+    return f"{faces}: {masks} with a mask (green), {len(detections) - masks} without (red)."
+
+
+def build_app(detector: FaceMaskDetector, max_upload_mb: float = 50, max_video_seconds: float = 60) -> gr.Blocks:
+    """The two-tab page; its queue runs one request at a time. Launch it with `launch`."""
+
+    def detect_photo(photo: str | None) -> tuple[Image.Image, pd.DataFrame, str]:
+        """Boxes on every face of a photo, a table of them and a one-line summary."""
+        if photo is None:
+            raise user_error("No photo yet: take a webcam snapshot or upload a photo first.")
+        check_size(photo, max_upload_mb)
+        try:
+            image = load_image(photo, name=upload_name(photo))
+        except ImageError as error:
+            raise user_error(readable(error, photo)) from error
+        detections = detector.detect(image)
+        # Returned as a picture, not a file: Gradio writes it into its own cache, so nothing of ours is left over.
+        return draw_detections(image, detections), faces_table(detections), photo_status(detections)
+
+    def detect_video(video: str | None, progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008
+        """The video with boxes on every frame, as an H.264 MP4, and a one-line summary."""
+        if video is None:
+            raise user_error("No video yet: record one with the webcam or upload a video first.")
+        check_size(video, max_upload_mb)
+        progress(0, desc="Reading the video")
+        workdir = Path(tempfile.mkdtemp(prefix="facemask-video-"))
+        try:
+            stats = annotate_video(
+                Path(video), workdir / f"{Path(video).stem}_annotated.mp4", detector, max_seconds=max_video_seconds,
+                progress=lambda done, total: progress((done, total), desc="Annotating frames", unit="frames"))
+            # Copy the result into Gradio's cache (served from there, removed by its cache clean-up),
+            # so our own working folder can go now.
+            served = video_output.move_resource_to_block_cache(stats["output"])
+        except VideoError as error:
+            raise user_error(readable(error, video)) from error
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        status = (f"{stats['frames']} frames ({stats['seconds_source']:.1f} s at {stats['fps_source']:.3g} fps), "
+                  f"{stats['faces']} face boxes drawn, processed at {stats['processing_fps']:.1f} frames/s.")
+        return served, status
+
+    with gr.Blocks(title="Face mask detection", delete_cache=CACHE_CLEANUP) as demo:
+        gr.Markdown(
+            "# Face mask detection\n"
+            "Every face found gets a box: **green** for a mask, **red** for no mask. "
+            f"Files up to {max_upload_mb:g} MB, videos up to {max_video_seconds:g} s.")
+        with gr.Tab("Photo"):
+            with gr.Row():
+                photo_input = hand_over_unopened(gr.Image(sources=["webcam", "upload"], type="filepath",
+                                                          label="Photo", elem_id="photo-input"))
+                photo_output = gr.Image(type="pil", format="jpeg", label="Annotated photo", interactive=False,
+                                        elem_id="photo-output")
+            photo_button = gr.Button("Detect faces", variant="primary", elem_id="photo-button")
+            photo_status_box = gr.Textbox(label="Status", interactive=False, elem_id="photo-status")
+            faces = gr.Dataframe(headers=FACE_COLUMNS, label="Faces", interactive=False, elem_id="faces")
+        with gr.Tab("Video"):
+            with gr.Row():
+                # include_audio=True: Gradio would otherwise strip the sound with a system ffmpeg we do not need.
+                video_input = gr.Video(sources=["webcam", "upload"], include_audio=True, label="Video",
+                                       elem_id="video-input")
+                video_output = gr.Video(label="Annotated video", interactive=False, elem_id="video-output")
+            video_button = gr.Button("Detect faces in every frame", variant="primary", elem_id="video-button")
+            video_status_box = gr.Textbox(label="Status", interactive=False, elem_id="video-status")
+        # One shared worker for both buttons: the detector is one model on two cores.
+        photo_button.click(detect_photo, photo_input, [photo_output, faces, photo_status_box],
+                           api_name="detect_photo", concurrency_id="detector")
+        video_button.click(detect_video, video_input, [video_output, video_status_box],
+                           api_name="detect_video", concurrency_id="detector")
+    demo.queue(default_concurrency_limit=1, max_size=32)
+    return demo
+
+
+def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+           max_upload_mb: float = 50) -> tuple[str, str | None]:
+    """Start serving in the background; returns the local URL and the public one (with share)."""
+    # max_file_size makes Gradio refuse oversized uploads before they are stored; ssr_mode=False
+    # keeps it from looking for Node.js; run_history=False keeps people's photos out of the
+    # browser's storage (and the page from offering to copy them to a Hugging Face bucket).
+    _, local_url, share_url = demo.launch(
+        server_name=host, server_port=port, share=share, max_file_size=int(max_upload_mb * 1024 * 1024),
+        ssr_mode=False, run_history=False, quiet=True, prevent_thread_lock=True)
+    return local_url, share_url
+
+
+def stop_on_signal(signum: int, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m facemask.app", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="a saved .keras classifier")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1, this machine)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
+    parser.add_argument("--max-upload-mb", type=float, default=50, help="largest photo or video upload (default: 50)")
+    parser.add_argument("--max-video-seconds", type=float, default=60, help="longest video (default: 60)")
+    args = parser.parse_args(argv)
+    if args.max_upload_mb <= 0 or args.max_video_seconds <= 0:
+        parser.error("--max-upload-mb and --max-video-seconds must be positive")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        detector = FaceMaskDetector.from_path(args.model)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    demo = build_app(detector, max_upload_mb=args.max_upload_mb, max_video_seconds=args.max_video_seconds)
+    try:
+        local_url, share_url = launch(demo, args.host, args.port, args.share, args.max_upload_mb)
+    except OSError as error:  # e.g. the port is taken
+        print(f"error: cannot serve on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 2
+    # SIGTERM (from a service manager or `kill`) stops it like Ctrl+C: Gradio then deletes its cached files.
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    print(f"Serving the face mask detector on {local_url}" + (f" and {share_url}" if share_url else ""), flush=True)
+    print("Press Ctrl+C to stop.", flush=True)
+    demo.block_thread()  # returns on Ctrl+C, after closing the server
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""The web app through its API (gradio_client) and its command line.
+
+The app runs in this process on a free local port, with a scratch CNN of random weights: these
+tests check the plumbing (faces found by MTCNN on a real photo, boxes drawn, tables filled, errors
+worded, files cleaned up), not the classifier's accuracy. The fixtures are shared with
+tests/test_app_browser.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+from PIL import Image
+
+# Offline, like the app: gradio_client would otherwise start a telemetry thread per Client.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+# The part of skimage's astronaut (public domain, 512x512) around her face, in a 4:3 frame.
+ASTRONAUT_4x3 = (64, 0, 448, 288)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def astronaut(size: tuple[int, int] | None = None) -> Image.Image:
+    from skimage import data
+
+    image = Image.fromarray(data.astronaut())
+    return image if size is None else image.crop(ASTRONAUT_4x3).resize(size, Image.BILINEAR)
+
+
+def write_clip(path: Path, frames: int = 10, size: tuple[int, int] = (160, 120), fps: int = 25) -> Path:
+    """A tiny H.264 clip of the astronaut drifting sideways, so the frames differ."""
+    still = np.asarray(astronaut(size))
+    with imageio.get_writer(path, fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=8,
+                            ffmpeg_log_level="error") as writer:
+        for i in range(frames):
+            writer.append_data(np.roll(still, i, axis=1))
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """The inputs: a face photo, a faceless one, a tiny clip and the bad files."""
+    folder = tmp_path_factory.mktemp("inputs")
+    paths = {name: folder / name for name in
+             ("astronaut.jpg", "grey.png", "clip.mp4", "notes.jpg", "truncated.jpg", "bomb.png", "noise.png")}
+    astronaut().save(paths["astronaut.jpg"], quality=92)
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(paths["grey.png"])
+    write_clip(paths["clip.mp4"])
+    paths["notes.jpg"].write_text("shopping list: eggs, milk\n")  # an image's name, not an image's bytes
+    data = paths["astronaut.jpg"].read_bytes()
+    paths["truncated.jpg"].write_bytes(data[: len(data) // 2])
+    # 50 megapixels of one colour: a few kB as PNG, 150 MB once decoded, over load_image's 40 MP limit.
+    Image.new("1", (10_000, 5_000)).save(paths["bomb.png"])
+    # Random pixels do not compress: about 0.7 MB, over the strict app's 0.5 MB limit.
+    noise = np.random.default_rng(0).integers(0, 256, (480, 480, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(paths["noise.png"])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    from facemask.models import build_scratch_cnn, save_model
+
+    return save_model(build_scratch_cnn(), tmp_path_factory.mktemp("models") / "scratch.keras")
+
+
+@pytest.fixture(scope="module")
+def app_dirs(tmp_path_factory):
+    """Gradio's cache and the system temporary folder, both redirected into pytest's tmp folders."""
+    cache, scratch = tmp_path_factory.mktemp("gradio-cache"), tmp_path_factory.mktemp("system-tmp")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_TEMP_DIR", str(cache))
+        patch.setattr(tempfile, "tempdir", str(scratch))
+        yield {"cache": cache, "tmp": scratch}
+
+
+@pytest.fixture(scope="module")
+def detector(model_path):
+    from facemask.detect import FaceMaskDetector
+
+    return FaceMaskDetector.from_path(model_path)
+
+
+@contextlib.contextmanager
+def serving(demo, launch_with_limits: bool = True):
+    """Serve a Blocks on a free port for the duration of the block; yields its URL."""
+    from facemask.app import launch
+
+    port = free_port()
+    if launch_with_limits:
+        url, _ = launch(demo, port=port)
+    else:  # a plain launch: only the app's own checks stand between an upload and the detector
+        _, url, _ = demo.launch(server_port=port, ssr_mode=False, quiet=True, prevent_thread_lock=True)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(detector, app_dirs):
+    """The app as `python -m facemask.app` serves it: 50 MB and 60 s limits."""
+    from facemask.app import build_app
+
+    with serving(build_app(detector)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def strict_url(detector, app_dirs):
+    """The app with tiny limits (0.5 MB, 0.2 s) and no upload limit in Gradio itself."""
+    from facemask.app import build_app
+
+    with serving(build_app(detector, max_upload_mb=0.5, max_video_seconds=0.2), launch_with_limits=False) as url:
+        yield url
+
+
+def client(url: str, tmp_path: Path):
+    from gradio_client import Client
+
+    return Client(url, verbose=False, download_files=str(tmp_path), analytics_enabled=False)
+
+
+def detect_photo(url: str, photo: Path, tmp_path: Path):
+    from gradio_client import handle_file
+
+    return client(url, tmp_path).predict(handle_file(str(photo)), api_name="/detect_photo")
+
+
+def detect_video(url: str, video: Path, tmp_path: Path):
+    from gradio_client import handle_file
+
+    return client(url, tmp_path).predict(handle_file(str(video)), api_name="/detect_video")
+
+
+def test_photo_endpoint_boxes_the_astronaut(app_url, files, tmp_path):
+    from facemask.detect import MASK_COLOUR, NO_MASK_COLOUR
+
+    annotated_path, table, status = detect_photo(app_url, files["astronaut.jpg"], tmp_path)
+    assert table["headers"] == ["face", "label", "P(mask)", "P(no-mask)", "box (x0, y0, x1, y1)"]
+    assert len(table["data"]) == 1, table
+    index, label, p_mask, p_no_mask, box = table["data"][0]
+    assert index == 1 and label in ("mask", "no-mask")
+    assert p_mask + p_no_mask == pytest.approx(1.0, abs=0.002)
+    assert (label == "mask") == (p_mask >= p_no_mask)
+    x0, y0, x1, y1 = (int(v) for v in box.split(","))
+    # Her face, in the 512x512 photo: roughly x 180-265, y 60-175.
+    assert 150 < x0 < x1 < 300 and 30 < y0 < y1 < 210
+    assert status.startswith("1 face:")
+
+    annotated = np.asarray(Image.open(annotated_path).convert("RGB"), dtype=int)
+    assert annotated.shape == (512, 512, 3)
+    colour = np.array(MASK_COLOUR if label == "mask" else NO_MASK_COLOUR)
+    # The box's left edge runs down column x0 in the label's colour (JPEG blurs it by a few levels).
+    edge = annotated[(y0 + y1) // 2 - 10:(y0 + y1) // 2 + 10, x0]
+    assert np.abs(edge - colour).max() < 60, edge
+
+
+def test_photo_without_a_face_says_so(app_url, files, tmp_path):
+    annotated_path, table, status = detect_photo(app_url, files["grey.png"], tmp_path)
+    assert table["data"] == []
+    assert status.startswith("No face found")
+    assert Image.open(annotated_path).size == (320, 240)
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("notes.jpg", "not an image"),
+    ("truncated.jpg", "truncated"),
+    ("bomb.png", "pixels, over the"),
+])
+def test_bad_photo_gives_a_readable_error_and_the_server_keeps_serving(app_url, files, tmp_path, app_dirs, name,
+                                                                       words):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as raised:
+        detect_photo(app_url, files[name], tmp_path)
+    message = str(raised.value)
+    assert message.startswith(f"{name}: ") and words in message
+    assert str(app_dirs["cache"]) not in message  # the page shows the user's file name, not server paths
+    _, table, _ = detect_photo(app_url, files["astronaut.jpg"], tmp_path)
+    assert len(table["data"]) == 1
+
+
+def test_video_endpoint_returns_a_browser_playable_mp4(app_url, files, tmp_path, app_dirs):
+    video_path, status = detect_video(app_url, files["clip.mp4"], tmp_path)
+    assert Path(video_path).suffix == ".mp4"
+    with imageio.get_reader(video_path, format="FFMPEG") as reader:
+        meta = reader.get_meta_data()
+        frames = [frame for frame in reader]
+    assert meta["codec"] == "h264" and meta["pix_fmt"].startswith("yuv420p")
+    assert len(frames) == 10 and frames[0].shape == (120, 160, 3)
+    assert meta["fps"] == pytest.approx(25)
+    assert status.startswith("10 frames (0.4 s at 25 fps)")
+    # The working folder of the request is gone; the result lives only in Gradio's cache.
+    assert not list(app_dirs["tmp"].glob("facemask-*"))
+
+
+def test_bad_video_gives_a_readable_error(app_url, files, tmp_path, app_dirs):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=r"^notes\.jpg: not a readable video"):
+        detect_video(app_url, files["notes.jpg"], tmp_path)
+    assert not list(app_dirs["tmp"].glob("facemask-*"))
+
+
+def test_limits_on_video_length_and_upload_size(strict_url, files, tmp_path, app_dirs):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=r"^clip\.mp4: the video lasts 0\.4 s, over the 0\.2 s limit"):
+        detect_video(strict_url, files["clip.mp4"], tmp_path)
+    with pytest.raises(AppError, match=r"^noise\.png: 0\.7 MB is over the 0\.5 MB limit"):
+        detect_photo(strict_url, files["noise.png"], tmp_path)
+    assert not list(app_dirs["tmp"].glob("facemask-*"))
+
+
+def test_no_input_asks_for_one(app_url, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="^No photo yet"):
+        client(app_url, tmp_path).predict(None, api_name="/detect_photo")
+    with pytest.raises(AppError, match="^No video yet"):
+        client(app_url, tmp_path).predict(None, api_name="/detect_video")
+
+
+def test_launch_limits_uploads_in_gradio_too_and_keeps_no_run_history(app_url):
+    import httpx
+
+    config = httpx.get(f"{app_url.rstrip('/')}/config", timeout=10).json()
+    assert config["max_file_size"] == 50 * 1024 * 1024
+    assert config["run_history"] is False
+
+
+def test_the_app_writes_nothing_into_its_package(app_url):
+    # Gradio writes a .pyi stub beside the module of any gr.Component subclass; the app has none.
+    assert not list((ROOT / "facemask").glob("*.pyi"))
+
+
+def test_concurrent_requests_are_queued_and_all_answered(app_url, files, tmp_path):
+    from gradio_client import handle_file
+
+    api = client(app_url, tmp_path)
+    jobs = [api.submit(handle_file(str(files["astronaut.jpg"])), api_name="/detect_photo") for _ in range(3)]
+    jobs.append(api.submit(handle_file(str(files["clip.mp4"])), api_name="/detect_video"))
+    assert [len(job.result(timeout=300)[1]["data"]) for job in jobs[:3]] == [1, 1, 1]
+    assert jobs[3].result(timeout=300)[1].startswith("10 frames")
+
+
+def run_app(*args: str, stderr=subprocess.PIPE) -> subprocess.Popen:
+    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, "-m", "facemask.app", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+
+def test_main_refuses_an_unreadable_model_before_serving(tmp_path, capsys):
+    from facemask.app import main
+
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_text("not a model\n")
+    assert main(["--model", str(corrupt), "--port", str(free_port())]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {corrupt}: not a readable Keras model")
+
+
+def test_main_reports_a_taken_port(model_path, capsys):
+    from facemask.app import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--model", str(model_path), "--port", str(port)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot serve on 127.0.0.1:{port}: ")
+
+
+def test_command_line_refuses_a_missing_model_and_serves_a_good_one(model_path, tmp_path):
+    """Two processes at once: each imports TensorFlow and Gradio, which takes a while on two cores."""
+    import httpx
+
+    missing = tmp_path / "missing.keras"
+    port = free_port()
+    log = (tmp_path / "app.log").open("w")  # a file, not a pipe: nobody reads it while the app runs
+    refused = run_app("--model", str(missing))
+    good = run_app("--model", str(model_path), "--port", str(port), stderr=log)
+    try:
+        _, stderr = refused.communicate(timeout=240)
+        assert refused.returncode == 2
+        assert stderr.strip().splitlines()[-1] == f"error: model file not found: {missing}"
+        # The app prints its URL once it serves (and once SIGTERM is handled).
+        ready, _, _ = select.select([good.stdout], [], [], 240)
+        first_line = good.stdout.readline() if ready else ""
+        assert first_line == f"Serving the face mask detector on http://127.0.0.1:{port}/\n", (
+            first_line + (tmp_path / "app.log").read_text())
+        config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=10)
+        assert config.status_code == 200 and config.json()["title"] == "Face mask detection"
+        good.terminate()  # SIGTERM: the app stops as on Ctrl+C
+        good.communicate(timeout=60)
+        assert good.returncode == 0
+    finally:
+        for process in (refused, good):
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        log.close()

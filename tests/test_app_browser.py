@@ -1,0 +1,193 @@
+"""The web app in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+Chromium's fake camera plays a generated .y4m of the astronaut, so a webcam snapshot has a real
+face in it. Every request the page makes outside the app is refused and recorded: the page must
+load and work offline. Skipped when /usr/bin/chromium is absent (`make chromium` installs it).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import test_app  # tests/ is on sys.path under pytest
+from PIL import Image
+from test_app import astronaut
+
+# The app, its model and its input files: the API tests' fixtures.
+app_dirs, app_url, detector, files, model_path = (
+    test_app.app_dirs, test_app.app_url, test_app.detector, test_app.files, test_app.model_path)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--no-sandbox",
+                 "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+TIMEOUT_MS = 90_000  # two shared cores: a first detection can take a while
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} is absent: run `make chromium` (Debian: apt-get "
+                                                      "install chromium) to run the browser tests"),
+]
+
+
+def write_y4m(path: Path, image: Image.Image, frames: int = 2) -> Path:
+    """An uncompressed YUV 4:2:0 video, the format Chromium's fake camera plays from a file."""
+    width, height = image.size
+    y, cb, cr = image.convert("YCbCr").split()
+    half = (width // 2, height // 2)
+    frame = b"FRAME\n" + y.tobytes() + cb.resize(half).tobytes() + cr.resize(half).tobytes()
+    path.write_bytes(f"YUV4MPEG2 W{width} H{height} F25:1 Ip A1:1 C420jpeg\n".encode() + frame * frames)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    camera = write_y4m(tmp_path_factory.mktemp("camera") / "astronaut.y4m", astronaut((320, 240)))
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera}"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    """A fresh page on the app; any request leaving the app is aborted, and must not have happened."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    outside = []
+
+    def only_the_app(route):
+        if route.request.url.startswith(app_url) or route.request.url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_app)
+    page = context.new_page()
+    page.goto(app_url)
+    expect(page.get_by_role("heading", name="Face mask detection")).to_be_visible()
+    yield page
+    context.close()
+    assert outside == [], f"the page tried to reach outside the app: {outside}"
+
+
+def upload_photo(page, photo: Path) -> None:
+    page.locator("#photo-input button[aria-label='Upload file']").click()
+    page.locator("#photo-input input[type=file]").set_input_files(str(photo))
+
+
+def annotated_photo(page) -> Image.Image:
+    """The picture the page shows as the result, fetched from the app as the browser did."""
+    from playwright.sync_api import expect
+
+    image = page.locator("#photo-output img")
+    expect(image).to_be_visible()
+    response = page.request.get(image.get_attribute("src"))
+    assert response.ok
+    return Image.open(io.BytesIO(response.body())).convert("RGB")
+
+
+def face_rows(page):
+    """The faces table's rows, header first (the table is a role=grid of role=row)."""
+    return page.get_by_role("grid", name="Faces").get_by_role("row")
+
+
+def test_uploaded_photo_comes_back_boxed_with_a_faces_table(page, files, tmp_path):
+    from playwright.sync_api import expect
+
+    from facemask.detect import MASK_COLOUR, NO_MASK_COLOUR
+
+    upload_photo(page, files["astronaut.jpg"])
+    page.locator("#photo-button").click()
+    expect(page.locator("#photo-status textarea")).to_have_value(re.compile(r"^1 face: "))
+    expect(face_rows(page)).to_have_count(2)
+    row = face_rows(page).nth(1).inner_text()
+    label = "no-mask" if "no-mask" in row else "mask"
+    assert re.search(r"\d+, \d+, \d+, \d+", row), row
+
+    result = annotated_photo(page)
+    assert result.size == (512, 512)
+    # Pixels of the label's colour appear (the box and its tag) where the uploaded photo had none.
+    colour = np.array(MASK_COLOUR if label == "mask" else NO_MASK_COLOUR)
+    boxed = np.abs(np.asarray(result, dtype=int) - colour).max(axis=-1) < 40
+    before = np.abs(np.asarray(astronaut(), dtype=int) - colour).max(axis=-1) < 40
+    assert boxed.sum() > before.sum() + 200
+    page.locator("#photo-output").screenshot(path=str(tmp_path / "annotated_in_browser.png"))
+
+
+def test_webcam_snapshot_is_detected(page, tmp_path):
+    from playwright.sync_api import expect
+
+    page.get_by_text("Click to Access Webcam").click()
+    video = page.locator("#photo-input video")
+    expect(video).to_be_visible()
+    # Wait for the fake camera's frames to arrive before taking the picture.
+    page.wait_for_function("document.querySelector('#photo-input video').videoWidth > 0")
+    page.locator("#photo-input button[aria-label='capture photo']").click()
+    expect(page.locator("#photo-input img").first).to_be_visible()
+    page.locator("#photo-button").click()
+    expect(page.locator("#photo-status textarea")).to_have_value(re.compile(r"^1 face: "))
+    expect(face_rows(page)).to_have_count(2)
+    assert annotated_photo(page).size == (320, 240)
+    page.screenshot(path=str(tmp_path / "webcam_in_browser.png"))
+
+
+def test_non_image_upload_shows_a_readable_error_and_the_page_recovers(page, files):
+    from playwright.sync_api import expect
+
+    upload_photo(page, files["notes.jpg"])
+    page.locator("#photo-button").click()
+    expect(page.get_by_text("notes.jpg: not an image (no format Pillow can read)")).to_be_visible()
+    # The same page, a real photo next: the server and the page carry on.
+    upload_photo(page, files["astronaut.jpg"])
+    page.locator("#photo-button").click()
+    expect(page.locator("#photo-status textarea")).to_have_value(re.compile(r"^1 face: "))
+
+
+def annotated_video_plays(page, size: tuple[int, int]) -> None:
+    """The result's <video> has decoded its first frame: the browser plays the MP4 we wrote."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#video-output video")).to_be_visible()
+    page.wait_for_function("document.querySelector('#video-output video').readyState >= 2")
+    width, height = page.evaluate("(v => [v.videoWidth, v.videoHeight])(document.querySelector('#video-output video'))")
+    assert (width, height) == size
+
+
+def test_uploaded_video_comes_back_annotated_and_plays(page, files):
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-input button[aria-label='Upload file']").click()
+    page.locator("#video-input input[type=file]").set_input_files(str(files["clip.mp4"]))
+    page.locator("#video-button").click()
+    expect(page.locator("#video-status textarea")).to_have_value(re.compile(r"^10 frames \(0\.4 s at 25 fps\)"))
+    annotated_video_plays(page, (160, 120))
+
+
+def test_webcam_recording_comes_back_annotated(page):
+    """MediaRecorder's WebM carries no duration: the app counts frames against the limit instead."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-input").get_by_text("Click to Access Webcam").click()
+    page.wait_for_function("(v => v && v.videoWidth > 0)(document.querySelector('#video-input video'))")
+    record = page.locator("#video-input button[aria-label='start recording']")  # one button: Record, then Stop
+    record.click()
+    expect(record).to_have_text("Stop")
+    page.wait_for_timeout(600)
+    record.click()
+    page.locator("#video-button").click()
+    status = page.locator("#video-status textarea")
+    expect(status).to_have_value(re.compile(r"^\d+ frames .* [1-9]\d* face boxes drawn"))
+    annotated_video_plays(page, (320, 240))
