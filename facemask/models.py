@@ -38,9 +38,9 @@ def build_scratch_cnn(image_size: tuple[int, int] = IMAGE_SIZE, dropout: float =
     for filters in (32, 32, 64):
         x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
         x = layers.MaxPooling2D(2)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(256, activation="relu")(x)
-    x = layers.Dropout(dropout)(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(256, activation="relu", name="dense")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
     # float32 output keeps the softmax exact under mixed precision.
     outputs = layers.Dense(len(CLASS_NAMES), activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="scratch_cnn")
@@ -62,11 +62,53 @@ def build_vgg16(weights: str | None = "imagenet", image_size: tuple[int, int] = 
     x = VGGPreprocess(name="vgg_preprocess")(inputs)
     # training=False keeps the base in inference mode even once it is unfrozen (the Keras recipe).
     x = base(x, training=False)
-    x = layers.Flatten()(x)
-    x = layers.Dense(256, activation="relu")(x)
-    x = layers.Dropout(dropout)(x)
+    x = layers.Flatten(name="head_flatten")(x)
+    x = layers.Dense(256, activation="relu", name="head_dense")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(len(CLASS_NAMES), activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="vgg16_finetuned")
+
+
+VGG_BASE = "vgg16"  # the name keras.applications gives the convolutional base
+VGG_HEAD = ("head_flatten", "head_dense", "head_dropout", "probabilities")
+VGG_BLOCKS = ("block1", "block2", "block3", "block4", "block5")
+
+
+def vgg16_base(model: keras.Model) -> keras.Model:
+    """The convolutional base inside a model from `build_vgg16`."""
+    return model.get_layer(VGG_BASE)
+
+
+def vgg16_head(model: keras.Model) -> keras.Model:
+    """A model from the base's output (7x7x512 features) to the probabilities that shares its layers
+    (and so its weights) with `model`: training it on precomputed features trains `model`'s head."""
+    features = keras.Input(shape=vgg16_base(model).output.shape[1:], name="vgg16_features")
+    x = features
+    for name in VGG_HEAD:
+        x = model.get_layer(name)(x)
+    return keras.Model(features, x, name="vgg16_head")
+
+
+def vgg16_features(model: keras.Model) -> keras.Model:
+    """RGB 0-255 in, the frozen base's 7x7x512 feature maps out (preprocessing included)."""
+    return keras.Model(model.inputs, model.get_layer(VGG_HEAD[0]).input, name="vgg16_features")
+
+
+def unfreeze_vgg16(model: keras.Model, from_block: str | None = None) -> list[str]:
+    """Make the base trainable from `from_block` (e.g. "block5") upwards, or entirely if None.
+
+    Returns the names of the trainable base layers. The model must be compiled again afterwards
+    for the change to take effect (the Keras fine-tuning recipe).
+    """
+    if from_block is not None and from_block not in VGG_BLOCKS:
+        raise ValueError(f"unknown VGG16 block {from_block!r}; choose one of {', '.join(VGG_BLOCKS)}")
+    base = vgg16_base(model)
+    base.trainable = True
+    trainable = from_block is None
+    for layer in base.layers:
+        trainable = trainable or layer.name.startswith(from_block + "_")
+        layer.trainable = trainable
+    return [layer.name for layer in base.layers if layer.trainable and layer.weights]
 
 
 def sidecar_path(path: Path | str) -> Path:

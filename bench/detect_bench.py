@@ -1,0 +1,351 @@
+"""Benchmark: detection quality on the real photos, and end-to-end video throughput.
+
+    python bench/detect_bench.py --model models/scratch.keras [--data ../shared/datasets/kaggle-format]
+                                 [--limit N] [--seconds 5] [--rounds 3]
+                                 [--skip-quality] [--skip-speed] [--random-weights]
+
+Quality, on every photo and box of kaggle-format (train.csv's four number columns are xmin, ymin,
+xmax, ymax whatever its header says; face_with_mask -> mask, face_no_mask -> no-mask, and
+face_with_mask_incorrect -> no-mask, since a mask worn under the nose does not protect):
+
+- face recall at IoU 0.5, class-agnostic, for all faces and for faces at least 20 px on both sides;
+- mask/no-mask accuracy on the faces matched, and the classifier alone on the labelled boxes;
+- average precision at IoU 0.5 per class (each face detection scored detector score x P(class),
+  VOC all-point interpolation) and their mean, mAP@0.5.
+
+Speed, on two 640x480 clips (written to a temporary folder, deleted after): one panned across real
+photos with several faces each, one across the astronaut (one face, as from a webcam). End-to-end
+frames per second of `annotate_video` (decode, detect, classify, draw, encode) for several
+detector settings, a stage-by-stage breakdown, and batched against one-face-at-a-time
+classification measured side by side in the same run. Rounds alternate, so that other work on
+the machine slows both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import imageio.v2 as imageio  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+from skimage import data as skimage_data  # noqa: E402
+
+from facemask import detect, predict  # noqa: E402
+from facemask.detect import FaceMaskDetector, MTCNNFaceDetector, crop_face, draw_detections, load_image  # noqa: E402
+from facemask.video import annotate_video  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "kaggle-format"
+CLASS_OF = {"face_with_mask": "mask", "face_no_mask": "no-mask", "face_with_mask_incorrect": "no-mask"}
+CLASSES = ("mask", "no-mask")
+ANCHORS = "YOLOv8m 0.91, Faster R-CNN 0.865, YOLOv5s 0.76"
+
+
+# --- quality -------------------------------------------------------------------------------------
+
+def read_truth(csv_path: Path) -> dict[str, list[tuple[tuple[int, int, int, int], str, str]]]:
+    """Per photo: (box, label, original class name) for every labelled face."""
+    rows = pd.read_csv(csv_path)
+    rows.columns = ["name", "xmin", "ymin", "xmax", "ymax", "classname"]  # the header is misleading
+    truth: dict[str, list] = defaultdict(list)
+    for row in rows.itertuples():
+        if row.classname in CLASS_OF:
+            truth[row.name].append(((row.xmin, row.ymin, row.xmax, row.ymax), CLASS_OF[row.classname], row.classname))
+    return dict(truth)
+
+
+def iou(a, b) -> float:
+    width = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    intersection = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
+    return intersection / union if union > 0 else 0.0
+
+
+def match_faces(detections, truth, min_score: float, min_iou: float = 0.5) -> list[tuple[int, object]]:
+    """Greedy, by detector score: each detection takes the best unmatched face at IoU >= min_iou."""
+    matches, taken = [], set()
+    for detection in sorted((d for d in detections if d.score >= min_score), key=lambda d: -d.score):
+        overlaps = [(iou(detection.box, box), i) for i, (box, _, _) in enumerate(truth) if i not in taken]
+        best = max(overlaps, default=(0.0, -1))
+        if best[0] >= min_iou:
+            taken.add(best[1])
+            matches.append((best[1], detection))
+    return matches
+
+
+def average_precision(found: dict[str, list], truth: dict[str, list], label: str) -> float:
+    """VOC all-point interpolated AP at IoU 0.5 for one class, detections scored score x P(label)."""
+    scored = [(d.score * (d.p_mask if label == "mask" else d.p_no_mask), name, d.box)
+              for name, detections in found.items() for d in detections]
+    positives = sum(lab == label for faces in truth.values() for _, lab, _ in faces)
+    taken: set[tuple[str, int]] = set()
+    hits = []
+    for _, name, box in sorted(scored, key=lambda s: -s[0]):
+        candidates = [(iou(box, b), i) for i, (b, lab, _) in enumerate(truth.get(name, [])) if lab == label]
+        best_iou, best = max(candidates, default=(0.0, -1))
+        hit = best_iou >= 0.5 and (name, best) not in taken  # the best face already taken: a duplicate
+        if hit:
+            taken.add((name, best))
+        hits.append(hit)
+    true_positives = np.cumsum(hits)
+    recall = np.concatenate([[0.0], true_positives / max(positives, 1), [1.0]])
+    precision = np.concatenate([[0.0], true_positives / np.arange(1, len(hits) + 1), [0.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]  # the precision envelope
+    steps = np.flatnonzero(recall[1:] != recall[:-1])
+    return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
+
+
+def evaluate_setting(detector: FaceMaskDetector, photos: dict[str, Image.Image], truth: dict) -> None:
+    started = time.perf_counter()
+    found = {name: detector.detect(photo) for name, photo in photos.items()}
+    elapsed = time.perf_counter() - started
+    print(f"  {len(photos)} photos in {elapsed:.1f} s ({len(photos) / elapsed:.2f} photos/s), "
+          f"{sum(map(len, found.values()))} detections")
+    for min_score in (0.0, detect.DEFAULT_THRESHOLD):  # all of MTCNN's faces, then the app's threshold
+        matched_all = matched_big = total_big = correct = loose = 0
+        per_class = defaultdict(lambda: [0, 0])
+        for name, faces in truth.items():
+            matches = match_faces(found[name], faces, min_score)
+            loose += len(match_faces(found[name], faces, min_score, min_iou=0.3))
+            matched_all += len(matches)
+            big = [i for i, (b, _, _) in enumerate(faces) if min(b[2] - b[0], b[3] - b[1]) >= 20]
+            total_big += len(big)
+            matched_big += sum(i in big for i, _ in matches)
+            for i, detection in matches:
+                per_class[faces[i][2]][0] += detection.label == faces[i][1]
+                per_class[faces[i][2]][1] += 1
+                correct += detection.label == faces[i][1]
+        total = sum(map(len, truth.values()))
+        print(f"  detector score >= {min_score:.1f}: face recall@0.5 {matched_all / total:.3f} ({matched_all}/{total}),"
+              f" faces >= 20 px {matched_big / total_big:.3f} ({matched_big}/{total_big}), all at IoU 0.3 "
+              f"{loose / total:.3f};"
+              f" accuracy on matched {correct / max(matched_all, 1):.3f} ("
+              + ", ".join(f"{k} {c}/{n}" for k, (c, n) in sorted(per_class.items())) + ")")
+    aps = {label: average_precision(found, truth, label) for label in CLASSES}
+    print(f"  AP@0.5: mask {aps['mask']:.3f}, no-mask {aps['no-mask']:.3f}; "
+          f"mAP@0.5 {statistics.mean(aps.values()):.3f}")
+
+
+def classifier_on_labelled_boxes(model, photos: dict[str, Image.Image], truth: dict, margin: float) -> None:
+    crops, labels = [], []
+    for name, faces in truth.items():
+        for box, label, _ in faces:
+            crops.append(crop_face(photos[name], box, margin))
+            labels.append(label)
+    probabilities = predict.predict_proba(model, crops)
+    predicted = np.where(probabilities[:, 0] >= probabilities[:, 1], "mask", "no-mask")
+    labels = np.asarray(labels)
+    per_class = ", ".join(f"{c} {np.mean(predicted[labels == c] == c):.3f} (n={np.sum(labels == c)})" for c in CLASSES)
+    print(f"  classifier alone on the {len(labels)} labelled boxes (margin {margin}): accuracy "
+          f"{np.mean(predicted == labels):.3f}; per class: {per_class}")
+
+
+def quality(model, class_names, data: Path, limit: int | None) -> None:
+    truth = read_truth(data / "train.csv")
+    names = sorted(truth)[:limit]
+    truth = {name: truth[name] for name in names}
+    photos = {name: load_image(data / "images" / name) for name in names}
+    print(f"\n== Quality on {data} ({len(names)} photos, {sum(map(len, truth.values()))} faces; "
+          "face_with_mask_incorrect counted as no-mask) ==")
+    print(f"Public anchors, mAP@0.5 on these andrewmvd photos: {ANCHORS}. Those are detectors TRAINED on these")
+    print("photos; ours is a general face detector (MTCNN) + a classifier trained on other crops, never on them.")
+    classifier_on_labelled_boxes(model, photos, truth, margin=0.1)
+    settings = [
+        ("MTCNN as shipped: min_face_size 20, stage thresholds 0.6/0.7/0.8", dict()),
+        ("MTCNN min_face_size 10 (upsamples to find smaller faces)", dict(min_face_size=10)),
+        ("MTCNN stage thresholds lowered to 0.4/0.5/0.6 (more masked faces, more false ones)",
+         dict(stage_thresholds=(0.4, 0.5, 0.6))),
+        ("MTCNN min_face_size 10 and stage thresholds 0.4/0.5/0.6", dict(min_face_size=10,
+                                                                          stage_thresholds=(0.4, 0.5, 0.6))),
+    ]
+    for label, options in settings:
+        print(f"{label}; crop margin 0.1, max_side 1024:")
+        detector = FaceMaskDetector(model, class_names, face_detector=MTCNNFaceDetector(**options), threshold=0.0)
+        evaluate_setting(detector, photos, truth)
+
+
+# --- speed ---------------------------------------------------------------------------------------
+
+def write_clip(path: Path, pictures: list[Image.Image], seconds: float, fps: int = 25,
+               size: tuple[int, int] = (640, 480)) -> int:
+    """A clip panning across each picture in turn (each enlarged to 110% of the frame's cover size)."""
+    width, height = size
+    frames_per_picture = round(seconds * fps / len(pictures))
+    with imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
+                            macro_block_size=1, ffmpeg_log_level="error") as writer:
+        for picture in pictures:
+            scale = 1.1 * max(width / picture.width, height / picture.height)
+            pixels = np.asarray(picture.resize((round(picture.width * scale), round(picture.height * scale)),
+                                               Image.BICUBIC))
+            for i in range(frames_per_picture):
+                x = round(i * (pixels.shape[1] - width) / max(frames_per_picture - 1, 1))
+                y = round(i * (pixels.shape[0] - height) / max(frames_per_picture - 1, 1))
+                writer.append_data(pixels[y: y + height, x: x + width])
+    return frames_per_picture * len(pictures)
+
+
+def predict_proba_on_batch(model, images, batch_size: int = 32) -> np.ndarray:
+    """The same batch as predict_proba through `predict_on_batch`, without `predict`'s per-call set-up."""
+    batch = predict.to_model_input(images, tuple(model.input_shape[1:3]))
+    return np.concatenate([np.asarray(model.predict_on_batch(batch[i: i + batch_size]), dtype=np.float32)
+                           for i in range(0, len(batch), batch_size)])
+
+
+def end_to_end(clip: Path, out: Path, detector: FaceMaskDetector) -> tuple[float, float]:
+    """Frames per second of the whole annotate_video call, and faces found per frame."""
+    detector.detect(Image.new("RGB", (640, 480)))  # warm up: graph tracing happens once per process
+    started = time.perf_counter()
+    stats = annotate_video(clip, out, detector)
+    return stats["frames"] / (time.perf_counter() - started), stats["faces"] / stats["frames"]
+
+
+def stage_breakdown(clip: Path, out: Path, detector: FaceMaskDetector) -> list:
+    """Milliseconds per frame for each stage, run one after the other on the same frames."""
+    started = time.perf_counter()
+    reader = imageio.get_reader(clip, format="FFMPEG")
+    frames = [Image.fromarray(frame) for frame in reader]
+    reader.close()
+    timings = {"decode": time.perf_counter() - started}
+    started = time.perf_counter()
+    faces = [detector.find_faces(frame) for frame in frames]
+    timings["detect faces (MTCNN)"] = time.perf_counter() - started
+    started = time.perf_counter()
+    detections = [detector.classify(frame, found) for frame, found in zip(frames, faces, strict=True)]
+    timings["crop + classify (predict_proba)"] = time.perf_counter() - started
+    started = time.perf_counter()
+    drawn = [np.asarray(draw_detections(frame, found)) for frame, found in zip(frames, detections, strict=True)]
+    timings["draw"] = time.perf_counter() - started
+    started = time.perf_counter()
+    with imageio.get_writer(out, format="FFMPEG", fps=25, codec="libx264", pixelformat="yuv420p",
+                            macro_block_size=1, ffmpeg_log_level="error") as writer:
+        for frame in drawn:
+            writer.append_data(frame)
+    timings["encode"] = time.perf_counter() - started
+    stages = ", ".join(f"{name} {1000 * seconds / len(frames):.1f}" for name, seconds in timings.items())
+    print(f"    stage by stage (ms/frame): {stages}")
+    crops = [[crop_face(frame, box, detector.margin) for box, _ in found] for frame, found in zip(frames, faces,
+                                                                                                 strict=True)]
+    return [c for c in crops if c]
+
+
+def batched_vs_single(model, crops_per_frame: list, rounds: int = 3) -> None:
+    """All faces of a frame in one call against one call per face, same crops, alternating rounds."""
+    ways = {
+        "batched predict_proba": lambda crops: predict.predict_proba(model, crops),
+        "one face at a time predict_proba": lambda crops: [predict.predict_proba(model, [c]) for c in crops],
+        "batched predict_on_batch": lambda crops: predict_proba_on_batch(model, crops),
+        "one face at a time predict_on_batch": lambda crops: [predict_proba_on_batch(model, [c]) for c in crops],
+    }
+    times: dict[str, list[float]] = defaultdict(list)
+    for _ in range(rounds):
+        for name, way in ways.items():
+            started = time.perf_counter()
+            for crops in crops_per_frame:
+                way(crops)
+            times[name].append((time.perf_counter() - started) / len(crops_per_frame))
+    median = {name: statistics.median(t) for name, t in times.items()}
+    faces = sum(map(len, crops_per_frame)) / len(crops_per_frame)
+    print(f"  classification, {len(crops_per_frame)} frames with faces, {faces:.1f} faces/frame, median of {rounds} "
+          "rounds (ms/frame): " + ", ".join(f"{k} {1000 * v:.1f}" for k, v in median.items()))
+    for call in ("predict_proba", "predict_on_batch"):
+        ratio = median[f"one face at a time {call}"] / median[f"batched {call}"]
+        print(f"  batched is {ratio:.2f}x faster than one face at a time ({call})")
+    print(f"  predict_on_batch is {median['batched predict_proba'] / median['batched predict_on_batch']:.2f}x faster "
+          "than predict_proba's model.predict for one frame's batch")
+
+
+def speed(model, class_names, data: Path, seconds: float, rounds: int) -> None:
+    truth = read_truth(data / "train.csv")
+    crowd = [load_image(data / "images" / name) for name in sorted(truth) if len(truth[name]) >= 3][:5]
+    single = [Image.fromarray(skimage_data.astronaut()).crop((0, 0, 512, 384))]  # 4:3, her face stays in view
+    with tempfile.TemporaryDirectory(prefix="detect_bench_") as folder:
+        clips = {"crowd": Path(folder) / "crowd.mp4", "single": Path(folder) / "single.mp4"}
+        frames = write_clip(clips["crowd"], crowd, seconds)
+        write_clip(clips["single"], single, seconds)
+        print(f"\n== Video throughput on 640x480 clips of {frames} frames at 25 fps ({seconds:g} s): 'crowd' pans "
+              "across 5 real photos with 3+ faces each, 'single' across the astronaut (one face, webcam-like); "
+              f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at start ==")
+        print("end-to-end = decode, detect, classify, draw, encode (annotate_video, detector warmed up), median of "
+              f"{rounds} rounds taken in turn; 'on_batch' = classification through predict_on_batch, a change "
+              "proposed for predict.py. (MTCNN min_face_size 40 at 640x480 is the same work as max_side 320.)")
+        settings = [  # clip, label, FaceMaskDetector options, MTCNNFaceDetector options
+            ("crowd", "MTCNN as packaged (eager), detect at 640x480", dict(max_side=640), dict(graph=False)),
+            ("crowd", "graph MTCNN (shipped default), detect at 640x480", dict(max_side=640), dict()),
+            ("crowd", "graph MTCNN, detect on a 320x240 copy", dict(max_side=320), dict()),
+            ("single", "graph MTCNN (shipped default), detect at 640x480", dict(max_side=640), dict()),
+            ("single", "graph MTCNN, detect on a 320x240 copy", dict(max_side=320), dict()),
+        ]
+        detectors = [FaceMaskDetector(model, class_names, face_detector=MTCNNFaceDetector(**mtcnn_options),
+                                      **options) for _, _, options, mtcnn_options in settings]
+        results: dict[tuple[int, str], list[float]] = defaultdict(list)
+        faces_per_frame = {}
+        for _ in range(rounds):
+            for index, (clip, _, _, _) in enumerate(settings):
+                fps, faces_per_frame[index] = end_to_end(clips[clip], Path(folder) / "out.mp4", detectors[index])
+                results[index, "predict_proba"].append(fps)
+                original, detect.predict_proba = detect.predict_proba, predict_proba_on_batch
+                try:
+                    results[index, "on_batch"].append(end_to_end(clips[clip], Path(folder) / "out.mp4",
+                                                                 detectors[index])[0])
+                finally:
+                    detect.predict_proba = original
+        for index, (clip, label, _, _) in enumerate(settings):
+            print(f"[{clip}] {label}: {statistics.median(results[index, 'predict_proba']):.2f} frames/s end-to-end, "
+                  f"on_batch {statistics.median(results[index, 'on_batch']):.2f} ({faces_per_frame[index]:.2f} "
+                  "faces/frame)")
+        crops = None
+        for index in (1, 2):
+            print(f"  [{settings[index][0]}] {settings[index][1]}:")
+            found_crops = stage_breakdown(clips[settings[index][0]], Path(folder) / "stages.mp4", detectors[index])
+            crops = crops or found_crops
+        batched_vs_single(model, crops, rounds)
+        print(f"load average at end {os.getloadavg()[0]:.1f}; target: 10 frames/s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "scratch.keras")
+    parser.add_argument("--random-weights", action="store_true", help="an untrained scratch CNN instead of --model")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N photos for quality")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of the generated clips")
+    parser.add_argument("--rounds", type=int, default=3, help="speed rounds, taken in turn; the median is reported")
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    args = parser.parse_args(argv)
+    if not (args.data / "train.csv").is_file():
+        print(f"error: {args.data}: no train.csv (the real data folder is needed)", file=sys.stderr)
+        return 2
+    if args.random_weights:
+        from facemask.models import build_scratch_cnn
+
+        model, class_names = build_scratch_cnn(), ["mask", "no-mask"]
+        print("MODEL: scratch CNN with RANDOM weights (untrained): speed figures are valid, quality figures are not")
+    else:
+        try:
+            model, class_names = detect.load_model(args.model)
+        except (OSError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"MODEL: {args.model} ({model.name}, {model.count_params():,} parameters)")
+    if not args.skip_quality:
+        quality(model, class_names, args.data, args.limit)
+    if not args.skip_speed:
+        speed(model, class_names, args.data, args.seconds, args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

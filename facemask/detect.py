@@ -1,0 +1,357 @@
+"""From a photo to faces boxed green (mask) or red (no mask).
+
+The detection stage chains two models: a face detector (MTCNN, behind a one-method interface)
+finds the faces on a copy of the photo no larger than `max_side`, each face is cropped from the
+full-resolution original with a margin (as split.py cuts the training crops), and all the faces
+of one photo go through the mask classifier in a single batched call.
+
+    python -m facemask.detect --model models/scratch.keras photo.jpg clip.mp4 --out out/
+
+Photos give `out/<stem>_annotated.<ext>` and `out/<stem>.json`; videos (see facemask.video) give
+`out/<stem>_annotated.mp4`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from facemask import CLASS_NAMES
+from facemask.models import load_model
+from facemask.predict import predict_proba
+from facemask.video import VIDEO_EXTENSIONS, VideoError, annotate_video
+
+__all__ = [
+    "MASK_COLOUR", "NO_MASK_COLOUR", "Detection", "FaceDetector", "FaceMaskDetector", "ImageError",
+    "MTCNNFaceDetector", "VideoError", "annotate_video", "draw_detections", "load_image", "main",
+]
+
+MASK_COLOUR = (0, 200, 0)
+NO_MASK_COLOUR = (220, 0, 0)
+LABEL_TEXT_COLOUR = (255, 255, 255)
+DEFAULT_THRESHOLD = 0.9  # MTCNN confidence; its own last stage already keeps only faces above 0.8
+# Pillow can write these; anything else (e.g. .gif, .heic) is annotated as PNG.
+SAVEABLE_PHOTO_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+Box = tuple[int, int, int, int]
+
+
+class ImageError(ValueError):
+    """A photo that cannot be used; the message names the file and what is wrong."""
+
+
+def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = 40_000_000,
+               name: str | None = None) -> Image.Image:
+    """Open, check and fully decode a photo, upright (EXIF orientation applied) and in RGB."""
+    if name is None:
+        name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "<uploaded image>")
+    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    with warnings.catch_warnings():
+        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; make the warning an error too.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(stream)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise ImageError(f"{name}: refused as a possible decompression bomb ({error})") from error
+        except FileNotFoundError as error:
+            raise ImageError(f"{name}: file not found") from error
+        except Image.UnidentifiedImageError as error:
+            raise ImageError(f"{name}: not an image (no format Pillow can read)") from error
+        except OSError as error:
+            raise ImageError(f"{name}: cannot be read ({error})") from error
+        with image:  # closes the file once decoded, or when refused
+            # The header gives the size before any pixel is decoded: refuse huge images here.
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(f"{name}: {width}x{height} is {width * height:,} pixels, "
+                                 f"over the {max_pixels:,} limit")
+            if width == 0 or height == 0:
+                raise ImageError(f"{name}: the image is empty ({width}x{height})")
+            try:
+                image.load()  # decode now, so a truncated file fails here and not later
+                upright = ImageOps.exif_transpose(image)
+            except Exception as error:  # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error...
+                problem = f"{type(error).__name__}: {error}"
+                raise ImageError(f"{name}: damaged or truncated image data ({problem})") from error
+            return to_rgb(upright, name)
+
+
+def to_rgb(image: Image.Image, name: str) -> Image.Image:
+    """Any Pillow mode to RGB; transparency is flattened onto white, 16-bit grey scaled to 8 bits."""
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        # Pillow's own I;16 -> RGB conversion clips at 255 instead of scaling down.
+        grey = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16") or grey.max() > 255:
+            grey = grey / 257.0
+        return Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    try:
+        return image.convert("RGB")
+    except ValueError as error:
+        raise ImageError(f"{name}: colour mode {image.mode} cannot be converted to RGB") from error
+
+
+@dataclass
+class Detection:
+    """One face: its box in the original photo's pixels, how sure each model is, and the label."""
+
+    box: Box  # x0, y0, x1, y1 (x1, y1 exclusive)
+    score: float  # face detector confidence
+    p_mask: float
+    p_no_mask: float
+    label: str
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"box": list(self.box)}
+
+
+class FaceDetector(Protocol):
+    """Anything that finds faces: boxes (x0, y0, x1, y1) in the pixels of `rgb`, with a confidence."""
+
+    def find_faces(self, rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]: ...
+
+
+class MTCNNFaceDetector:
+    """MTCNN from the `mtcnn` package (TensorFlow; its weights ship inside the wheel).
+
+    `min_face_size` (pixels of the array it is given) trades small faces for speed: 10 finds faces of
+    10 px on a 2x upsampled copy, at about 4 times the cost. `graph=True`
+    runs MTCNN's three networks as compiled TensorFlow graphs: the package calls them eagerly,
+    layer by layer, and that Python overhead is most of its time on a CPU (same boxes, ~3x faster).
+    """
+
+    # mtcnn 1.0 counts its image pyramid's levels as if min_face_size were 12 but starts it at
+    # 12 / min_face_size: only near 20 does the pyramid span the image. Above, its last level is
+    # under PNet's 12 px and the convolution fails; below, it stops before the coarse levels that
+    # find the largest faces. So MTCNN always runs at 20, on the image resized by 20 / min_face_size.
+    PYRAMID_MIN_FACE = 20
+
+    def __init__(self, min_face_size: int = 20, graph: bool = True,
+                 stage_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8)):
+        import tensorflow as tf
+        from mtcnn import MTCNN  # imported here: TensorFlow and its networks take seconds to load
+
+        self.min_face_size = min_face_size
+        # PNet, RNet, ONet score thresholds (the package's defaults); lower finds more masked faces.
+        self.stage_options = dict(zip(("threshold_pnet", "threshold_rnet", "threshold_onet"), stage_thresholds,
+                                      strict=True))
+        self.mtcnn = MTCNN()  # created once: building the networks costs more than a detection
+        if graph:
+            for stage in self.mtcnn.stages:
+                # reduce_retracing: one graph serves every pyramid level and every number of candidates.
+                stage._model = tf.function(stage.model, reduce_retracing=True)
+
+    def find_faces(self, rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+        scale = self.PYRAMID_MIN_FACE / self.min_face_size
+        if scale != 1.0:
+            height, width = rgb.shape[:2]
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+        results = self.mtcnn.detect_faces(np.ascontiguousarray(rgb), min_face_size=self.PYRAMID_MIN_FACE,
+                                          **self.stage_options)
+        faces = []
+        for result in results:
+            x, y, width, height = (float(v) / scale for v in result["box"])
+            faces.append(((x, y, x + width, y + height), float(result["confidence"])))
+        return faces
+
+
+def clip_box(box: Sequence[float], width: int, height: int) -> Box:
+    """Round a box to whole pixels and keep it inside the image."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+
+
+def crop_face(image: Image.Image, box: Box, margin: float) -> Image.Image:
+    """The face widened by `margin` of its size on every side, clipped, as split.py cuts training crops."""
+    x0, y0, x1, y1 = box
+    dx, dy = margin * (x1 - x0), margin * (y1 - y0)
+    return image.crop(clip_box((x0 - dx, y0 - dy, x1 + dx, y1 + dy), *image.size))
+
+
+class FaceMaskDetector:
+    """Face detector + mask classifier: `detect(photo)` gives one Detection per face."""
+
+    def __init__(self, model, class_names: Sequence[str] = CLASS_NAMES, face_detector: FaceDetector | None = None,
+                 margin: float = 0.1, min_face: int = 0, threshold: float = DEFAULT_THRESHOLD, max_side: int = 1024):
+        if sorted(class_names) != sorted(CLASS_NAMES):
+            raise ValueError(f"the model's classes are {list(class_names)}; detection needs {CLASS_NAMES}")
+        self.model = model
+        self.class_names = list(class_names)
+        self.face_detector = face_detector if face_detector is not None else MTCNNFaceDetector()
+        self.margin = margin
+        self.min_face = min_face
+        self.threshold = threshold
+        self.max_side = max_side
+
+    @classmethod
+    def from_path(cls, model_path: str | Path, **kwargs) -> FaceMaskDetector:
+        model, class_names = load_model(model_path)
+        return cls(model, class_names=class_names, **kwargs)
+
+    def find_faces(self, image: Image.Image) -> list[tuple[Box, float]]:
+        """Faces found on a copy no larger than max_side, their boxes mapped back to the original."""
+        width, height = image.size
+        scale = min(1.0, self.max_side / max(width, height))
+        small = image
+        if scale < 1.0:
+            small = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
+        faces = []
+        for raw_box, score in self.face_detector.find_faces(np.asarray(small)):
+            box = clip_box([v / scale for v in raw_box], width, height)
+            face_width, face_height = box[2] - box[0], box[3] - box[1]
+            if score >= self.threshold and min(face_width, face_height) >= max(1, self.min_face):
+                faces.append((box, score))
+        return faces
+
+    def detect(self, image: Image.Image) -> list[Detection]:
+        image = image if image.mode == "RGB" else image.convert("RGB")
+        return self.classify(image, self.find_faces(image))
+
+    def classify(self, image: Image.Image, faces: list[tuple[Box, float]]) -> list[Detection]:
+        """Crop the faces from the original photo and classify them all together."""
+        if not faces:
+            return []
+        # One batched model call for all the faces of the photo.
+        probabilities = predict_proba(self.model, [crop_face(image, box, self.margin) for box, _ in faces])
+        mask_index, no_mask_index = self.class_names.index("mask"), self.class_names.index("no-mask")
+        detections = []
+        for (box, score), row in zip(faces, probabilities, strict=True):
+            p_mask, p_no_mask = float(row[mask_index]), float(row[no_mask_index])
+            label = "mask" if p_mask >= p_no_mask else "no-mask"
+            detections.append(Detection(box, float(score), p_mask, p_no_mask, label))
+        return detections
+
+
+def draw_detections(image: Image.Image, detections: Sequence[Detection]) -> Image.Image:
+    """A copy of the photo with a coloured box and a "mask 97%" label on every face."""
+    annotated = image.convert("RGB")  # convert always copies
+    draw = ImageDraw.Draw(annotated)
+    width, height = annotated.size
+    # Scaled to the photo: 2 px lines and 15 px text on a 640 px photo, proportionally more on larger ones.
+    line_width = max(1, round(max(width, height) / 320))
+    font_size = max(11, round(max(width, height) / 42))
+    font = ImageFont.load_default(size=font_size)
+    for detection in detections:
+        colour = MASK_COLOUR if detection.label == "mask" else NO_MASK_COLOUR
+        x0, y0, x1, y1 = detection.box
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=line_width)
+        probability = detection.p_mask if detection.label == "mask" else detection.p_no_mask
+        text = f"{detection.label} {probability:.0%}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        label_width, label_height = right - left + 2 * line_width, bottom - top + 2 * line_width
+        # Above the box, or inside it when the box touches the top of the photo.
+        label_y = y0 - label_height if y0 - label_height >= 0 else y0
+        label_x = max(0, min(x0, width - label_width))
+        draw.rectangle((label_x, label_y, label_x + label_width, label_y + label_height), fill=colour)
+        draw.text((label_x + line_width - left, label_y + line_width - top), text, fill=LABEL_TEXT_COLOUR, font=font)
+    return annotated
+
+
+def partial_path(path: Path) -> Path:
+    """A hidden, unique name beside `path` for writing before the final rename (same file system)."""
+    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+
+
+def save_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Write through a temporary file beside `path`, so a failure leaves no half-written file."""
+    temporary = partial_path(path)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def annotate_photo(path: Path, out_dir: Path, detector: FaceMaskDetector) -> str:
+    """Annotated copy and JSON of one photo; returns its summary line."""
+    image = load_image(path)
+    detections = detector.detect(image)
+    extension = path.suffix.lower() if path.suffix.lower() in SAVEABLE_PHOTO_EXTENSIONS else ".png"
+    annotated_path = out_dir / f"{path.stem}_annotated{extension}"
+    annotated = draw_detections(image, detections)
+    save_options = {"quality": 95} if extension in (".jpg", ".jpeg", ".webp") else {}
+    save_atomically(annotated_path, lambda target: annotated.save(target, format=Image.registered_extensions()[
+        extension], **save_options))
+    payload = json.dumps([d.to_dict() for d in detections], indent=2) + "\n"
+    save_atomically(out_dir / f"{path.stem}.json", lambda target: target.write_text(payload))
+    masks = sum(d.label == "mask" for d in detections)
+    return (f"{path.name}: {len(detections)} face{'s' if len(detections) != 1 else ''}, {masks} mask, "
+            f"{len(detections) - masks} no-mask -> {annotated_path}")
+
+
+def annotate_video_file(path: Path, out_dir: Path, detector: FaceMaskDetector) -> str:
+    """Annotated MP4 of one video with a tqdm progress bar; returns its summary line."""
+    from tqdm import tqdm
+
+    destination = out_dir / f"{path.stem}_annotated.mp4"
+    bars = []  # the bar opens with the first frame, so a refused file prints only its error
+
+    def progress(done: int, total: int | None) -> None:
+        if not bars:
+            bars.append(tqdm(desc=path.name, total=total, unit="frame", file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        stats = annotate_video(path, destination, detector, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    return (f"{path.name}: {stats['frames']} frames at {stats['fps_source']:.2f} fps, "
+            f"processed at {stats['processing_fps']:.2f} frames/s -> {destination}")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m facemask.detect", description=__doc__.split("\n\n")[0])
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="photos and/or videos")
+    parser.add_argument("--model", type=Path, required=True, help="a saved .keras classifier")
+    parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out/)")
+    parser.add_argument("--margin", type=float, default=0.1, help="crop margin, a fraction of the face size")
+    parser.add_argument("--min-face", type=int, default=0, help="ignore faces whose shorter side is under N px")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="face detector confidence threshold")
+    parser.add_argument("--max-side", type=int, default=1024, help="detect faces on a copy at most this large")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        detector = FaceMaskDetector.from_path(args.model, margin=args.margin, min_face=args.min_face,
+                                              threshold=args.threshold, max_side=args.max_side)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in args.inputs:
+        try:
+            if path.suffix.lower() in VIDEO_EXTENSIONS:
+                print(annotate_video_file(path, args.out, detector), flush=True)
+            else:
+                print(annotate_photo(path, args.out, detector), flush=True)
+        except (ImageError, VideoError, OSError) as error:
+            failures += 1
+            message = str(error) if str(path) in str(error) else f"{path}: {error}"
+            print(f"error: {message}", file=sys.stderr, flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

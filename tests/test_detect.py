@@ -1,0 +1,359 @@
+"""Detection: loading photos safely, finding and classifying faces, drawing, the photo command line."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, SHARED, requires_shared
+from PIL import Image
+from skimage import data as skimage_data
+
+from facemask import detect
+from facemask.detect import (
+    MASK_COLOUR,
+    NO_MASK_COLOUR,
+    Detection,
+    FaceMaskDetector,
+    ImageError,
+    MTCNNFaceDetector,
+    crop_face,
+    draw_detections,
+    load_image,
+)
+
+# The astronaut's face in skimage.data.astronaut() (512x512), checked by eye: forehead to chin.
+ASTRONAUT_FACE = (182, 64, 265, 171)
+
+
+class FakeModel:
+    """Stands in for a Keras classifier: says "mask" for greenish crops, "no-mask" otherwise.
+
+    It records every predict call, so tests can check that all faces go through one batched call.
+    """
+
+    input_shape = (None, 224, 224, 3)
+    output_shape = (None, 2)
+
+    def __init__(self):
+        self.batches: list[np.ndarray] = []
+
+    def predict(self, batch, batch_size=32, verbose=0):
+        self.batches.append(batch)
+        greenish = batch[..., 1].mean(axis=(1, 2)) > batch[..., 0].mean(axis=(1, 2))
+        return np.where(greenish[:, None], [[0.9, 0.1]], [[0.2, 0.8]]).astype(np.float32)
+
+
+class FixedFaces:
+    """A face detector double returning fixed boxes; remembers the size of the array it was given."""
+
+    def __init__(self, faces):
+        self.faces = faces
+        self.seen_shapes: list[tuple[int, ...]] = []
+
+    def find_faces(self, rgb):
+        self.seen_shapes.append(rgb.shape)
+        return list(self.faces)
+
+
+def iou(a, b) -> float:
+    width = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    intersection = width * height
+    return intersection / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection)
+
+
+@pytest.fixture(scope="module")
+def mtcnn() -> MTCNNFaceDetector:
+    return MTCNNFaceDetector()
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    return Image.fromarray(skimage_data.astronaut())
+
+
+def two_patch_photo() -> Image.Image:
+    """Grey photo with a green patch (left) and a red patch (right) for the fake classifier."""
+    pixels = np.full((300, 400, 3), 128, dtype=np.uint8)
+    pixels[50:150, 20:120] = (40, 200, 40)
+    pixels[100:250, 250:390] = (200, 40, 40)
+    return Image.fromarray(pixels)
+
+
+# --- finding and classifying faces ---------------------------------------------------------------
+
+def test_mtcnn_finds_the_astronaut(mtcnn, astronaut):
+    faces = mtcnn.find_faces(np.asarray(astronaut))
+    assert len(faces) == 1
+    box, score = faces[0]
+    assert score > 0.9
+    assert iou(box, ASTRONAUT_FACE) > 0.7
+
+
+@pytest.mark.parametrize("min_face_size", [10, 40])
+def test_mtcnn_min_face_sizes_away_from_20_work(min_face_size, astronaut):
+    # On this 320x240 photo, mtcnn 1.0's own pyramid raises ValueError at 40 (a convolution gets no input).
+    photo = np.asarray(astronaut.resize((320, 320)))[:240]
+    faces = MTCNNFaceDetector(min_face_size=min_face_size).find_faces(photo)
+    assert len(faces) == 1 and iou(faces[0][0], [v * 320 / 512 for v in ASTRONAUT_FACE]) > 0.7
+
+
+def test_all_faces_of_a_photo_are_classified_in_one_batched_call():
+    model = FakeModel()
+    faces = FixedFaces([((20, 50, 120, 150), 0.99), ((250, 100, 390, 250), 0.95)])
+    detections = FaceMaskDetector(model, face_detector=faces, margin=0.0).detect(two_patch_photo())
+    assert len(model.batches) == 1 and model.batches[0].shape == (2, 224, 224, 3)
+    assert [d.label for d in detections] == ["mask", "no-mask"]
+    assert detections[0].box == (20, 50, 120, 150) and detections[0].score == pytest.approx(0.99)
+    for detection in detections:
+        assert detection.p_mask + detection.p_no_mask == pytest.approx(1.0)
+        assert set(detection.to_dict()) == {"box", "score", "p_mask", "p_no_mask", "label"}
+    json.dumps([d.to_dict() for d in detections])  # plain types only
+
+
+def test_no_face_means_no_classifier_call():
+    model = FakeModel()
+    assert FaceMaskDetector(model, face_detector=FixedFaces([])).detect(two_patch_photo()) == []
+    assert model.batches == []
+
+
+def test_boxes_are_clipped_inside_the_image():
+    faces = FixedFaces([((-30, -10, 60, 80), 0.99), ((350, 200, 460, 330), 0.99), ((500, 10, 560, 50), 0.99)])
+    detections = FaceMaskDetector(FakeModel(), face_detector=faces).detect(two_patch_photo())
+    # The third box lies wholly outside the 400x300 photo: nothing is left of it.
+    assert [d.box for d in detections] == [(0, 0, 60, 80), (350, 200, 400, 300)]
+
+
+def test_threshold_and_min_face_filter_faces():
+    faces = FixedFaces([((20, 50, 120, 150), 0.99), ((250, 100, 390, 250), 0.5), ((10, 10, 25, 25), 0.99)])
+    detector = FaceMaskDetector(FakeModel(), face_detector=faces, threshold=0.9, min_face=20)
+    assert [d.box for d in detector.detect(two_patch_photo())] == [(20, 50, 120, 150)]
+
+
+def test_large_photos_are_downscaled_for_detection_and_boxes_mapped_back():
+    faces = FixedFaces([((10, 20, 60, 80), 0.99)])
+    photo = Image.new("RGB", (4000, 2000), (128, 128, 128))
+    detections = FaceMaskDetector(FakeModel(), face_detector=faces, max_side=1000).detect(photo)
+    assert faces.seen_shapes == [(500, 1000, 3)]
+    assert detections[0].box == (40, 80, 240, 320)
+
+
+def test_upscaled_astronaut_is_found_at_the_upscaled_place(mtcnn, astronaut):
+    photo = astronaut.resize((2048, 2048), Image.BILINEAR)
+    detections = FaceMaskDetector(FakeModel(), face_detector=mtcnn, max_side=512).detect(photo)
+    assert len(detections) == 1
+    assert iou(detections[0].box, [4 * v for v in ASTRONAUT_FACE]) > 0.7
+
+
+def test_crops_take_the_margin_and_stay_inside():
+    photo = two_patch_photo()
+    assert crop_face(photo, (100, 100, 200, 150), 0.1).size == (120, 60)
+    assert crop_face(photo, (0, 0, 100, 100), 0.5).size == (150, 150)
+
+
+def test_the_classifier_sees_the_crop_from_the_original_photo():
+    # The detector sees a 100 px copy; the crop must still come from the full 400 px photo.
+    model = FakeModel()
+    faces = FixedFaces([((5, 12.5, 30, 37.5), 0.99)])  # the green patch, in the copy's pixels
+    detections = FaceMaskDetector(model, face_detector=faces, max_side=100, margin=0.0).detect(two_patch_photo())
+    assert detections[0].box == (20, 50, 120, 150) and detections[0].label == "mask"
+    assert model.batches[0][0, ..., 1].mean() == pytest.approx(200, abs=1)
+
+
+# --- loading photos ------------------------------------------------------------------------------
+
+def encoded(image: Image.Image, format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def test_exif_rotated_photo_is_upright_and_its_face_found(tmp_path, mtcnn, astronaut):
+    upright = astronaut.crop((0, 0, 512, 400))
+    # A phone held sideways stores the pixels turned and says so in the EXIF Orientation tag.
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "sideways.jpg"
+    stored.save(path, quality=95, exif=exif)
+    photo = load_image(path)
+    assert photo.size == (512, 400) and photo.mode == "RGB"
+    assert np.abs(np.asarray(photo, dtype=float) - np.asarray(upright, dtype=float)).mean() < 5
+    detections = FaceMaskDetector(FakeModel(), face_detector=mtcnn).detect(photo)
+    assert len(detections) == 1 and iou(detections[0].box, ASTRONAUT_FACE) > 0.7
+
+
+def test_not_an_image_is_refused_with_its_name(tmp_path):
+    path = tmp_path / "notes.jpg"
+    path.write_text("these are not pixels")
+    with pytest.raises(ImageError, match="notes.jpg: not an image"):
+        load_image(path)
+    with pytest.raises(ImageError, match="upload.png: not an image"):
+        load_image(b"\x00\x01 nope", name="upload.png")
+    with pytest.raises(ImageError, match="file not found"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_truncated_photo_is_refused(astronaut):
+    whole = encoded(astronaut, "JPEG", quality=90)
+    with pytest.raises(ImageError, match="cut.jpg: damaged or truncated"):
+        load_image(whole[: len(whole) // 2], name="cut.jpg")
+
+
+def test_decompression_bomb_is_refused_before_decoding(monkeypatch):
+    # 8000 x 8000 one-bit pixels: a few kB of PNG that would decode to 192 MB of RGB.
+    bomb = encoded(Image.new("1", (8_000, 8_000)), "PNG")
+    assert len(bomb) < 100_000
+    with pytest.raises(ImageError, match="bomb.png: 8000x8000 is 64,000,000 pixels, over the 40,000,000 limit"):
+        load_image(bomb, name="bomb.png")
+    with pytest.raises(ImageError, match="over the 5,000 limit"):
+        load_image(encoded(Image.new("RGB", (100, 100)), "PNG"), max_pixels=5_000)
+    # Pillow's own guard, should a caller raise our limit above it.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)
+    with pytest.raises(ImageError, match="huge.png: refused as a possible decompression bomb"):
+        load_image(encoded(Image.new("RGB", (100, 100)), "PNG"), max_pixels=10**9, name="huge.png")
+    with pytest.raises(ImageError, match="decompression bomb"):  # the warning zone, between 1x and 2x the limit
+        load_image(encoded(Image.new("RGB", (40, 40)), "PNG"), max_pixels=10**9)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "L", "CMYK", "I;16", "1"])
+def test_any_mode_becomes_rgb(mode, astronaut):
+    source = astronaut.resize((64, 48)).convert(mode if mode != "I;16" else "L")
+    if mode == "I;16":
+        source = Image.fromarray(np.asarray(source).astype(np.uint16) * 257)  # full 16-bit range
+    format = "JPEG" if mode == "CMYK" else "PNG"
+    photo = load_image(encoded(source, format))
+    assert photo.mode == "RGB" and photo.size == (64, 48)
+    if mode in ("L", "I;16"):
+        expected = np.asarray(astronaut.resize((64, 48)).convert("L"), dtype=float)
+        assert np.abs(np.asarray(photo, dtype=float)[..., 0] - expected).max() <= 1
+
+
+def test_transparent_pixels_become_white():
+    pixels = np.zeros((10, 10, 4), dtype=np.uint8)
+    pixels[:5] = (255, 0, 0, 255)  # top half opaque red, bottom half fully transparent
+    photo = np.asarray(load_image(encoded(Image.fromarray(pixels), "PNG")))
+    assert tuple(photo[0, 0]) == (255, 0, 0) and tuple(photo[9, 9]) == (255, 255, 255)
+
+
+# --- drawing -------------------------------------------------------------------------------------
+
+def test_box_colours_follow_the_label():
+    photo = Image.new("RGB", (400, 300), (128, 128, 128))
+    detections = [Detection((20, 80, 120, 200), 0.99, 0.97, 0.03, "mask"),
+                  Detection((250, 0, 380, 150), 0.98, 0.10, 0.90, "no-mask")]
+    annotated = draw_detections(photo, detections)
+    pixels = np.asarray(annotated)
+    assert tuple(pixels[140, 20]) == MASK_COLOUR  # left edge of the mask box
+    assert tuple(pixels[100, 250]) == NO_MASK_COLOUR  # left edge of the no-mask box
+    assert tuple(pixels[2, 251]) == NO_MASK_COLOUR  # its label, inside it since the box touches the top
+    assert (pixels[:12, 260:300] == (255, 255, 255)).all(axis=-1).any()  # with white text
+    # The mask label sits on a filled green band just above the box, with white text on it.
+    assert (pixels[72:80, 20] == MASK_COLOUR).all()
+    assert (pixels[68:80, 20:120] == (255, 255, 255)).all(axis=-1).any()
+    assert tuple(np.asarray(photo)[140, 20]) == (128, 128, 128)  # the original is untouched
+
+
+def test_lines_and_labels_grow_with_the_photo():
+    def line_and_label(size: int) -> tuple[int, int]:
+        photo = Image.new("RGB", (size, size), (128, 128, 128))
+        box = (size // 4, size // 2, size // 2, 3 * size // 4)
+        pixels = np.asarray(draw_detections(photo, [Detection(box, 0.99, 0.9, 0.1, "mask")]))
+        row = pixels[size * 5 // 8]
+        line = int((row == MASK_COLOUR).all(axis=-1)[: size * 3 // 8].sum())
+        label = int((pixels[: box[1], box[0]] == MASK_COLOUR).all(axis=-1).sum())  # the band above the box
+        return line, label
+
+    small_line, small_label = line_and_label(200)
+    large_line, large_label = line_and_label(3000)
+    assert small_line >= 1 and large_line >= 5 * small_line
+    assert small_label >= 10 and large_label >= 5 * small_label
+
+
+# --- real photos ---------------------------------------------------------------------------------
+
+@requires_shared
+def test_mtcnn_finds_most_labelled_faces_on_real_photos(mtcnn):
+    folder = SHARED / "kaggle-format"
+    boxes = pd.read_csv(folder / "train.csv")
+    boxes.columns = ["name", "xmin", "ymin", "xmax", "ymax", "classname"]  # the header is misleading
+    boxes = boxes[(boxes.xmax - boxes.xmin >= 30) & (boxes.ymax - boxes.ymin >= 30)]
+    names = sorted(boxes.name.unique())[:8]
+    detector = FaceMaskDetector(FakeModel(), face_detector=mtcnn)
+    matched = total = 0
+    for name in names:
+        photo = load_image(folder / "images" / name)
+        found = [d.box for d in detector.detect(photo)]
+        for x0, y0, x1, y1 in found:
+            assert 0 <= x0 < x1 <= photo.width and 0 <= y0 < y1 <= photo.height
+        truth = boxes[boxes.name == name][["xmin", "ymin", "xmax", "ymax"]].to_numpy()
+        matched += sum(any(iou(face, box) >= 0.3 for box in found) for face in truth)
+        total += len(truth)
+    assert total >= 8
+    assert matched / total >= 0.6
+
+
+# --- command line --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory):
+    """A small untrained classifier with the real contract: raw RGB 224x224x3 in, 2-way softmax out."""
+    import keras
+
+    from facemask.models import save_model
+
+    inputs = keras.Input(shape=(224, 224, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 8, strides=8, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(2, activation="softmax")(x)
+    return save_model(keras.Model(inputs, outputs), tmp_path_factory.mktemp("model") / "tiny.keras")
+
+
+def test_cli_annotates_photos_and_reports_bad_files(tmp_path, tiny_model_path, astronaut, capsys):
+    astronaut.save(tmp_path / "astronaut.jpg", quality=95)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    astronaut.convert("RGBA").save(tmp_path / "portrait.png")
+    out = tmp_path / "out"
+    code = detect.main(["--model", str(tiny_model_path), str(tmp_path / "astronaut.jpg"), str(tmp_path / "broken.png"),
+                        str(tmp_path / "portrait.png"), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"error: {tmp_path / 'broken.png'}: not an image" in captured.err
+    lines = captured.out.splitlines()
+    assert lines[0] == f"astronaut.jpg: 1 face, {lines[0].split(', ')[1]}, {lines[0].split(', ')[2]}"
+    assert lines[0].endswith(f"-> {out / 'astronaut_annotated.jpg'}") and lines[1].startswith("portrait.png: 1 face")
+    assert Image.open(out / "astronaut_annotated.jpg").size == (512, 512)
+    assert Image.open(out / "portrait_annotated.png").mode == "RGB"
+    (face,) = json.loads((out / "astronaut.json").read_text())
+    assert iou(face["box"], ASTRONAUT_FACE) > 0.7 and face["label"] in ("mask", "no-mask")
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut.json", "astronaut_annotated.jpg", "portrait.json",
+                                                     "portrait_annotated.png"]
+
+
+def test_cli_refuses_a_missing_or_broken_model_before_any_work(tmp_path, astronaut, capsys):
+    astronaut.save(tmp_path / "a.jpg")
+    assert detect.main(["--model", str(tmp_path / "none.keras"), str(tmp_path / "a.jpg"), "--out",
+                        str(tmp_path / "out")]) == 2
+    assert "error: model file not found" in capsys.readouterr().err
+    (tmp_path / "junk.keras").write_text("junk")
+    assert detect.main(["--model", str(tmp_path / "junk.keras"), str(tmp_path / "a.jpg"), "--out",
+                        str(tmp_path / "out")]) == 2
+    assert "not a readable Keras model" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_runs_as_a_module(tmp_path, tiny_model_path, astronaut):
+    astronaut.save(tmp_path / "astronaut.png")
+    result = subprocess.run([sys.executable, "-m", "facemask.detect", "--model", str(tiny_model_path),
+                             str(tmp_path / "astronaut.png"), "--out", str(tmp_path / "out")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("astronaut.png: 1 face")
+    assert (tmp_path / "out" / "astronaut_annotated.png").is_file()
