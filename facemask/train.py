@@ -82,11 +82,11 @@ def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
 def callbacks_for(patience: int, checkpoint: Path | None = None) -> list[keras.callbacks.Callback]:
     """Early stopping on validation loss with the best weights restored, and an optional checkpoint.
 
-    Before stopping, the learning rate is halved whenever validation loss has stalled for about half
-    of `patience` epochs: at a fixed rate the loss keeps bouncing around its floor.
+    Before stopping, the learning rate is cut five-fold whenever validation loss stalls for
+    `patience // 2` epochs (at least one): at a fixed rate the loss keeps bouncing around its floor.
     """
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, (patience + 1) // 2),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=max(1, patience // 2),
                                           min_lr=1e-7, verbose=1),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1),
     ]
