@@ -196,18 +196,17 @@ def write_clip(path: Path, pictures: list[Image.Image], seconds: float, fps: int
     return frames_per_picture * len(pictures)
 
 
-def predict_proba_on_batch(model, images, batch_size: int = 32) -> np.ndarray:
-    """The same batch as predict_proba through `predict_on_batch`, without `predict`'s per-call set-up."""
+def predict_proba_with_predict(model, images, batch_size: int = 32) -> np.ndarray:
+    """The same batch through `model.predict`, as predict_proba did before: the per-call set-up it saves."""
     batch = predict.to_model_input(images, tuple(model.input_shape[1:3]))
-    return np.concatenate([np.asarray(model.predict_on_batch(batch[i: i + batch_size]), dtype=np.float32)
-                           for i in range(0, len(batch), batch_size)])
+    return np.asarray(model.predict(batch, batch_size=batch_size, verbose=0), dtype=np.float32)
 
 
 def end_to_end(clip: Path, out: Path, detector: FaceMaskDetector) -> tuple[float, float]:
     """Frames per second of the whole annotate_video call, and faces found per frame."""
     detector.detect(Image.new("RGB", (640, 480)))  # warm up: graph tracing happens once per process
     started = time.perf_counter()
-    stats = annotate_video(clip, out, detector)
+    stats = annotate_video(clip, out, detector, max_side=detector.max_side)
     return stats["frames"] / (time.perf_counter() - started), stats["faces"] / stats["frames"]
 
 
@@ -243,10 +242,9 @@ def stage_breakdown(clip: Path, out: Path, detector: FaceMaskDetector) -> list:
 def batched_vs_single(model, crops_per_frame: list, rounds: int = 3) -> None:
     """All faces of a frame in one call against one call per face, same crops, alternating rounds."""
     ways = {
-        "batched predict_proba": lambda crops: predict.predict_proba(model, crops),
-        "one face at a time predict_proba": lambda crops: [predict.predict_proba(model, [c]) for c in crops],
-        "batched predict_on_batch": lambda crops: predict_proba_on_batch(model, crops),
-        "one face at a time predict_on_batch": lambda crops: [predict_proba_on_batch(model, [c]) for c in crops],
+        "batched": lambda crops: predict.predict_proba(model, crops),
+        "one face at a time": lambda crops: [predict.predict_proba(model, [c]) for c in crops],
+        "batched through model.predict": lambda crops: predict_proba_with_predict(model, crops),
     }
     times: dict[str, list[float]] = defaultdict(list)
     for _ in range(rounds):
@@ -259,11 +257,9 @@ def batched_vs_single(model, crops_per_frame: list, rounds: int = 3) -> None:
     faces = sum(map(len, crops_per_frame)) / len(crops_per_frame)
     print(f"  classification, {len(crops_per_frame)} frames with faces, {faces:.1f} faces/frame, median of {rounds} "
           "rounds (ms/frame): " + ", ".join(f"{k} {1000 * v:.1f}" for k, v in median.items()))
-    for call in ("predict_proba", "predict_on_batch"):
-        ratio = median[f"one face at a time {call}"] / median[f"batched {call}"]
-        print(f"  batched is {ratio:.2f}x faster than one face at a time ({call})")
-    print(f"  predict_on_batch is {median['batched predict_proba'] / median['batched predict_on_batch']:.2f}x faster "
-          "than predict_proba's model.predict for one frame's batch")
+    print(f"  batched is {median['one face at a time'] / median['batched']:.2f}x faster than one face at a time")
+    print(f"  predict_proba (predict_on_batch) is {median['batched through model.predict'] / median['batched']:.2f}x "
+          "faster than model.predict for one frame's batch")
 
 
 def speed(model, class_names, data: Path, seconds: float, rounds: int) -> None:
@@ -278,36 +274,25 @@ def speed(model, class_names, data: Path, seconds: float, rounds: int) -> None:
               "across 5 real photos with 3+ faces each, 'single' across the astronaut (one face, webcam-like); "
               f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at start ==")
         print("end-to-end = decode, detect, classify, draw, encode (annotate_video, detector warmed up), median of "
-              f"{rounds} rounds taken in turn; 'on_batch' = classification through predict_on_batch, a change "
-              "proposed for predict.py. (MTCNN min_face_size 40 at 640x480 is the same work as max_side 320.)")
+              f"{rounds} rounds taken in turn. (MTCNN min_face_size 40 at 640x480 is the same work as max_side 320.)")
         settings = [  # clip, label, FaceMaskDetector options, MTCNNFaceDetector options
             ("crowd", "MTCNN as packaged (eager), detect at 640x480", dict(max_side=640), dict(graph=False)),
-            ("crowd", "graph MTCNN (shipped default), detect at 640x480", dict(max_side=640), dict()),
-            ("crowd", "graph MTCNN, detect on a 320x240 copy", dict(max_side=320), dict()),
-            ("single", "graph MTCNN (shipped default), detect at 640x480", dict(max_side=640), dict()),
-            ("single", "graph MTCNN, detect on a 320x240 copy", dict(max_side=320), dict()),
+            ("crowd", "graph MTCNN, detect at 640x480", dict(max_side=640), dict()),
+            ("crowd", "graph MTCNN, detect on a 320x240 copy (video default)", dict(max_side=320), dict()),
+            ("single", "graph MTCNN, detect at 640x480", dict(max_side=640), dict()),
+            ("single", "graph MTCNN, detect on a 320x240 copy (video default)", dict(max_side=320), dict()),
         ]
         detectors = [FaceMaskDetector(model, class_names, face_detector=MTCNNFaceDetector(**mtcnn_options),
                                       **options) for _, _, options, mtcnn_options in settings]
-        results: dict[tuple[int, str], list[float]] = defaultdict(list)
+        results: dict[int, list[float]] = defaultdict(list)
         faces_per_frame = {}
         for _ in range(rounds):
-            for index, (clip, _, _, mtcnn_options) in enumerate(settings):
+            for index, (clip, _, _, _) in enumerate(settings):
                 fps, faces_per_frame[index] = end_to_end(clips[clip], Path(folder) / "out.mp4", detectors[index])
-                results[index, "predict_proba"].append(fps)
-                if not mtcnn_options.get("graph", True):
-                    continue  # the eager baseline is only there to show what graph mode gains
-                original, detect.predict_proba = detect.predict_proba, predict_proba_on_batch
-                try:
-                    results[index, "on_batch"].append(end_to_end(clips[clip], Path(folder) / "out.mp4",
-                                                                 detectors[index])[0])
-                finally:
-                    detect.predict_proba = original
+                results[index].append(fps)
         for index, (clip, label, _, _) in enumerate(settings):
-            on_batch = results.get((index, "on_batch"))
-            print(f"[{clip}] {label}: {statistics.median(results[index, 'predict_proba']):.2f} frames/s end-to-end"
-                  + (f", on_batch {statistics.median(on_batch):.2f}" if on_batch else "")
-                  + f" ({faces_per_frame[index]:.2f} faces/frame)")
+            print(f"[{clip}] {label}: {statistics.median(results[index]):.2f} frames/s end-to-end "
+                  f"({faces_per_frame[index]:.2f} faces/frame)")
         crops = None
         for index in (1, 2):
             print(f"  [{settings[index][0]}] {settings[index][1]}:")

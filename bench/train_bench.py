@@ -115,12 +115,13 @@ def legacy_run(train_dir: Path, images: int) -> Run:
     return Run("seed config (ImageDataGenerator, batch 10, float32)", compile_model(model, 1e-3), flow, images)
 
 
-def pipeline_run(train_dir: Path, images: int, precision: str) -> Run:
-    dataset = load_split(train_dir, batch_size=32, augment=True, shuffle=True)
+def pipeline_run(train_dir: Path, images: int, precision: str, augment: bool = True) -> Run:
+    dataset = load_split(train_dir, batch_size=32, augment=augment, shuffle=True)
     with precision_policy(precision):
         model = compile_model(build_scratch_cnn(), 1e-3)
     label = {"float32": "float32", "bf16": "mixed bf16"}[precision]
-    return Run(f"this pipeline (tf.data, batch 32, {label})", model, dataset, images, shuffle=False)
+    name = f"this pipeline (tf.data, batch 32, {label})" if augment else "  same, no augmentation (~ the network alone)"
+    return Run(name, model, dataset, images, shuffle=False)
 
 
 def inference_speed(model: keras.Model, batch_size: int, seconds: float = 10.0) -> float:
@@ -156,11 +157,14 @@ def main() -> int:
 
         # The seed's and this pipeline's epochs alternate, so a burst of load from other processes
         # hits both; the fastest epoch of each and the images per CPU-second are compared.
-        legacy, ours = legacy_run(train_dir, images), pipeline_run(train_dir, images, "float32")
+        # The run without augmentation shows the ceiling: the network's own compute, which no input
+        # pipeline can go below.
+        runs = [legacy_run(train_dir, images), pipeline_run(train_dir, images, "float32"),
+                pipeline_run(train_dir, images, "float32", augment=False)]
         for _ in range(args.repeats + 1):
-            legacy.epoch()
-            ours.epoch()
-        runs = [legacy, ours]
+            for run in runs:
+                run.epoch()
+        legacy = runs[0]
         if not args.skip_bf16:
             bf16_images = link_subset(source, workdir / "train_bf16", args.bf16_images)
             bf16 = pipeline_run(workdir / "train_bf16", bf16_images, "bf16")

@@ -14,24 +14,22 @@ Photos give `out/<stem>_annotated.<ext>` and `out/<stem>.json`; videos (see face
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
 import uuid
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
 from facemask import CLASS_NAMES
 from facemask.models import load_model
-from facemask.predict import predict_proba
-from facemask.video import VIDEO_EXTENSIONS, VideoError, annotate_video
+from facemask.predict import ImageError, load_image, predict_proba
+from facemask.video import VIDEO_EXTENSIONS, VIDEO_MAX_SIDE, VideoError, annotate_video
 
 __all__ = [
     "MASK_COLOUR", "NO_MASK_COLOUR", "Detection", "FaceDetector", "FaceMaskDetector", "ImageError",
@@ -46,66 +44,6 @@ DEFAULT_THRESHOLD = 0.9  # MTCNN confidence; its own last stage already keeps on
 SAVEABLE_PHOTO_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 Box = tuple[int, int, int, int]
-
-
-class ImageError(ValueError):
-    """A photo that cannot be used; the message names the file and what is wrong."""
-
-
-def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = 40_000_000,
-               name: str | None = None) -> Image.Image:
-    """Open, check and fully decode a photo, upright (EXIF orientation applied) and in RGB."""
-    if name is None:
-        name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "<uploaded image>")
-    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-    with warnings.catch_warnings():
-        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; make the warning an error too.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(stream)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise ImageError(f"{name}: refused as a possible decompression bomb ({error})") from error
-        except FileNotFoundError as error:
-            raise ImageError(f"{name}: file not found") from error
-        except Image.UnidentifiedImageError as error:
-            raise ImageError(f"{name}: not an image (no format Pillow can read)") from error
-        except OSError as error:
-            raise ImageError(f"{name}: cannot be read ({error})") from error
-        with image:  # closes the file once decoded, or when refused
-            # The header gives the size before any pixel is decoded: refuse huge images here.
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageError(f"{name}: {width}x{height} is {width * height:,} pixels, "
-                                 f"over the {max_pixels:,} limit")
-            if width == 0 or height == 0:
-                raise ImageError(f"{name}: the image is empty ({width}x{height})")
-            try:
-                image.load()  # decode now, so a truncated file fails here and not later
-                upright = ImageOps.exif_transpose(image)
-            except Exception as error:  # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error...
-                problem = f"{type(error).__name__}: {error}"
-                raise ImageError(f"{name}: damaged or truncated image data ({problem})") from error
-            return to_rgb(upright, name)
-
-
-def to_rgb(image: Image.Image, name: str) -> Image.Image:
-    """Any Pillow mode to RGB; transparency is flattened onto white, 16-bit grey scaled to 8 bits."""
-    if image.mode == "RGB":
-        return image
-    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        # Pillow's own I;16 -> RGB conversion clips at 255 instead of scaling down.
-        grey = np.asarray(image, dtype=np.float64)
-        if image.mode.startswith("I;16") or grey.max() > 255:
-            grey = grey / 257.0
-        return Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8), mode="L").convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    try:
-        return image.convert("RGB")
-    except ValueError as error:
-        raise ImageError(f"{name}: colour mode {image.mode} cannot be converted to RGB") from error
 
 
 @dataclass
@@ -206,10 +144,10 @@ class FaceMaskDetector:
         model, class_names = load_model(model_path)
         return cls(model, class_names=class_names, **kwargs)
 
-    def find_faces(self, image: Image.Image) -> list[tuple[Box, float]]:
-        """Faces found on a copy no larger than max_side, their boxes mapped back to the original."""
+    def find_faces(self, image: Image.Image, max_side: int | None = None) -> list[tuple[Box, float]]:
+        """Faces found on a copy no larger than max_side (default: the detector's), boxes in the original."""
         width, height = image.size
-        scale = min(1.0, self.max_side / max(width, height))
+        scale = min(1.0, (max_side or self.max_side) / max(width, height))
         small = image
         if scale < 1.0:
             small = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
@@ -221,9 +159,9 @@ class FaceMaskDetector:
                 faces.append((box, score))
         return faces
 
-    def detect(self, image: Image.Image) -> list[Detection]:
+    def detect(self, image: Image.Image, max_side: int | None = None) -> list[Detection]:
         image = image if image.mode == "RGB" else image.convert("RGB")
-        return self.classify(image, self.find_faces(image))
+        return self.classify(image, self.find_faces(image, max_side))
 
     def classify(self, image: Image.Image, faces: list[tuple[Box, float]]) -> list[Detection]:
         """Crop the faces from the original photo and classify them all together."""
@@ -297,7 +235,7 @@ def annotate_photo(path: Path, out_dir: Path, detector: FaceMaskDetector) -> str
             f"{len(detections) - masks} no-mask -> {annotated_path}")
 
 
-def annotate_video_file(path: Path, out_dir: Path, detector: FaceMaskDetector) -> str:
+def annotate_video_file(path: Path, out_dir: Path, detector: FaceMaskDetector, max_side: int = VIDEO_MAX_SIDE) -> str:
     """Annotated MP4 of one video with a tqdm progress bar; returns its summary line."""
     from tqdm import tqdm
 
@@ -310,7 +248,7 @@ def annotate_video_file(path: Path, out_dir: Path, detector: FaceMaskDetector) -
         bars[0].update(done - bars[0].n)
 
     try:
-        stats = annotate_video(path, destination, detector, progress=progress)
+        stats = annotate_video(path, destination, detector, max_side=max_side, progress=progress)
     finally:
         for bar in bars:
             bar.close()
@@ -326,7 +264,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--margin", type=float, default=0.1, help="crop margin, a fraction of the face size")
     parser.add_argument("--min-face", type=int, default=0, help="ignore faces whose shorter side is under N px")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="face detector confidence threshold")
-    parser.add_argument("--max-side", type=int, default=1024, help="detect faces on a copy at most this large")
+    parser.add_argument("--max-side", type=int, default=1024, help="detect faces on a copy of a photo at most this big")
+    parser.add_argument("--video-max-side", type=int, default=VIDEO_MAX_SIDE,
+                        help=f"the same for video frames (default {VIDEO_MAX_SIDE}: webcam faces are large, and "
+                             "it is what makes about 10 frames/s on 2 cores)")
     return parser.parse_args(argv)
 
 
@@ -343,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in args.inputs:
         try:
             if path.suffix.lower() in VIDEO_EXTENSIONS:
-                print(annotate_video_file(path, args.out, detector), flush=True)
+                print(annotate_video_file(path, args.out, detector, args.video_max_side), flush=True)
             else:
                 print(annotate_photo(path, args.out, detector), flush=True)
         except (ImageError, VideoError, OSError) as error:

@@ -43,7 +43,7 @@ from sklearn.metrics import (
 )
 
 from facemask import CLASS_NAMES
-from facemask.predict import ImageReadError, predict_files, read_image
+from facemask.predict import ImageError, load_image, predict_files
 
 if TYPE_CHECKING:
     import keras
@@ -150,7 +150,7 @@ def predict_directory(
     files, y_true = list_split(split_dir, class_names)
     rows = []
     for _, outcome in predict_files(model, files, batch_size=batch_size):
-        if isinstance(outcome, ImageReadError):
+        if isinstance(outcome, ImageError):
             raise outcome
         rows.append(outcome)
     return files, y_true, np.stack(rows).astype(np.float32)
@@ -284,7 +284,7 @@ def plot_misclassified(
     for index in shown:
         odds = "  ".join(f"P({name})={p:.2f}" for name, p in zip(class_names, probabilities[index], strict=True))
         titles.append(f"{Path(files[index]).name}\ntrue: {class_names[y_true[index]]}\n{odds}")
-    figure = plot_images([read_image(files[index]) for index in shown], titles, columns=5)
+    figure = plot_images([load_image(files[index]) for index in shown], titles, columns=5)
     figure.suptitle(f"{len(wrong)} misclassified of {len(files)} (showing {len(shown)}, most confident first)")
     _save(figure, path)
     return figure

@@ -117,11 +117,21 @@ def sidecar_path(path: Path | str) -> Path:
 
 
 def save_model(model: keras.Model, path: Path | str, class_names: list[str] = CLASS_NAMES) -> Path:
-    """Save in the native `.keras` format plus a JSON sidecar holding the class order."""
+    """Save in the native `.keras` format plus a JSON sidecar holding the class order.
+
+    A compiled model is saved without its optimizer: Adam's two moment estimates per weight would
+    triple the file (154 MB instead of 51 MB for the scratch CNN) and inference never needs them.
+    """
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"{path}: models are saved in the native .keras format; use a .keras file name")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if getattr(model, "optimizer", None) is not None:
+        # .keras files always include a compiled model's optimizer (and clone_model compiles its
+        # copy), so rebuild the model from its config, uncompiled, and give it the weights.
+        lean = type(model).from_config(model.get_config())
+        lean.set_weights(model.get_weights())
+        model = lean
     model.save(path)
     meta = {"class_names": list(class_names), "image_size": list(model.input_shape[1:3]), "name": model.name}
     sidecar_path(path).write_text(json.dumps(meta, indent=2) + "\n")

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from facemask.detect import FaceMaskDetector
 
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"}
+# Faces are looked for on a copy of each frame at most this large. Webcam faces are big, and MTCNN's
+# cost grows with the pixel count: 320 instead of 640 is most of the way to 10 frames/s on 2 cores
+# (bench/detect_bench.py); faces under about 40 px in a 640x480 frame are then missed.
+VIDEO_MAX_SIDE = 320
 # What a broken or foreign file makes imageio / ffmpeg raise, while opening or mid-stream.
 DECODE_ERRORS = (OSError, RuntimeError, ValueError, IndexError, StopIteration)
 
@@ -62,11 +66,13 @@ def even_size(frame: np.ndarray) -> np.ndarray:
 
 
 def annotate_video(source: Path, destination: Path, detector: FaceMaskDetector, max_seconds: float | None = None,
-                   progress: Callable[[int, int | None], None] | None = None) -> dict:
+                   progress: Callable[[int, int | None], None] | None = None,
+                   max_side: int | None = VIDEO_MAX_SIDE) -> dict:
     """Write `destination` (an H.264 MP4) with every frame of `source` annotated; returns statistics.
 
     `progress(done, total)` is called after each frame (total is None when the file does not say).
-    A video over `max_seconds` is refused from its metadata, before any frame is processed.
+    A video over `max_seconds` is refused from its metadata, before any frame is processed. Faces are
+    found on a copy of each frame at most `max_side` large (None: the detector's own setting).
     """
     from facemask.detect import draw_detections  # detect imports this module, so import late
 
@@ -89,7 +95,7 @@ def annotate_video(source: Path, destination: Path, detector: FaceMaskDetector, 
                     # The metadata had no duration: stop as soon as the limit is passed.
                     raise VideoError(f"{source}: the video lasts over the {max_seconds:g} s limit")
                 image = Image.fromarray(even_size(frame))
-                detections = detector.detect(image)
+                detections = detector.detect(image, max_side)
                 faces += len(detections)
                 writer.append_data(np.asarray(draw_detections(image, detections)))
                 frames += 1

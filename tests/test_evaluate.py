@@ -23,7 +23,7 @@ from facemask.evaluate import (
     plot_misclassified,
     predict_directory,
 )
-from facemask.predict import ImageReadError
+from facemask.predict import ImageError
 
 WEIGHT = 0.01
 HISTORY = {
@@ -184,7 +184,7 @@ def test_evaluate_model_on_a_perfect_one_class_split(colour_model, tmp_path):
 def test_evaluate_model_stops_on_an_unreadable_crop_and_writes_nothing(colour_model, tmp_path):
     split = make_split(tmp_path / "test", SPLIT)
     (split / "no-mask" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    with pytest.raises(ImageReadError, match="broken.png"):
+    with pytest.raises(ImageError, match="broken.png"):
         evaluate_model(colour_model, split, tmp_path / "reports")
     assert not (tmp_path / "reports").exists()
 

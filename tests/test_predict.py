@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -11,9 +12,10 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import data as skimage_data
 
 from facemask.models import save_model
-from facemask.predict import ImageReadError, main, predict_files, predict_proba, read_image, to_model_input
+from facemask.predict import ImageError, load_image, main, predict_files, predict_proba, to_model_input
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +57,7 @@ def images(tmp_path):
     specs = {
         "red.jpg": (Image.new("RGB", (40, 30), (200, 40, 40)), (200, 40, 40)),
         "blue.png": (Image.new("RGB", (20, 20), (30, 60, 220)), (30, 60, 220)),
-        "rgba.png": (Image.new("RGBA", (24, 24), (180, 90, 60, 128)), (180, 90, 60)),
+        "rgba.png": (Image.new("RGBA", (24, 24), (180, 90, 60, 255)), (180, 90, 60)),
         "grey.png": (Image.new("L", (16, 16), 90), (90, 90, 90)),
         "palette.gif": (Image.new("RGB", (18, 18), (20, 20, 150)).convert("P"), (20, 20, 150)),
     }
@@ -72,47 +74,111 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_read_image_converts_every_mode_to_rgb(tmp_path):
+def test_load_image_converts_every_mode_to_rgb(tmp_path):
     sixteen_bit = np.array([[0, 32896], [65535, 257]], dtype=np.uint16)
     Image.fromarray(sixteen_bit).save(tmp_path / "deep.png")
     Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
-    Image.new("LA", (8, 8), (120, 10)).save(tmp_path / "la.png")
+    Image.new("LA", (8, 8), (120, 255)).save(tmp_path / "la.png")
 
-    deep = read_image(tmp_path / "deep.png")
+    deep = load_image(tmp_path / "deep.png")
     assert deep.mode == "RGB"
     # 16-bit values are scaled to 8 bits (not clipped to white): 65535 -> 255, 32896 -> 128, 257 -> 1.
     assert np.asarray(deep)[..., 0].tolist() == [[0, 128], [255, 1]]
-    assert read_image(tmp_path / "cmyk.jpg").mode == "RGB"
-    assert np.asarray(read_image(tmp_path / "la.png"))[0, 0].tolist() == [120, 120, 120]
+    assert load_image(tmp_path / "cmyk.jpg").mode == "RGB"
+    assert np.asarray(load_image(tmp_path / "la.png"))[0, 0].tolist() == [120, 120, 120]
 
 
-def test_read_image_applies_exif_orientation(tmp_path):
+def test_load_image_applies_exif_orientation(tmp_path):
     image = Image.new("RGB", (30, 10), (0, 0, 255))
     image.paste((255, 0, 0), (0, 0, 5, 10))  # a red stripe on the left edge
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display", as phones write portraits
     image.save(tmp_path / "sideways.jpg", exif=exif, quality=100)
 
-    upright = read_image(tmp_path / "sideways.jpg")
+    upright = load_image(tmp_path / "sideways.jpg")
     assert upright.size == (10, 30)
     pixels = np.asarray(upright).astype(int)
     assert pixels[1, 5, 0] > 200 and pixels[1, 5, 2] < 60  # the left stripe is now along the top
     assert pixels[-2, 5, 2] > 200
 
 
-def test_read_image_errors_name_the_file(tmp_path):
+def test_load_image_errors_name_the_file(tmp_path):
     (tmp_path / "notes.jpg").write_text("not a picture")
     Image.new("RGB", (64, 64), (10, 200, 10)).save(tmp_path / "whole.jpg")
     (tmp_path / "cut.jpg").write_bytes((tmp_path / "whole.jpg").read_bytes()[:300])
-    for path, what in [(tmp_path / "missing.png", "no such file"), (tmp_path, "directory"),
-                       (tmp_path / "notes.jpg", "not an image"), (tmp_path / "cut.jpg", "cannot decode")]:
-        with pytest.raises(ImageReadError, match=what) as error:
-            read_image(path)
+    for path, what in [(tmp_path / "missing.png", "file not found"), (tmp_path, "is a folder"),
+                       (tmp_path / "notes.jpg", "not an image"), (tmp_path / "cut.jpg", "damaged or truncated")]:
+        with pytest.raises(ImageError, match=what) as error:
+            load_image(path)
         assert str(path) in str(error.value)
 
 
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    return Image.fromarray(skimage_data.astronaut())
+
+
+def encoded(image: Image.Image, format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def test_not_an_image_is_refused_with_its_name(tmp_path):
+    path = tmp_path / "notes.jpg"
+    path.write_text("these are not pixels")
+    with pytest.raises(ImageError, match="notes.jpg: not an image"):
+        load_image(path)
+    with pytest.raises(ImageError, match="upload.png: not an image"):
+        load_image(b"\x00\x01 nope", name="upload.png")
+    with pytest.raises(ImageError, match="file not found"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_truncated_photo_is_refused(astronaut):
+    whole = encoded(astronaut, "JPEG", quality=90)
+    with pytest.raises(ImageError, match="cut.jpg: damaged or truncated"):
+        load_image(whole[: len(whole) // 2], name="cut.jpg")
+
+
+def test_decompression_bomb_is_refused_before_decoding(monkeypatch):
+    # 8000 x 8000 one-bit pixels: a few kB of PNG that would decode to 192 MB of RGB.
+    bomb = encoded(Image.new("1", (8_000, 8_000)), "PNG")
+    assert len(bomb) < 100_000
+    with pytest.raises(ImageError, match="bomb.png: 8000x8000 is 64,000,000 pixels, over the 40,000,000 limit"):
+        load_image(bomb, name="bomb.png")
+    with pytest.raises(ImageError, match="over the 5,000 limit"):
+        load_image(encoded(Image.new("RGB", (100, 100)), "PNG"), max_pixels=5_000)
+    # Pillow's own guard, should a caller raise our limit above it.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)
+    with pytest.raises(ImageError, match="huge.png: refused as a possible decompression bomb"):
+        load_image(encoded(Image.new("RGB", (100, 100)), "PNG"), max_pixels=10**9, name="huge.png")
+    with pytest.raises(ImageError, match="decompression bomb"):  # the warning zone, between 1x and 2x the limit
+        load_image(encoded(Image.new("RGB", (40, 40)), "PNG"), max_pixels=10**9)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "L", "CMYK", "I;16", "1"])
+def test_any_mode_becomes_rgb(mode, astronaut):
+    source = astronaut.resize((64, 48)).convert(mode if mode != "I;16" else "L")
+    if mode == "I;16":
+        source = Image.fromarray(np.asarray(source).astype(np.uint16) * 257)  # full 16-bit range
+    format = "JPEG" if mode == "CMYK" else "PNG"
+    photo = load_image(encoded(source, format))
+    assert photo.mode == "RGB" and photo.size == (64, 48)
+    if mode in ("L", "I;16"):
+        expected = np.asarray(astronaut.resize((64, 48)).convert("L"), dtype=float)
+        assert np.abs(np.asarray(photo, dtype=float)[..., 0] - expected).max() <= 1
+
+
+def test_transparent_pixels_become_white():
+    pixels = np.zeros((10, 10, 4), dtype=np.uint8)
+    pixels[:5] = (255, 0, 0, 255)  # top half opaque red, bottom half fully transparent
+    photo = np.asarray(load_image(encoded(Image.fromarray(pixels), "PNG")))
+    assert tuple(photo[0, 0]) == (255, 0, 0) and tuple(photo[9, 9]) == (255, 255, 255)
+
+
 def test_predict_proba_gives_the_models_probabilities_for_a_batch(colour_model, images):
-    loaded = [read_image(path) for path in images]
+    loaded = [load_image(path) for path in images]
     probabilities = predict_proba(colour_model, loaded, batch_size=2)
     assert probabilities.shape == (len(images), 2) and probabilities.dtype == np.float32
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
@@ -135,9 +201,9 @@ def test_predict_files_keeps_order_and_reports_unreadable_files(colour_model, im
     outcomes = list(predict_files(colour_model, paths, batch_size=2))
 
     assert [path for path, _ in outcomes] == paths
-    assert [isinstance(o, ImageReadError) for _, o in outcomes] == [False, True, False, False, True, False, False]
-    rows = np.stack([o for _, o in outcomes if not isinstance(o, ImageReadError)])
-    np.testing.assert_allclose(rows, predict_proba(colour_model, [read_image(p) for p in good]), atol=1e-6)
+    assert [isinstance(o, ImageError) for _, o in outcomes] == [False, True, False, False, True, False, False]
+    rows = np.stack([o for _, o in outcomes if not isinstance(o, ImageError)])
+    np.testing.assert_allclose(rows, predict_proba(colour_model, [load_image(p) for p in good]), atol=1e-6)
 
 
 def check_prediction_lines(stdout: str, paths: list[Path], expected: np.ndarray) -> None:
@@ -163,10 +229,10 @@ def test_cli_prints_one_line_per_image_and_reports_unreadable_ones(colour_model,
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    check_prediction_lines(result.stdout, good, predict_proba(colour_model, [read_image(p) for p in good]))
+    check_prediction_lines(result.stdout, good, predict_proba(colour_model, [load_image(p) for p in good]))
     assert {line.split("\t")[1] for line in result.stdout.splitlines()} == {"mask", "no-mask"}
     assert f"error: {tmp_path / 'notes.jpg'}: not an image" in result.stderr
-    assert f"error: {tmp_path / 'absent.png'}: no such file" in result.stderr
+    assert f"error: {tmp_path / 'absent.png'}: file not found" in result.stderr
     assert "2 of 7 images could not be read" in result.stderr
 
 
@@ -174,7 +240,7 @@ def test_cli_exits_0_when_every_image_is_read(colour_model, saved_model, images,
     assert main([str(saved_model), *map(str, images)]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
-    check_prediction_lines(captured.out, list(images), predict_proba(colour_model, [read_image(p) for p in images]))
+    check_prediction_lines(captured.out, list(images), predict_proba(colour_model, [load_image(p) for p in images]))
 
 
 def test_cli_missing_model_is_a_clear_error(images, tmp_path):

@@ -24,7 +24,7 @@ class FakeModel:
     def __init__(self):
         self.batch_sizes: list[int] = []
 
-    def predict(self, batch, batch_size=32, verbose=0):
+    def predict_on_batch(self, batch):
         self.batch_sizes.append(len(batch))
         return np.tile([[0.3, 0.7]], (len(batch), 1)).astype(np.float32)
 
@@ -35,9 +35,11 @@ class FixedFaces:
     def __init__(self, faces):
         self.faces = faces
         self.calls = 0
+        self.shapes: set[tuple[int, ...]] = set()
 
     def find_faces(self, rgb):
         self.calls += 1
+        self.shapes.add(rgb.shape)
         return list(self.faces)
 
 
@@ -100,6 +102,20 @@ def test_odd_frame_sizes_become_even(tmp_path):
     annotate_video(source, tmp_path / "out.mp4", detector)
     frames, meta = read_all(tmp_path / "out.mp4")
     assert meta["size"] == (160, 120) and len(frames) == 3
+
+
+def test_faces_are_looked_for_on_a_smaller_copy_of_each_frame(tmp_path):
+    source = write_clip(tmp_path / "vga.mp4", frames=2, size=(640, 480))
+    faces = FixedFaces([((50, 40, 100, 100), 0.99)])  # in the pixels of the copy it is given
+    stats = annotate_video(source, tmp_path / "default.mp4", FaceMaskDetector(FakeModel(), face_detector=faces))
+    assert faces.shapes == {(240, 320, 3)} and stats["faces"] == 2
+    faces.shapes.clear()
+    annotate_video(source, tmp_path / "full.mp4", FaceMaskDetector(FakeModel(), face_detector=faces), max_side=None)
+    assert faces.shapes == {(480, 640, 3)}  # None: the detector's own max_side (1024) keeps the full frame
+    # The box found on the half-size copy is drawn at twice its size on the full frame: its left edge,
+    # 2 px wide, is red at x = 100, 101 from y = 80 to 200.
+    edge = read_all(tmp_path / "default.mp4")[0][0][90:190, 100:102].astype(int)
+    assert edge[..., 0].mean() > 150 and edge[..., 1].mean() < 80
 
 
 def test_not_a_video_is_refused_without_leaving_files(tmp_path):
