@@ -10,7 +10,7 @@ nudged. Full fine-tuning runs at about 1.5 images/s on a 2-core CPU, so without 
 is a CPU-practical path: phase 1 trains the head on features the frozen base computes once, and
 phase 2 opens only the top block ("block5"). With a GPU, the full recipe runs as is.
 
-    python -m facemask.train --model scratch --data data --epochs 15 --out models/
+    python -m facemask.train --model scratch --data data --out models/
     python -m facemask.train --model vgg16 --data data --epochs 5 --weights imagenet --out models/
 
 At the end the command evaluates the model on the test split and writes the reports.
@@ -44,6 +44,7 @@ from facemask.models import (
 
 PRECISIONS = {"float32": "float32", "bf16": "mixed_bfloat16"}
 FINE_TUNE_LEARNING_RATE = 1e-5
+DEFAULT_EPOCHS = {"scratch": 30, "vgg16": 10}
 
 
 @contextlib.contextmanager
@@ -111,8 +112,8 @@ def save_history(history: dict, path: Path) -> Path:
     return path
 
 
-def train_scratch(data_dir: Path | str, out_dir: Path | str = "models", epochs: int = 15, batch_size: int = 32,
-                  learning_rate: float = 1e-3, seed: int = 0, subset: float = 1.0, patience: int = 3,
+def train_scratch(data_dir: Path | str, out_dir: Path | str = "models", epochs: int = 30, batch_size: int = 32,
+                  learning_rate: float = 1e-3, seed: int = 0, subset: float = 1.0, patience: int = 6,
                   use_class_weights: bool = True, precision: str = "float32",
                   image_size: tuple[int, int] = IMAGE_SIZE, verbose: int = 2) -> tuple[keras.Model, dict]:
     """Train the scratch CNN; writes `<out>/scratch.keras` (+ .json class names) and scratch_history.json."""
@@ -146,7 +147,7 @@ def train_vgg16(data_dir: Path | str, out_dir: Path | str = "models", weights: s
                 epochs: int = 10, fine_tune_epochs: int | None = None, batch_size: int = 32,
                 learning_rate: float = 1e-3, fine_tune_learning_rate: float = FINE_TUNE_LEARNING_RATE,
                 fine_tune_from: str | None = None, cpu_practical: bool | None = None, seed: int = 0,
-                subset: float = 1.0, patience: int = 3, use_class_weights: bool = True, precision: str = "float32",
+                subset: float = 1.0, patience: int = 6, use_class_weights: bool = True, precision: str = "float32",
                 image_size: tuple[int, int] = IMAGE_SIZE, verbose: int = 2) -> tuple[keras.Model, dict]:
     """Fine-tune VGG16 in two phases; writes `<out>/vgg16.keras` (+ .json) and vgg16_history.json.
 
@@ -207,7 +208,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m facemask.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=["scratch", "vgg16"], required=True)
     parser.add_argument("--data", type=Path, default=Path("data"), help="folder with train/, valid/, test/")
-    parser.add_argument("--epochs", type=int, default=15, help="maximum epochs (VGG16: of phase 1)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="maximum epochs (VGG16: of phase 1); default 30 for scratch, 10 for vgg16")
     parser.add_argument("--fine-tune-epochs", type=int, default=None, help="VGG16 phase 2 epochs (default: --epochs)")
     parser.add_argument("--out", type=Path, default=Path("models"), help="folder for the .keras model and history")
     parser.add_argument("--reports", type=Path, default=Path("reports"), help="folder for the test-set reports")
@@ -226,7 +228,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "(default: block5 on the CPU-practical path, all otherwise)")
     parser.add_argument("--full-recipe", action="store_true",
                         help="VGG16 without the CPU shortcuts (the default when a GPU is present)")
-    parser.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs")
+    parser.add_argument("--patience", type=int, default=6,
+                        help="early-stopping patience in epochs; the learning rate drops 5x after half of it")
     parser.add_argument("--no-class-weights", action="store_true", help="do not weight classes by rarity")
     return parser.parse_args(argv)
 
@@ -247,6 +250,7 @@ def check_args(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     args.weights = None if str(args.weights).lower() == "none" else args.weights
+    args.epochs = DEFAULT_EPOCHS[args.model] if args.epochs is None else args.epochs
     try:
         check_args(args)
     except (DataError, ValueError) as error:
