@@ -6,7 +6,7 @@ prints one tab-separated line per image, in the order given:
 
     face1.jpg	mask	P(mask)=0.9731	P(no-mask)=0.0269
 
-Images are read in any mode (RGB, RGBA, grayscale, palette, 16-bit) with their EXIF orientation
+Images are read in any mode (RGB, RGBA flattened onto white, grey, palette, 16-bit) with their EXIF orientation
 applied, and classified in batches of `--batch-size`, so memory stays bounded however many files
 are named. An image that cannot be read does not stop the others: its `error: <file>: <what>`
 line goes to stderr, the readable images are still printed, and the exit status is 1. A missing
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # keras is imported lazily so that `--help` and a missing mod
 
 
 class ImageError(ValueError):
-    """A photo that cannot be used; the message names the file and what is wrong."""
+    """An image that cannot be used; the message names the file and what is wrong."""
 
 
 def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = 40_000_000,
