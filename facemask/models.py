@@ -121,6 +121,7 @@ def save_model(model: keras.Model, path: Path | str, class_names: list[str] = CL
 
     A compiled model is saved without its optimizer: Adam's two moment estimates per weight would
     triple the file (154 MB instead of 51 MB for the scratch CNN) and inference never needs them.
+    A loaded model is therefore uncompiled: `compile` it before `fit` or `evaluate`.
     """
     path = Path(path)
     if path.suffix != ".keras":

@@ -64,6 +64,7 @@ def test_saved_scratch_model_predicts_the_same_after_loading(trained_scratch, sa
     # The file holds the best epoch's weights (restored by early stopping), not the last epoch's.
     _, history, _ = trained_scratch
     best = int(np.argmin(history["val_loss"]))
+    loaded.compile(loss="categorical_crossentropy")  # saved for inference: without its optimizer, uncompiled
     assert loaded.evaluate(load_split(sample_crops / "valid"), verbose=0, return_dict=True)["loss"] == pytest.approx(
         history["val_loss"][best], rel=1e-3)
 
