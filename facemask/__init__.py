@@ -10,5 +10,25 @@ detect   - find faces, classify them, draw green/red boxes (and `python -m facem
 app      - the Gradio web front-end (`python -m facemask.app`)
 """
 
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
 CLASS_NAMES = ["mask", "no-mask"]
 IMAGE_SIZE = (224, 224)
+
+
+def partial_path(path: Path) -> Path:
+    """A hidden, unique name beside `path` for writing before the final rename (same file system)."""
+    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+
+
+def save_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Write through a temporary file beside `path`, so a failure leaves no half-written file."""
+    temporary = partial_path(path)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

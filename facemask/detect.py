@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -26,7 +24,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from facemask import CLASS_NAMES
+from facemask import CLASS_NAMES, save_atomically
 from facemask.models import load_model
 from facemask.predict import ImageError, load_image, predict_proba
 from facemask.video import VIDEO_EXTENSIONS, VIDEO_MAX_SIDE, VideoError, annotate_video
@@ -201,21 +199,6 @@ def draw_detections(image: Image.Image, detections: Sequence[Detection]) -> Imag
         draw.rectangle((label_x, label_y, label_x + label_width, label_y + label_height), fill=colour)
         draw.text((label_x + line_width - left, label_y + line_width - top), text, fill=LABEL_TEXT_COLOUR, font=font)
     return annotated
-
-
-def partial_path(path: Path) -> Path:
-    """A hidden, unique name beside `path` for writing before the final rename (same file system)."""
-    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
-
-
-def save_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary file beside `path`, so a failure leaves no half-written file."""
-    temporary = partial_path(path)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def annotate_photo(path: Path, out_dir: Path, detector: FaceMaskDetector) -> str:

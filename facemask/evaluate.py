@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,7 +41,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from facemask import CLASS_NAMES
+from facemask import CLASS_NAMES, save_atomically
 from facemask.predict import ImageError, load_image, predict_files
 
 if TYPE_CHECKING:
@@ -162,9 +161,7 @@ def _save(figure: Figure, path: Path | str | None) -> None:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    figure.savefig(partial, format="png", dpi=100, bbox_inches="tight")
-    os.replace(partial, path)
+    save_atomically(path, lambda target: figure.savefig(target, format="png", dpi=100, bbox_inches="tight"))
 
 
 def plot_history(
@@ -330,9 +327,8 @@ def evaluate_model(
         plot_history(history, paths["curves"], phase_boundary=phase_boundary)
     paths["metrics"] = out_dir / f"{name}_metrics.json"
     metrics["paths"] = {kind: str(path) for kind, path in paths.items()}
-    partial = paths["metrics"].with_name(paths["metrics"].name + ".partial")
-    partial.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(partial, paths["metrics"])
+    payload = json.dumps(metrics, indent=2) + "\n"
+    save_atomically(paths["metrics"], lambda target: target.write_text(payload))
     return metrics
 
 

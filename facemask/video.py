@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +17,8 @@ from typing import TYPE_CHECKING
 import imageio.v2 as imageio
 import numpy as np
 from PIL import Image
+
+from facemask import partial_path
 
 if TYPE_CHECKING:
     from facemask.detect import FaceMaskDetector
@@ -84,7 +85,7 @@ def annotate_video(source: Path, destination: Path, detector: FaceMaskDetector, 
             raise VideoError(f"{source}: the video lasts {seconds:.1f} s, over the {max_seconds:g} s limit")
         destination.parent.mkdir(parents=True, exist_ok=True)
         # A hidden name beside the destination: the final rename stays on one file system.
-        temporary = destination.with_name(f".{destination.stem}.{uuid.uuid4().hex[:8]}.partial.mp4")
+        temporary = partial_path(destination)
         writer = imageio.get_writer(temporary, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
                                     macro_block_size=1, ffmpeg_log_level="error",
                                     output_params=["-movflags", "+faststart"])

@@ -19,6 +19,15 @@ requires_shared = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="session")
+def astronaut():
+    """A real public-domain face that ships with scikit-image (512x512 RGB), as a PIL image."""
+    from PIL import Image
+    from skimage import data as skimage_data
+
+    return Image.fromarray(skimage_data.astronaut())
+
+
+@pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     """The embedded sample in the Kaggle layout: images/ and train.csv."""
     from facemask.sample import make_sample

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from conftest import ROOT, SHARED, requires_shared
 from PIL import Image
-from skimage import data as skimage_data
 
 from facemask import detect
 from facemask.detect import (
@@ -69,11 +68,6 @@ def iou(a, b) -> float:
 @pytest.fixture(scope="module")
 def mtcnn() -> MTCNNFaceDetector:
     return MTCNNFaceDetector()
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> Image.Image:
-    return Image.fromarray(skimage_data.astronaut())
 
 
 def two_patch_photo() -> Image.Image:

@@ -12,7 +12,6 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
-from skimage import data as skimage_data
 
 from facemask.models import save_model
 from facemask.predict import ImageError, load_image, main, predict_files, predict_proba, to_model_input
@@ -111,11 +110,6 @@ def test_load_image_errors_name_the_file(tmp_path):
         with pytest.raises(ImageError, match=what) as error:
             load_image(path)
         assert str(path) in str(error.value)
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> Image.Image:
-    return Image.fromarray(skimage_data.astronaut())
 
 
 def encoded(image: Image.Image, format: str, **options) -> bytes:
