@@ -43,7 +43,9 @@ from PIL import Image  # noqa: E402
 from skimage import data as skimage_data  # noqa: E402
 
 from facemask import detect, predict  # noqa: E402
-from facemask.detect import FaceMaskDetector, MTCNNFaceDetector, crop_face, draw_detections, load_image  # noqa: E402
+from facemask.detect import FaceMaskDetector, draw_detections  # noqa: E402
+from facemask.detectors import MTCNNFaceDetector  # noqa: E402
+from facemask.images import crop_face, load_image, to_model_input  # noqa: E402
 from facemask.video import annotate_video  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "kaggle-format"
@@ -198,7 +200,7 @@ def write_clip(path: Path, pictures: list[Image.Image], seconds: float, fps: int
 
 def predict_proba_with_predict(model, images, batch_size: int = 32) -> np.ndarray:
     """The same batch through `model.predict`, as predict_proba did before: the per-call set-up it saves."""
-    batch = predict.to_model_input(images, tuple(model.input_shape[1:3]))
+    batch = to_model_input(images, tuple(model.input_shape[1:3]))
     return np.asarray(model.predict(batch, batch_size=batch_size, verbose=0), dtype=np.float32)
 
 

@@ -39,15 +39,9 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from facemask.detect import (
-    Detection,
-    FaceMaskDetector,
-    ImageError,
-    VideoError,
-    annotate_video,
-    draw_detections,
-    load_image,
-)
+from facemask.detect import Detection, FaceMaskDetector, draw_detections
+from facemask.images import ImageError, load_image
+from facemask.video import VideoError, annotate_video
 
 FACE_COLUMNS = ["face", "label", "P(mask)", "P(no-mask)", "box (x0, y0, x1, y1)"]
 # Uploads and results in Gradio's cache older than an hour are deleted every half hour (and all at exit).
@@ -59,7 +53,7 @@ def hand_over_unopened(photo_input: gr.Image) -> gr.Image:
 
     gr.Image's own preprocessing opens the file with Pillow before our function runs, so a
     non-image would fail there with a message the page hides. Passing the path on lets
-    facemask.detect.load_image judge every file and word the error. This patches the one instance:
+    facemask.images.load_image judge every file and word the error. This patches the one instance:
     a gr.Image subclass would do the same, but Gradio writes a .pyi stub next to the source file
     of every component subclass, and an app must not write into its own package.
     """

@@ -19,19 +19,20 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from facemask import CLASS_NAMES, save_atomically
+from facemask.detectors import DEFAULT_DETECTOR, FaceDetector, make_face_detector
+from facemask.images import Box, ImageError, clip_box, crop_face, load_image
 from facemask.models import load_model
-from facemask.predict import ImageError, load_image, predict_proba
+from facemask.predict import predict_proba
 from facemask.video import VIDEO_EXTENSIONS, VIDEO_MAX_SIDE, VideoError, annotate_video
 
 __all__ = [
-    "MASK_COLOUR", "NO_MASK_COLOUR", "Detection", "FaceDetector", "FaceMaskDetector", "ImageError",
-    "MTCNNFaceDetector", "VideoError", "annotate_video", "draw_detections", "load_image", "main",
+    "MASK_COLOUR", "NO_MASK_COLOUR", "Detection", "FaceMaskDetector", "ImageError",
+    "VideoError", "annotate_video", "draw_detections", "load_image", "main",
 ]
 
 MASK_COLOUR = (0, 200, 0)
@@ -40,9 +41,6 @@ LABEL_TEXT_COLOUR = (255, 255, 255)
 DEFAULT_THRESHOLD = 0.9  # MTCNN confidence; its own last stage already keeps only faces above 0.8
 # Pillow can write these; anything else (e.g. .gif, .heic) is annotated as PNG.
 SAVEABLE_PHOTO_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-Box = tuple[int, int, int, int]
-
 
 @dataclass
 class Detection:
@@ -58,70 +56,6 @@ class Detection:
         return asdict(self) | {"box": list(self.box)}
 
 
-class FaceDetector(Protocol):
-    """Anything that finds faces: boxes (x0, y0, x1, y1) in the pixels of `rgb`, with a confidence."""
-
-    def find_faces(self, rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]: ...
-
-
-class MTCNNFaceDetector:
-    """MTCNN from the `mtcnn` package (TensorFlow; its weights ship inside the wheel).
-
-    `min_face_size` (pixels of the array it is given) trades small faces for speed: 10 finds faces of
-    10 px on a 2x upsampled copy, at about 4 times the cost. `graph=True`
-    runs MTCNN's three networks as compiled TensorFlow graphs: the package calls them eagerly,
-    layer by layer, and that Python overhead is most of its time on a CPU (same boxes, ~3x faster).
-    """
-
-    # mtcnn 1.0 counts its image pyramid's levels as if min_face_size were 12 but starts it at
-    # 12 / min_face_size: only near 20 does the pyramid span the image. Above, its last level is
-    # under PNet's 12 px and the convolution fails; below, it stops before the coarse levels that
-    # find the largest faces. So MTCNN always runs at 20, on the image resized by 20 / min_face_size.
-    PYRAMID_MIN_FACE = 20
-
-    def __init__(self, min_face_size: int = 20, graph: bool = True,
-                 stage_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8)):
-        import tensorflow as tf
-        from mtcnn import MTCNN  # imported here: TensorFlow and its networks take seconds to load
-
-        self.min_face_size = min_face_size
-        # PNet, RNet, ONet score thresholds (the package's defaults); lower finds more masked faces.
-        self.stage_options = dict(zip(("threshold_pnet", "threshold_rnet", "threshold_onet"), stage_thresholds,
-                                      strict=True))
-        self.mtcnn = MTCNN()  # created once: building the networks costs more than a detection
-        if graph:
-            for stage in self.mtcnn.stages:
-                # reduce_retracing: one graph serves every pyramid level and every number of candidates.
-                stage._model = tf.function(stage.model, reduce_retracing=True)
-
-    def find_faces(self, rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
-        scale = self.PYRAMID_MIN_FACE / self.min_face_size
-        if scale != 1.0:
-            height, width = rgb.shape[:2]
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
-        results = self.mtcnn.detect_faces(np.ascontiguousarray(rgb), min_face_size=self.PYRAMID_MIN_FACE,
-                                          **self.stage_options)
-        faces = []
-        for result in results:
-            x, y, width, height = (float(v) / scale for v in result["box"])
-            faces.append(((x, y, x + width, y + height), float(result["confidence"])))
-        return faces
-
-
-def clip_box(box: Sequence[float], width: int, height: int) -> Box:
-    """Round a box to whole pixels and keep it inside the image."""
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
-    return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
-
-
-def crop_face(image: Image.Image, box: Box, margin: float) -> Image.Image:
-    """The face widened by `margin` of its size on every side, clipped, as split.py cuts training crops."""
-    x0, y0, x1, y1 = box
-    dx, dy = margin * (x1 - x0), margin * (y1 - y0)
-    return image.crop(clip_box((x0 - dx, y0 - dy, x1 + dx, y1 + dy), *image.size))
-
-
 class FaceMaskDetector:
     """Face detector + mask classifier: `detect(photo)` gives one Detection per face."""
 
@@ -131,7 +65,7 @@ class FaceMaskDetector:
             raise ValueError(f"the model's classes are {list(class_names)}; detection needs {CLASS_NAMES}")
         self.model = model
         self.class_names = list(class_names)
-        self.face_detector = face_detector if face_detector is not None else MTCNNFaceDetector()
+        self.face_detector = face_detector if face_detector is not None else make_face_detector(DEFAULT_DETECTOR)
         self.margin = margin
         self.min_face = min_face
         self.threshold = threshold

@@ -42,7 +42,8 @@ from sklearn.metrics import (
 )
 
 from facemask import CLASS_NAMES, save_atomically
-from facemask.predict import ImageError, load_image, predict_files
+from facemask.images import ImageError, load_image
+from facemask.predict import predict_files
 
 if TYPE_CHECKING:
     import keras

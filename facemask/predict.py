@@ -16,100 +16,19 @@ or unreadable model is an `error:` line and exit status 1 before any image is re
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from facemask.images import ImageError, load_image, to_model_input
 
 if TYPE_CHECKING:  # keras is imported lazily so that `--help` and a missing model answer at once
     import keras
-
-
-class ImageError(ValueError):
-    """An image that cannot be used; the message names the file and what is wrong."""
-
-
-def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = 40_000_000,
-               name: str | None = None) -> Image.Image:
-    """Open, check and fully decode an image, upright (EXIF orientation applied) and in RGB.
-
-    The one reader of every image the project classifies - crops, photos, uploads - so all of them
-    get the same checks: `source` is a path, the file's bytes or an open file; `name` is what error
-    messages call it. Raises ImageError for a missing, non-image, truncated or oversized file.
-    """
-    if name is None:
-        name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "<uploaded image>")
-    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-    with warnings.catch_warnings():
-        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; make the warning an error too.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(stream)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise ImageError(f"{name}: refused as a possible decompression bomb ({error})") from error
-        except FileNotFoundError as error:
-            raise ImageError(f"{name}: file not found") from error
-        except IsADirectoryError as error:
-            raise ImageError(f"{name}: is a folder, not an image") from error
-        except Image.UnidentifiedImageError as error:
-            raise ImageError(f"{name}: not an image (no format Pillow can read)") from error
-        except PermissionError as error:
-            raise ImageError(f"{name}: cannot be read (permission denied)") from error
-        except OSError as error:  # a header cut short, or bytes that only start like an image
-            raise ImageError(f"{name}: damaged or truncated image data ({error})") from error
-        with image:  # closes the file once decoded, or when refused
-            # The header gives the size before any pixel is decoded: refuse huge images here.
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageError(f"{name}: {width}x{height} is {width * height:,} pixels, "
-                                 f"over the {max_pixels:,} limit")
-            if width == 0 or height == 0:
-                raise ImageError(f"{name}: the image is empty ({width}x{height})")
-            try:
-                image.load()  # decode now, so a truncated file fails here and not later
-                upright = ImageOps.exif_transpose(image)
-            except Exception as error:  # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error...
-                problem = f"{type(error).__name__}: {error}"
-                raise ImageError(f"{name}: damaged or truncated image data ({problem})") from error
-            return to_rgb(upright, name)
-
-
-def to_rgb(image: Image.Image, name: str) -> Image.Image:
-    """Any Pillow mode to RGB; transparency is flattened onto white, 16-bit grey scaled to 8 bits."""
-    if image.mode == "RGB":
-        return image
-    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        # Pillow's own I;16 -> RGB conversion clips at 255 instead of scaling down.
-        grey = np.asarray(image, dtype=np.float64)
-        if image.mode.startswith("I;16") or grey.max() > 255:
-            grey = grey / 257.0
-        return Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8), mode="L").convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    try:
-        return image.convert("RGB")
-    except ValueError as error:
-        raise ImageError(f"{name}: colour mode {image.mode} cannot be converted to RGB") from error
-
-
-def to_model_input(images: Sequence[Image.Image | np.ndarray], image_size: tuple[int, int]) -> np.ndarray:
-    """Stack images as float32 RGB 0-255 at the model's size; the model does its own scaling."""
-    batch = np.empty((len(images), *image_size, 3), dtype=np.float32)
-    for i, image in enumerate(images):
-        if isinstance(image, np.ndarray):
-            image = Image.fromarray(image.astype(np.uint8))
-        # Bilinear, as image_dataset_from_directory resizes the training crops.
-        image = image.convert("RGB").resize((image_size[1], image_size[0]), Image.BILINEAR)
-        batch[i] = np.asarray(image, dtype=np.float32)
-    return batch
 
 
 def predict_proba(model: keras.Model, images: Sequence[Image.Image | np.ndarray], batch_size: int = 32) -> np.ndarray:

@@ -13,16 +13,9 @@ from conftest import ROOT, SHARED, requires_shared
 from PIL import Image
 
 from facemask import detect
-from facemask.detect import (
-    MASK_COLOUR,
-    NO_MASK_COLOUR,
-    Detection,
-    FaceMaskDetector,
-    MTCNNFaceDetector,
-    crop_face,
-    draw_detections,
-    load_image,
-)
+from facemask.detect import MASK_COLOUR, NO_MASK_COLOUR, Detection, FaceMaskDetector, draw_detections
+from facemask.detectors import MTCNNFaceDetector
+from facemask.images import crop_face, load_image
 
 # The astronaut's face in skimage.data.astronaut() (512x512), checked by eye: forehead to chin.
 ASTRONAUT_FACE = (182, 64, 265, 171)

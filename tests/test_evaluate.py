@@ -23,7 +23,7 @@ from facemask.evaluate import (
     plot_misclassified,
     predict_directory,
 )
-from facemask.predict import ImageError
+from facemask.images import ImageError
 
 WEIGHT = 0.01
 HISTORY = {

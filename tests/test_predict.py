@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facemask.images import ImageError, load_image, to_model_input
 from facemask.models import save_model
-from facemask.predict import ImageError, load_image, main, predict_files, predict_proba, to_model_input
+from facemask.predict import main, predict_files, predict_proba
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,8 @@ from PIL import Image
 from skimage import data as skimage_data
 
 from facemask import detect
-from facemask.detect import FaceMaskDetector, MTCNNFaceDetector
+from facemask.detect import FaceMaskDetector
+from facemask.detectors import MTCNNFaceDetector
 from facemask.video import VideoError, annotate_video
 
 
