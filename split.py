@@ -18,8 +18,14 @@ The rules, and why:
   leak. Photos are assigned greedily (biggest first, seeded shuffle among equals) to the split
   whose per-class target they bring closest, which keeps each split's size near its share and
   its mask/no-mask balance near the whole's.
+- Photos are read as everything else in the project reads them (`facemask.images.load_image`:
+  EXIF orientation applied, any mode to RGB, 16-bit scaled down) and a face is cut with the same
+  box arithmetic and default margin as detection cuts it (`facemask.images.face_box`,
+  `facemask.DEFAULT_MARGIN`), so the classifier trains on the faces it will be served.
+- Crops are saved as PNG, losslessly: a JPEG crop of a JPEG photo differs from the face cut at
+  run time by up to about 20 grey levels, and the training pipeline would learn those artefacts.
 - Each photo is decoded once for all its faces, in parallel worker processes; crop files are
-  named `<photo stem>_r<CSV line>.<ext>` so the output does not depend on the worker count and
+  named `<photo stem>_r<CSV line>.png` so the output does not depend on the worker count and
   the same input and seed give byte-identical files.
 - The output appears whole or not at all: it is written into a hidden folder beside `--out`
   and renamed into place at the end; any failure or Ctrl-C removes it.
@@ -46,13 +52,17 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from facemask import DEFAULT_MARGIN
+from facemask.images import ImageError, clip_box, face_box, load_image, peek_image, to_rgb
+
 SPLITS = ("train", "valid", "test")
 LABELS = ("mask", "no-mask")
 # Header name -> what the column really holds (the Kaggle trap: x2 is ymin, y1 is xmax).
 COORDINATE_COLUMNS = {"x1": "xmin", "x2": "ymin", "y1": "xmax", "y2": "ymax"}
 MASK_CLASS, NO_MASK_CLASS, INCORRECT_CLASS = "face_with_mask", "face_no_mask", "face_with_mask_incorrect"
 DEFAULT_SEED = 42
-JPEG_QUALITY = 95
+# zlib level 1: crops are written once and read a few times; level 6 takes 2.4x as long for 3% less disk.
+PNG_COMPRESS_LEVEL = 1
 MANIFEST_COLUMNS = ["path", "split", "label", "source", "csv_line", "classname", "xmin", "ymin", "xmax", "ymax"]
 # Reasons a face row yields no crop, in the order the summary lists them.
 SKIP_NOT_FOUND, SKIP_UNREADABLE = "photo not found", "photo unreadable"
@@ -206,35 +216,28 @@ def apply_class_rules(rows: list[BoxRow], incorrect: str) -> tuple[list[tuple[Bo
 # ---------------------------------------------------------------- planning the crops
 
 
-def crop_box(row: BoxRow, width: int, height: int, margin: float = 0.0, min_size: int = 0) -> tuple[int, ...] | str:
-    """The pixel box to cut for one face (widened by `margin`, clipped to the photo), or why it is skipped."""
-    face_w, face_h = row.xmax - row.xmin, row.ymax - row.ymin
-    face = _clip(row.xmin, row.ymin, row.xmax, row.ymax, width, height)
-    if face_w <= 0 or face_h <= 0 or face is None:
+def crop_box(row: BoxRow, width: int, height: int, margin: float = DEFAULT_MARGIN,
+             min_size: int = 0) -> tuple[int, ...] | str:
+    """The pixel box to cut for one face (widened by `margin`, clipped to the photo), or why it is skipped.
+
+    The box is `facemask.images.face_box`, the one detection crops with, so train and serve cut alike.
+    """
+    x0, y0, x1, y1 = clip_box((row.xmin, row.ymin, row.xmax, row.ymax), width, height)
+    if row.xmax <= row.xmin or row.ymax <= row.ymin or x1 <= x0 or y1 <= y0:
         return SKIP_EMPTY
-    if min(face[2] - face[0], face[3] - face[1]) < min_size:  # the face itself, not the margin around it
+    if min(x1 - x0, y1 - y0) < min_size:  # the face itself, not the margin around it
         return SKIP_SMALL
-    dx, dy = margin * face_w, margin * face_h
-    return _clip(row.xmin - dx, row.ymin - dy, row.xmax + dx, row.ymax + dy, width, height) or SKIP_EMPTY
-
-
-def _clip(x0: float, y0: float, x1: float, y1: float, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """Whole pixels covering the box, inside the photo; None if nothing is left."""
-    left, top = max(0, math.floor(x0)), max(0, math.floor(y0))
-    right, bottom = min(width, math.ceil(x1)), min(height, math.ceil(y1))
-    return (left, top, right, bottom) if right > left and bottom > top else None
+    box = face_box((row.xmin, row.ymin, row.xmax, row.ymax), margin, width, height)
+    return box if box[2] > box[0] and box[3] > box[1] else SKIP_EMPTY
 
 
 def crop_suffix(source: str, image_format: str | None) -> str:
-    """JPEG crops stay JPEG (keeping .jpg or .jpeg), everything else is saved losslessly as PNG."""
-    suffix = PurePosixPath(source).suffix.lower()
-    if image_format == "JPEG":
-        return suffix if suffix in (".jpg", ".jpeg") else ".jpg"
+    """Every crop is a PNG, whatever the photo's format: lossless, so it holds the pixels detection will cut."""
     return ".png"
 
 
 def inspect_photos(images_dir: Path, names: list[str]) -> tuple[dict[str, tuple[int, int, str | None]], dict]:
-    """Size and format of each photo from its header (no pixel decoding); the missing and unreadable ones."""
+    """Upright size and format of each photo from its header (no pixel decoding); the missing and unreadable ones."""
     found, problems = {}, {}
     for name in names:
         path = images_dir / name
@@ -242,9 +245,8 @@ def inspect_photos(images_dir: Path, names: list[str]) -> tuple[dict[str, tuple[
             problems[name] = SKIP_NOT_FOUND
             continue
         try:
-            with Image.open(path) as image:
-                found[name] = (*image.size, image.format)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            found[name] = peek_image(path)
+        except ImageError:
             problems[name] = SKIP_UNREADABLE
     return found, problems
 
@@ -293,25 +295,10 @@ def assign_splits(label_counts: dict[str, Counter], ratios: np.ndarray, seed: in
 # ---------------------------------------------------------------- cutting
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB, with transparent areas on white rather than on whatever colour hides under them."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")
-
-
 def save_crop(image: Image.Image, box: tuple[int, int, int, int], path: str | Path) -> None:
-    """Cut `box` from a decoded photo and save it in RGB: JPEG at high quality, or PNG."""
-    crop = to_rgb(image.crop(box))
-    if os.fspath(path).endswith((".jpg", ".jpeg")):
-        crop.save(path, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
-    else:
-        crop.save(path, format="PNG")
+    """Cut `box` from a decoded photo and save it in RGB as a PNG (lossless, whatever the file's name says)."""
+    crop = to_rgb(image.crop(box), os.fspath(path))
+    crop.save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
 
 
 def cut_photo(task: tuple[str, str, list[tuple[tuple[int, int, int, int], str]]]) -> str | None:
@@ -322,13 +309,11 @@ def cut_photo(task: tuple[str, str, list[tuple[tuple[int, int, int, int], str]]]
     """
     photo_path, out_dir, jobs = task
     try:
-        image = Image.open(photo_path)
-        image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        return f"{photo_path}: {e}"
-    with image:
-        for box, relative in jobs:
-            save_crop(image, box, os.path.join(out_dir, relative))  # plain strings: pathlib costs here
+        image = load_image(photo_path)  # upright and RGB, as detection reads a photo
+    except ImageError as e:
+        return str(e)
+    for box, relative in jobs:
+        save_crop(image, box, os.path.join(out_dir, relative))  # plain strings: pathlib costs here
     return None
 
 
@@ -467,8 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="data", help="output folder (default: data)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"split seed (default: {DEFAULT_SEED})")
-    parser.add_argument("--margin", type=_non_negative(float), default=0.0,
-                        help="widen each box by this fraction of its size on every side (default: 0)")
+    parser.add_argument("--margin", type=_non_negative(float), default=DEFAULT_MARGIN,
+                        help="widen each box by this fraction of its size on every side (default: "
+                             f"{DEFAULT_MARGIN}, the margin detection crops with)")
     parser.add_argument("--min-size", type=_non_negative(int), default=0,
                         help="skip faces whose shorter side is under this many pixels (default: 0)")
     parser.add_argument("--incorrect", choices=["drop", "mask", "no-mask"], default="drop",

@@ -4,7 +4,10 @@ sample   - a small generated data set in the Kaggle layout (photos + train.csv)
 data     - the tf.data input pipeline and augmentation
 models   - the scratch CNN and the fine-tuned VGG16, saving and loading
 train    - training (and `python -m facemask.train`)
-evaluate - metrics, curves and the misclassified grid
+images   - the one image reader, face cropper (one margin) and resizer, for training and serving alike
+evaluate - metrics, curves and the misclassified grid; `python -m facemask.evaluate crops|photos`
+evaluate_photos - face detector + classifier scored on annotated photos (the `photos` command)
+scoring  - IoU, face matching, precision-recall and VOC average precision
 predict  - [P(mask), P(no-mask)] for images (and `python -m facemask.predict`)
 detect   - find faces, classify them, draw green/red boxes (and `python -m facemask.detect`)
 app      - the Gradio web front-end (`python -m facemask.app`)
@@ -17,6 +20,12 @@ from pathlib import Path
 
 CLASS_NAMES = ["mask", "no-mask"]
 IMAGE_SIZE = (224, 224)
+# Every face crop, for training (split.py) and serving (detect, app, evaluation), is the face box widened by
+# this fraction of its size on every side. Kaggle boxes stop at the chin and the cheeks, cutting off the
+# lower edge of the mask, the very thing that tells a mask from a chin; 10% brings it back, and absorbs a
+# detector box a few pixels off the annotated one (IoU 0.5 allows that much) without pulling in
+# neighbouring faces in a crowd, as 25% does.
+DEFAULT_MARGIN = 0.1
 
 
 def partial_path(path: Path) -> Path:

@@ -1,9 +1,12 @@
 """The input pipeline: crop folders to batched, cached, augmented `tf.data` datasets.
 
 A data folder holds `train/`, `valid/` and `test/`, each with one sub-folder per class
-(`mask/`, `no-mask/`), as `split.py` writes it. Each split is read by
-`keras.utils.image_dataset_from_directory` (RGB, resized to 224x224 bilinear, labels one-hot in
-`CLASS_NAMES` order), cached in memory, batched and prefetched. The training split alone is
+(`mask/`, `no-mask/`), as `split.py` writes it. Each crop is read and resized by the functions that
+serve the model (`facemask.images.load_image` and `to_model_input`: EXIF orientation, any mode to
+RGB, Pillow's antialiased bilinear resize to 224x224), so training sees exactly the pixels detection
+will feed it; labels are one-hot in `CLASS_NAMES` order. The resized pixels are cached in memory
+after the first epoch, so later epochs decode nothing. Other crop folders (class sub-folders) can
+be added to the training split alone (`extra_train`). The training split alone is
 augmented with Keras preprocessing layers - horizontal flip, rotation up to 40 degrees, shifts up
 to 10% - the seed's `ImageDataGenerator` recipe; Keras 3 dropped `ImageDataGenerator` and
 documents these layers as its replacement. Pixels stay float32 in 0-255: each model rescales
@@ -16,8 +19,7 @@ inside itself.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
+import functools
 import os
 import sys
 import tempfile
@@ -30,9 +32,10 @@ import pandas as pd
 import tensorflow as tf
 
 from facemask import CLASS_NAMES, IMAGE_SIZE
+from facemask.images import load_image, to_model_input
 
 SPLITS = ("train", "valid", "test")
-# The extensions image_dataset_from_directory reads; counting anything else would mislead.
+# The image files a class folder is read for (the formats Keras' directory loader took, as before).
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 # The seed's ImageDataGenerator(rotation_range=40, width_shift_range=0.1, height_shift_range=0.1,
 # horizontal_flip=True); RandomRotation takes a fraction of a full turn.
@@ -84,14 +87,58 @@ def check_data_dir(data_dir: Path | str, splits: Sequence[str] = SPLITS,
             raise DataError(f"no training images in {', '.join(str(split_dir / name) for name in empty)}")
 
 
-def class_weights(train_dir: Path | str, class_names: Sequence[str] = CLASS_NAMES) -> dict[int, float]:
-    """Balanced weights n_samples / (n_classes * n_c), keyed by class index, from the files in train_dir."""
-    counts = np.array([len(list_images(Path(train_dir) / name)) for name in class_names], dtype=np.float64)
+def split_files(folders: Sequence[Path | str],
+                class_names: Sequence[str] = CLASS_NAMES) -> tuple[list[Path], np.ndarray]:
+    """The image files of `<folder>/<class>/` for every folder, in order, and their class indices."""
+    files: list[Path] = []
+    labels: list[int] = []
+    for folder in folders:
+        for index, name in enumerate(class_names):
+            found = list_images(Path(folder) / name)
+            files += found
+            labels += [index] * len(found)
+    return files, np.array(labels, dtype=np.int64)
+
+
+def check_extra_dirs(folders: Sequence[Path | str], class_names: Sequence[str] = CLASS_NAMES) -> None:
+    """Raise DataError unless every extra training folder holds class folders with images in them."""
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise DataError(f"extra training folder not found: {folder}")
+        if not split_files([folder], class_names)[0]:
+            raise DataError(f"no images in the extra training folder {folder} "
+                            f"(looked in {', '.join(str(folder / name) for name in class_names)})")
+
+
+def class_weights(train_dir: Path | str, class_names: Sequence[str] = CLASS_NAMES,
+                  extra_dirs: Sequence[Path | str] = ()) -> dict[int, float]:
+    """Balanced weights n_samples / (n_classes * n_c), keyed by class index, over every file trained on:
+    the training split and the extra training folders."""
+    _, labels = split_files([train_dir, *extra_dirs], class_names)
+    counts = np.bincount(labels, minlength=len(class_names)).astype(np.float64)
     if counts.min() == 0:
         empty = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
         raise DataError(f"cannot weight classes: no images in {', '.join(str(Path(train_dir) / n) for n in empty)}")
     weights = counts.sum() / (len(class_names) * counts)
     return {index: float(weight) for index, weight in enumerate(weights)}
+
+
+def read_model_input(path: bytes | str | Path, image_size: tuple[int, int] = IMAGE_SIZE) -> np.ndarray:
+    """One crop file as the model is served it: `load_image` then `to_model_input`, as uint8 (h, w, 3).
+
+    `to_model_input` gives whole numbers in float32; uint8 holds them exactly in a quarter of the memory.
+    """
+    image = load_image(os.fsdecode(path))
+    return to_model_input([image], image_size)[0].astype(np.uint8)
+
+
+def _decode_in_pipeline(path: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
+    # numpy_function runs the Python reader inside tf.data; Pillow releases the GIL while it decodes
+    # and resizes, so parallel calls use both cores. Its errors (ImageError naming the file) stop the epoch.
+    pixels = tf.numpy_function(functools.partial(read_model_input, image_size=image_size), [path], tf.uint8,
+                               stateful=False)
+    pixels.set_shape((*image_size, 3))
+    return pixels
 
 
 def build_augmentation(seed: int | None = 0) -> keras.Sequential:
@@ -110,35 +157,29 @@ def build_augmentation(seed: int | None = 0) -> keras.Sequential:
 
 def load_split(split_dir: Path | str, batch_size: int = 32, image_size: tuple[int, int] = IMAGE_SIZE,
                augment: bool = False, shuffle: bool = False, subset: float = 1.0, seed: int = 0,
-               class_names: Sequence[str] = CLASS_NAMES) -> tf.data.Dataset:
+               class_names: Sequence[str] = CLASS_NAMES, extra_dirs: Sequence[Path | str] = ()) -> tf.data.Dataset:
     """One split as batches of (images float32 (n, h, w, 3) in 0-255, one-hot labels (n, 2)).
 
-    `subset` < 1 keeps a seeded random fraction of the files for quick runs. `shuffle` reshuffles
-    every epoch; `augment` applies fresh random augmentations every epoch (training only).
-    The returned dataset carries `class_names` and `num_images` attributes.
+    `extra_dirs` are more folders of class folders read with the split (training only). `subset` < 1
+    keeps a seeded random fraction of the files for quick runs. `shuffle` reshuffles every epoch;
+    `augment` applies fresh random augmentations every epoch (training only). The returned dataset
+    carries `class_names` and `num_images` attributes.
     """
     split_dir = Path(split_dir)
     if not 0 < subset <= 1:
         raise ValueError(f"subset must be a fraction in (0, 1], got {subset}")
+    files, labels = split_files([split_dir, *extra_dirs], class_names)
     if not any(list_images(split_dir / name) for name in class_names):
         raise DataError(f"no images in {split_dir} (looked in {', '.join(class_names)} for image files)")
-    # The validation_split mechanism is image_dataset_from_directory's own seeded random subset:
-    # "training" keeps the first `subset` share of the shuffled file list.
-    fraction_args = {"validation_split": 1 - subset, "subset": "training"} if subset < 1 else {}
-    try:
-        # Keras prints "Using N files for training." even for valid/test subsets: hide that line.
-        with contextlib.redirect_stdout(io.StringIO()):
-            images = keras.utils.image_dataset_from_directory(
-                split_dir, labels="inferred", label_mode="categorical", class_names=list(class_names),
-                color_mode="rgb", batch_size=None, image_size=image_size, interpolation="bilinear",
-                shuffle=subset < 1, seed=seed, follow_links=True, verbose=False, **fraction_args,
-            )
-    except ValueError as error:  # missing class folders or no images at all
-        raise DataError(f"{split_dir}: {error}") from error
-    num_images = int(images.cardinality())
-    # Cache decoded, resized pixels as uint8: 4x less memory than float32 (3,200 crops take about
-    # 0.5 GB), and whole-number pixels like the uint8 images predict.to_model_input resizes with PIL.
-    images = images.map(lambda x, y: (tf.cast(tf.round(tf.clip_by_value(x, 0, 255)), tf.uint8), y),
+    if subset < 1:
+        keep = np.sort(np.random.default_rng(seed).permutation(len(files))[:max(1, round(subset * len(files)))])
+        files, labels = [files[i] for i in keep], labels[keep]
+    num_images = len(files)
+    onehot = np.eye(len(class_names), dtype=np.float32)[labels]
+    images = tf.data.Dataset.from_tensor_slices(([str(path) for path in files], onehot))
+    # Cache the resized pixels as uint8 (3,200 crops take about 0.5 GB): every epoch after the first
+    # reads them from memory, so serving's Pillow reader costs training nothing after that.
+    images = images.map(lambda path, y: (_decode_in_pipeline(path, image_size), y),
                         num_parallel_calls=tf.data.AUTOTUNE).cache()
     if shuffle:
         images = images.shuffle(num_images, seed=seed, reshuffle_each_iteration=True)
@@ -158,12 +199,15 @@ def load_split(split_dir: Path | str, batch_size: int = 32, image_size: tuple[in
 
 def load_datasets(data_dir: Path | str, batch_size: int = 32, image_size: tuple[int, int] = IMAGE_SIZE,
                   augment: bool = True, subset: float = 1.0, seed: int = 0,
-                  splits: Sequence[str] = SPLITS) -> dict[str, tf.data.Dataset]:
-    """{split: dataset} for a data folder; only "train" is shuffled and (if `augment`) augmented."""
+                  splits: Sequence[str] = SPLITS, extra_train: Sequence[Path | str] = ()) -> dict[str, tf.data.Dataset]:
+    """{split: dataset} for a data folder; only "train" is shuffled, (if `augment`) augmented, and
+    joined by the `extra_train` crop folders: validation and test stay the data folder's own."""
     check_data_dir(data_dir, splits)
+    check_extra_dirs(extra_train)
     return {
         split: load_split(Path(data_dir) / split, batch_size, image_size, augment=augment and split == "train",
-                          shuffle=split == "train", subset=subset, seed=seed)
+                          shuffle=split == "train", subset=subset, seed=seed,
+                          extra_dirs=extra_train if split == "train" else ())
         for split in splits
     }
 

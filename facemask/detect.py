@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from facemask import CLASS_NAMES, save_atomically
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, save_atomically
 from facemask.detectors import DEFAULT_DETECTOR, FaceDetector, make_face_detector
 from facemask.images import Box, ImageError, clip_box, crop_face, load_image
 from facemask.models import load_model
@@ -60,7 +60,8 @@ class FaceMaskDetector:
     """Face detector + mask classifier: `detect(photo)` gives one Detection per face."""
 
     def __init__(self, model, class_names: Sequence[str] = CLASS_NAMES, face_detector: FaceDetector | None = None,
-                 margin: float = 0.1, min_face: int = 0, threshold: float = DEFAULT_THRESHOLD, max_side: int = 1024):
+                 margin: float = DEFAULT_MARGIN, min_face: int = 0, threshold: float = DEFAULT_THRESHOLD,
+                 max_side: int = 1024):
         if sorted(class_names) != sorted(CLASS_NAMES):
             raise ValueError(f"the model's classes are {list(class_names)}; detection needs {CLASS_NAMES}")
         self.model = model
@@ -178,7 +179,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="photos and/or videos")
     parser.add_argument("--model", type=Path, required=True, help="a saved .keras classifier")
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out/)")
-    parser.add_argument("--margin", type=float, default=0.1, help="crop margin, a fraction of the face size")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                        help=f"crop margin, a fraction of the face size (default {DEFAULT_MARGIN}, as split.py cuts)")
     parser.add_argument("--min-face", type=int, default=0, help="ignore faces whose shorter side is under N px")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="face detector confidence threshold")
     parser.add_argument("--max-side", type=int, default=1024, help="detect faces on a copy of a photo at most this big")

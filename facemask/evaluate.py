@@ -1,5 +1,16 @@
 """Evaluation: the numbers, the confusion matrix, the training curves and the mistakes.
 
+As commands (one `error:` line and exit 2 for a bad command line, 1 for bad input):
+
+    python -m facemask.evaluate crops MODEL SPLIT_DIR [--reports DIR]
+    python -m facemask.evaluate photos MODEL IMAGES CSV [--detector NAME] [--reports DIR]
+                                [--split-manifest data/manifest.csv [--split test] | --photos-list FILE]
+
+`crops` scores the classifier on a folder of face crops (`data/test`), as training does at its end.
+`photos` scores face detector and classifier together on annotated photos in the Kaggle layout
+(see facemask.evaluate_photos); `--split-manifest` keeps only the photos of one split.py split,
+so detection is never scored on photos the classifier trained on.
+
 A model is run over a split folder (`data/test/{mask,no-mask}`) and judged on:
 
 - accuracy and balanced accuracy (the mean of the two recalls, honest under class imbalance),
@@ -22,8 +33,10 @@ function returns its Figure for a notebook to display.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,7 +54,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from facemask import CLASS_NAMES, save_atomically
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, save_atomically
 from facemask.images import ImageError, load_image
 from facemask.predict import predict_files
 
@@ -384,3 +397,80 @@ def comparison_table(metrics_by_model: Mapping[str, Mapping]) -> pd.DataFrame:
     numbers = table.columns.drop("images")
     table[numbers] = table[numbers].astype(float)  # None -> NaN
     return table
+
+
+# ---------------------------------------------------------------- the commands
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage, then one line starting with "error:", exit 2
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Not facemask.detect here: it loads TensorFlow, and --help or a usage error should answer at once.
+    from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS
+    from facemask.evaluate_photos import MANIFEST_SPLITS
+
+    parser = _Parser(prog="python -m facemask.evaluate", description="Score a saved classifier on face crops "
+                     "or, with a face detector, on annotated photos.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{crops,photos}")
+    crops = commands.add_parser("crops", help="the classifier on a folder of crops (SPLIT_DIR/mask, SPLIT_DIR/no-mask)")
+    crops.add_argument("model", type=Path, help="a .keras model saved by facemask")
+    crops.add_argument("split_dir", type=Path, help="e.g. data/test")
+    photos = commands.add_parser("photos", help="face detector + classifier on annotated photos (Kaggle layout)")
+    photos.add_argument("model", type=Path, help="a .keras model saved by facemask")
+    photos.add_argument("images", type=Path, help="folder of the photos the CSV names")
+    photos.add_argument("csv", type=Path,
+                        help="train.csv: name,x1,x2,y1,y2,classname (x1..y2 hold xmin,ymin,xmax,ymax)")
+    photos.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR,
+                        help=f"face detector (default {DEFAULT_DETECTOR})")
+    photos.add_argument("--threshold", type=float, default=None,
+                        help="detector score from which a face counts for recall and precision (default: "
+                             "the one detection uses, facemask.detect.DEFAULT_THRESHOLD); AP ranks every face found")
+    photos.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                        help=f"crop margin, as the model was trained with (default {DEFAULT_MARGIN})")
+    chosen = photos.add_mutually_exclusive_group()
+    chosen.add_argument("--split-manifest", type=Path, metavar="MANIFEST",
+                        help="split.py's manifest.csv: score only the photos of --split")
+    chosen.add_argument("--photos-list", type=Path, metavar="FILE", help="score only these photos (one name a line)")
+    photos.add_argument("--split", choices=MANIFEST_SPLITS, default="test",
+                        help="with --split-manifest: which split's photos (default test)")
+    for command in (crops, photos):
+        command.add_argument("--reports", type=Path, default=Path("reports"), help="folder for the reports")
+        command.add_argument("--name", default=None, help="report file prefix (default: the model's file name)")
+    return parser
+
+
+def crops_command(args: argparse.Namespace) -> int:
+    from facemask.evaluate_photos import load_classifier
+
+    model, class_names = load_classifier(args.model)
+    if list(class_names) != CLASS_NAMES:
+        raise ValueError(f"{args.model}: classes {class_names}, expected them in the order {CLASS_NAMES}")
+    metrics = evaluate_model(model, args.split_dir, args.reports, name=args.name or args.model.stem)
+    print(format_report(metrics))
+    print(f"reports written to {args.reports} ({metrics['paths']['metrics']})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error (2), already printed
+        return exit_.code if isinstance(exit_.code, int) else 0
+    from facemask.evaluate_photos import EvaluationError, photos_command
+
+    try:
+        return crops_command(args) if args.command == "crops" else photos_command(args)
+    except (EvaluationError, ImageError, FileNotFoundError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

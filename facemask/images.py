@@ -10,34 +10,38 @@ same way (`to_model_input`), so the classifier sees at run time the face it lear
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from facemask import DEFAULT_MARGIN
+
 # The photo's pixels the web app and the commands accept; the header tells the size before decoding.
 MAX_PIXELS = 40_000_000
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in whole pixels (x1, y1 exclusive)
+EXIF_ORIENTATION = 0x0112
+QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that turn the image by 90 or 270 degrees
 
 
 class ImageError(ValueError):
     """An image that cannot be used; the message names the file and what is wrong."""
 
 
-def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS,
-               name: str | None = None) -> Image.Image:
-    """Open, check and fully decode an image, upright (EXIF orientation applied) and in RGB.
+def _source_name(source: str | Path | bytes | BinaryIO, name: str | None) -> str:
+    if name is not None:
+        return name
+    return str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "<uploaded image>")
 
-    The one reader of every image the project classifies - crops, photos, uploads - so all of them
-    get the same checks: `source` is a path, the file's bytes or an open file; `name` is what error
-    messages call it. Raises ImageError for a missing, non-image, truncated or oversized file.
-    """
-    if name is None:
-        name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "<uploaded image>")
+
+@contextlib.contextmanager
+def _opened(source: str | Path | bytes | BinaryIO, max_pixels: int, name: str) -> Iterator[Image.Image]:
+    """The image opened lazily (header only), refused if missing, not an image or too big; closed after."""
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     with warnings.catch_warnings():
         # Pillow only warns between MAX_IMAGE_PIXELS and twice that; make the warning an error too.
@@ -56,7 +60,7 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
             raise ImageError(f"{name}: cannot be read (permission denied)") from error
         except OSError as error:  # a header cut short, or bytes that only start like an image
             raise ImageError(f"{name}: damaged or truncated image data ({error})") from error
-        with image:  # closes the file once decoded, or when refused
+        with image:  # closes the file once used, or when refused
             # The header gives the size before any pixel is decoded: refuse huge images here.
             width, height = image.size
             if width * height > max_pixels:
@@ -64,13 +68,45 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
                                  f"over the {max_pixels:,} limit")
             if width == 0 or height == 0:
                 raise ImageError(f"{name}: the image is empty ({width}x{height})")
-            try:
-                image.load()  # decode now, so a truncated file fails here and not later
-                upright = ImageOps.exif_transpose(image)
-            except Exception as error:  # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error...
-                problem = f"{type(error).__name__}: {error}"
-                raise ImageError(f"{name}: damaged or truncated image data ({problem})") from error
-            return to_rgb(upright, name)
+            yield image
+
+
+def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS,
+               name: str | None = None) -> Image.Image:
+    """Open, check and fully decode an image, upright (EXIF orientation applied) and in RGB.
+
+    The one reader of every image the project classifies - crops, photos, uploads - so all of them
+    get the same checks: `source` is a path, the file's bytes or an open file; `name` is what error
+    messages call it. Raises ImageError for a missing, non-image, truncated or oversized file.
+    """
+    name = _source_name(source, name)
+    with _opened(source, max_pixels, name) as image:
+        try:
+            image.load()  # decode now, so a truncated file fails here and not later
+            upright = ImageOps.exif_transpose(image)
+        except Exception as error:  # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error...
+            problem = f"{type(error).__name__}: {error}"
+            raise ImageError(f"{name}: damaged or truncated image data ({problem})") from error
+        return to_rgb(upright, name)
+
+
+def peek_image(source: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int, str | None]:
+    """(width, height, format) of the image as `load_image` will return it, from the header alone.
+
+    Upright: an EXIF orientation that turns the image by a quarter swaps width and height, so boxes
+    planned against this size fit the decoded image. Same refusals as `load_image` except truncated
+    pixel data, which only decoding finds.
+    """
+    name = _source_name(source, None)
+    with _opened(source, max_pixels, name) as image:
+        width, height = image.size
+        try:
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+        except Exception:  # a damaged EXIF block: exif_transpose will ignore it too
+            orientation = 1
+        if orientation in QUARTER_TURNS:
+            width, height = height, width
+        return width, height, image.format
 
 
 def to_rgb(image: Image.Image, name: str) -> Image.Image:
@@ -99,7 +135,8 @@ def to_model_input(images: Sequence[Image.Image | np.ndarray], image_size: tuple
     for i, image in enumerate(images):
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image.astype(np.uint8))
-        # Bilinear, as image_dataset_from_directory resizes the training crops.
+        # The training pipeline (facemask.data) calls this same function, so crops are resized alike
+        # there and here: Pillow's bilinear, which antialiases when it shrinks.
         image = image.convert("RGB").resize((image_size[1], image_size[0]), Image.BILINEAR)
         batch[i] = np.asarray(image, dtype=np.float32)
     return batch
@@ -111,8 +148,18 @@ def clip_box(box: Sequence[float], width: int, height: int) -> Box:
     return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
 
 
-def crop_face(image: Image.Image, box: Sequence[float], margin: float) -> Image.Image:
-    """The face widened by `margin` of its size on every side, clipped to the image."""
+def face_box(box: Sequence[float], margin: float, width: int, height: int) -> Box:
+    """The pixels to cut for a face: the box widened by `margin` of its size on every side, clipped.
+
+    The one box arithmetic of the project: split.py cuts the training crops with it and detection the
+    served ones, so a face annotated and a face detected in the same place give the same pixels.
+    The result can be empty (x1 <= x0 or y1 <= y0) when the box lies outside the image.
+    """
     x0, y0, x1, y1 = box
     dx, dy = margin * (x1 - x0), margin * (y1 - y0)
-    return image.crop(clip_box((x0 - dx, y0 - dy, x1 + dx, y1 + dy), *image.size))
+    return clip_box((x0 - dx, y0 - dy, x1 + dx, y1 + dy), width, height)
+
+
+def crop_face(image: Image.Image, box: Sequence[float], margin: float = DEFAULT_MARGIN) -> Image.Image:
+    """The face widened by `margin` of its size on every side, clipped to the image."""
+    return image.crop(face_box(box, margin, *image.size))

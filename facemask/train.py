@@ -12,6 +12,12 @@ phase 2 opens only the top block ("block5"). With a GPU, the full recipe runs as
 
     python -m facemask.train --model scratch --data data --out models/
     python -m facemask.train --model vgg16 --data data --epochs 5 --weights imagenet --out models/
+    python -m facemask.train --model scratch --data data --extra-train ../shared/datasets/crops
+
+The default recipe trains on split.py's crops of the Kaggle photos (`data/train`), framed as
+detection frames the faces it serves. `--extra-train DIR` (repeatable) adds other crop folders
+(DIR/mask, DIR/no-mask) to the training split only: validation, early stopping and the test
+report stay on the data folder's own photos. Class weights count everything trained on.
 
 At the end the command evaluates the model on the test split and writes the reports.
 """
@@ -30,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from facemask import IMAGE_SIZE
-from facemask.data import DataError, check_data_dir, class_weights, load_datasets
+from facemask.data import DataError, check_data_dir, check_extra_dirs, class_weights, load_datasets, split_files
 from facemask.evaluate import evaluate_model, format_report
 from facemask.models import (
     VGG_BLOCKS,
@@ -115,17 +121,22 @@ def save_history(history: dict, path: Path) -> Path:
 def train_scratch(data_dir: Path | str, out_dir: Path | str = "models", epochs: int = 30, batch_size: int = 32,
                   learning_rate: float = 1e-3, seed: int = 0, subset: float = 1.0, patience: int = 6,
                   use_class_weights: bool = True, precision: str = "float32",
-                  image_size: tuple[int, int] = IMAGE_SIZE, verbose: int = 2) -> tuple[keras.Model, dict]:
-    """Train the scratch CNN; writes `<out>/scratch.keras` (+ .json class names) and scratch_history.json."""
+                  image_size: tuple[int, int] = IMAGE_SIZE, verbose: int = 2,
+                  extra_train: Sequence[Path | str] = ()) -> tuple[keras.Model, dict]:
+    """Train the scratch CNN; writes `<out>/scratch.keras` (+ .json class names) and scratch_history.json.
+
+    `extra_train`: more crop folders (class sub-folders) trained on with `<data>/train`.
+    """
     keras.utils.set_random_seed(seed)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     datasets = load_datasets(data_dir, batch_size, image_size, augment=True, subset=subset, seed=seed,
-                             splits=("train", "valid"))
+                             splits=("train", "valid"), extra_train=extra_train)
     with precision_policy(precision):
         model = compile_model(build_scratch_cnn(image_size), learning_rate)
     checkpoint = out_dir / "scratch.keras"
     history = model.fit(datasets["train"], validation_data=datasets["valid"], epochs=epochs, shuffle=False,
-                        class_weight=class_weights(data_dir / "train") if use_class_weights else None,
+                        class_weight=class_weights(data_dir / "train", extra_dirs=extra_train)
+                        if use_class_weights else None,
                         callbacks=callbacks_for(patience, checkpoint), verbose=verbose)
     # EarlyStopping restored the best epoch's weights; save them again with the class-name sidecar.
     save_model(model, checkpoint)
@@ -148,7 +159,8 @@ def train_vgg16(data_dir: Path | str, out_dir: Path | str = "models", weights: s
                 learning_rate: float = 1e-3, fine_tune_learning_rate: float = FINE_TUNE_LEARNING_RATE,
                 fine_tune_from: str | None = None, cpu_practical: bool | None = None, seed: int = 0,
                 subset: float = 1.0, patience: int = 6, use_class_weights: bool = True, precision: str = "float32",
-                image_size: tuple[int, int] = IMAGE_SIZE, verbose: int = 2) -> tuple[keras.Model, dict]:
+                image_size: tuple[int, int] = IMAGE_SIZE, verbose: int = 2,
+                extra_train: Sequence[Path | str] = ()) -> tuple[keras.Model, dict]:
     """Fine-tune VGG16 in two phases; writes `<out>/vgg16.keras` (+ .json) and vgg16_history.json.
 
     `cpu_practical` None means "yes unless a GPU is present". `fine_tune_from` is a block name
@@ -162,9 +174,9 @@ def train_vgg16(data_dir: Path | str, out_dir: Path | str = "models", weights: s
     if fine_tune_from not in ("all", *VGG_BLOCKS):  # checked now, not after a long phase 1
         raise ValueError(f"fine_tune_from must be one of {', '.join(VGG_BLOCKS)} or all, got {fine_tune_from!r}")
     fine_tune_epochs = epochs if fine_tune_epochs is None else fine_tune_epochs
-    weights_by_class = class_weights(data_dir / "train") if use_class_weights else None
+    weights_by_class = class_weights(data_dir / "train", extra_dirs=extra_train) if use_class_weights else None
     datasets = load_datasets(data_dir, batch_size, image_size, augment=True, subset=subset, seed=seed,
-                             splits=("train", "valid"))
+                             splits=("train", "valid"), extra_train=extra_train)
     with precision_policy(precision):
         model = build_vgg16(weights, image_size)
     checkpoint = out_dir / "vgg16.keras"
@@ -175,7 +187,7 @@ def train_vgg16(data_dir: Path | str, out_dir: Path | str = "models", weights: s
         # train the head on them: minutes instead of hours on a CPU. The price: no augmentation in
         # this phase (augmented images would need their features recomputed every epoch).
         plain = load_datasets(data_dir, batch_size, image_size, augment=False, subset=subset, seed=seed,
-                              splits=("train", "valid"))
+                              splits=("train", "valid"), extra_train=extra_train)
         extractor = vgg16_features(model)
         train_x, train_y = compute_features(extractor, plain["train"])
         valid_x, valid_y = compute_features(extractor, plain["valid"])
@@ -208,6 +220,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m facemask.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=["scratch", "vgg16"], required=True)
     parser.add_argument("--data", type=Path, default=Path("data"), help="folder with train/, valid/, test/")
+    parser.add_argument("--extra-train", type=Path, action="append", default=[], metavar="DIR",
+                        help="another crop folder (DIR/mask, DIR/no-mask) added to the training split only; "
+                             "repeatable (e.g. ../shared/datasets/crops)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="maximum epochs (VGG16: of phase 1); default 30 for scratch, 10 for vgg16")
     parser.add_argument("--fine-tune-epochs", type=int, default=None, help="VGG16 phase 2 epochs (default: --epochs)")
@@ -237,6 +252,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def check_args(args: argparse.Namespace) -> None:
     """Reject bad arguments before any model is built; raises DataError/ValueError with a clear message."""
     check_data_dir(args.data)
+    check_extra_dirs(args.extra_train)
     if args.epochs < 1 or (args.fine_tune_epochs is not None and args.fine_tune_epochs < 1):
         raise ValueError("epochs must be at least 1")
     if not 0 < args.subset <= 1:
@@ -245,6 +261,13 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"VGG16 weights file not found: {args.weights}")
     if args.fine_tune_from not in (None, "all", *VGG_BLOCKS):
         raise ValueError(f"--fine-tune-from must be one of {', '.join(VGG_BLOCKS)} or all, got {args.fine_tune_from!r}")
+
+
+def describe_training_data(train_dir: Path, extra_train: Sequence[Path]) -> str:
+    """`training on 1,000 crops: 800 in data/train + 200 in DIR`: what the model will learn from."""
+    counts = [(folder, len(split_files([folder])[0])) for folder in (train_dir, *extra_train)]
+    parts = " + ".join(f"{count:,} in {folder}" for folder, count in counts)
+    return f"training on {sum(count for _, count in counts):,} crops: {parts}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -256,9 +279,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    print(describe_training_data(args.data / "train", args.extra_train), flush=True)
     common = dict(data_dir=args.data, out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, seed=args.seed, subset=args.subset, patience=args.patience,
-                  use_class_weights=not args.no_class_weights, precision=args.precision)
+                  use_class_weights=not args.no_class_weights, precision=args.precision,
+                  extra_train=args.extra_train)
     if args.model == "scratch":
         model, history = train_scratch(**common)
     else:

@@ -1,4 +1,5 @@
-"""The input pipeline: shapes, labels and class order, augmentation on train only, weights, splits."""
+"""The input pipeline: shapes, labels and class order, augmentation on train only, weights, splits,
+extra training folders."""
 
 from __future__ import annotations
 
@@ -206,3 +207,35 @@ def test_link_split_refuses_to_overwrite_and_reports_bad_input(tmp_path, capsys)
     assert capsys.readouterr().err.startswith(f"error: output folder {tmp_path / 'split'} exists")
     assert main(["counts", str(tmp_path / "missing")]) == 2
     assert f"data folder not found: {tmp_path / 'missing'}" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- extra training folders
+
+
+def test_extra_training_folders_join_the_training_split_only(data_dir, tmp_path):
+    rng = np.random.default_rng(2)
+    extra = tmp_path / "extra"
+    write_images(extra / "no-mask", "no-mask", 5, rng)  # an extra folder may hold one class only
+    datasets = load_datasets(data_dir, batch_size=64, augment=False, extra_train=[extra])
+    assert datasets["train"].num_images == 9 + 5
+    assert datasets["valid"].num_images == 4 and datasets["test"].num_images == 4
+    labels = all_batches(datasets["train"])[1]
+    assert labels.sum(axis=0).tolist() == [6, 3 + 5]
+    # Class weights count everything trained on: 6 mask and 8 no-mask.
+    assert class_weights(data_dir / "train", extra_dirs=[extra]) == pytest.approx({0: 14 / 12, 1: 14 / 16})
+
+
+@pytest.mark.parametrize("problem", ["missing", "empty"])
+def test_a_bad_extra_training_folder_is_named(data_dir, tmp_path, problem):
+    extra = tmp_path / "extra"
+    if problem == "empty":
+        (extra / "mask").mkdir(parents=True)
+    with pytest.raises(DataError, match=f"extra training folder.*{extra}"):
+        load_datasets(data_dir, extra_train=[extra])
+
+
+def test_an_unreadable_crop_stops_the_epoch_naming_the_file(data_dir):
+    bad = data_dir / "valid" / "mask" / "broken.png"
+    bad.write_bytes(b"not a png at all")
+    with pytest.raises(Exception, match="broken.png: not an image"):
+        all_batches(load_split(data_dir / "valid"))

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import build_colour_model
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -32,19 +33,6 @@ HISTORY = {
     "accuracy": [0.6, 0.75, 0.8, 0.85],
     "val_accuracy": [0.55, 0.7, 0.72, 0.8],
 }
-
-
-def build_colour_model(size: int = 16) -> keras.Model:
-    """A real Keras classifier with the project's contract (raw RGB in, 2-way softmax out) and fixed
-    weights: logits = +-WEIGHT * (mean red - mean blue), so reddish is "mask" and bluish "no-mask"."""
-    inputs = keras.Input(shape=(size, size, 3))
-    outputs = keras.layers.Dense(2, activation="softmax", name="probabilities")(
-        keras.layers.GlobalAveragePooling2D()(inputs)
-    )
-    model = keras.Model(inputs, outputs)
-    kernel = np.array([[WEIGHT, -WEIGHT], [0.0, 0.0], [-WEIGHT, WEIGHT]], dtype=np.float32)
-    model.get_layer("probabilities").set_weights([kernel, np.zeros(2, dtype=np.float32)])
-    return model
 
 
 def p_no_mask(rgb: tuple[int, int, int]) -> float:
@@ -72,7 +60,7 @@ def make_split(root: Path, split: dict[str, list[tuple[str, tuple[int, int, int]
 
 @pytest.fixture(scope="module")
 def colour_model() -> keras.Model:
-    return build_colour_model()
+    return build_colour_model(weight=WEIGHT)
 
 
 def hand_made_predictions() -> tuple[np.ndarray, np.ndarray]:

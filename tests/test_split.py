@@ -14,6 +14,8 @@ from conftest import ROOT, SHARED, requires_shared
 from PIL import Image
 
 import split
+from facemask import DEFAULT_MARGIN
+from facemask.images import face_box, load_image
 
 HEADER = ["name", "x1", "x2", "y1", "y2", "classname"]
 
@@ -72,7 +74,7 @@ def leftovers(tmp_path: Path) -> list[str]:
 
 def test_column_trap_numbers_are_xmin_ymin_xmax_ymax(tmp_path):
     make_photo(tmp_path / "images" / "a.png")
-    code, out = run(tmp_path, [["a.png", 10, 20, 40, 60, "face_with_mask"]])
+    code, out = run(tmp_path, [["a.png", 10, 20, 40, 60, "face_with_mask"]], "--margin", "0")
     assert code == 0
     (row,) = manifest(out)
     assert (row["xmin"], row["ymin"], row["xmax"], row["ymax"]) == ("10", "20", "40", "60")
@@ -84,7 +86,7 @@ def test_column_trap_numbers_are_xmin_ymin_xmax_ymax(tmp_path):
 def test_columns_found_by_name_in_any_order_with_extras(tmp_path):
     make_photo(tmp_path / "images" / "a.png")
     header = ["classname", "y2", "extra", "x1", "name", "y1", "x2"]
-    code, out = run(tmp_path, [["face_no_mask", 60, "junk", 10, "a.png", 40, 20]], header=header)
+    code, out = run(tmp_path, [["face_no_mask", 60, "junk", 10, "a.png", 40, 20]], "--margin", "0", header=header)
     assert code == 0
     (row,) = manifest(out)
     assert (row["label"], row["xmin"], row["ymin"], row["xmax"], row["ymax"]) == ("no-mask", "10", "20", "40", "60")
@@ -99,7 +101,7 @@ def test_boxes_are_clipped_and_empty_ones_skipped(tmp_path, capsys):
         ["a.png", 50, 50, 50, 50, "face_with_mask"],  # zero area, like wobot's row 8131
         ["a.png", 60, 10, 40, 30, "face_no_mask"],  # xmax < xmin
     ]
-    code, out = run(tmp_path, rows)
+    code, out = run(tmp_path, rows, "--margin", "0")
     assert code == 0
     boxes = {int(r["csv_line"]): tuple(int(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")) for r in manifest(out)}
     assert boxes == {2: (0, 0, 30, 20), 3: (90, 70, 100, 80)}
@@ -167,28 +169,59 @@ def test_min_size_measures_the_shorter_side(tmp_path):
     assert [r["csv_line"] for r in manifest(out)] == ["3"]
 
 
-def test_crops_are_rgb_and_keep_the_source_format(tmp_path):
+def test_the_default_margin_and_box_are_detections(tmp_path):
+    make_photo(tmp_path / "images" / "a.png", size=(100, 80))
+    rows = [["a.png", 40, 30, 62, 52, "face_with_mask"], ["a.png", 1, 3, 21, 15, "face_no_mask"]]
+    code, out = run(tmp_path, rows)
+    assert code == 0
+    boxes = [tuple(int(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")) for r in manifest(out)]
+    # DEFAULT_MARGIN (0.1) of 22 px is 2.2 px a side, rounded as detection rounds it; clipped at the edge.
+    assert DEFAULT_MARGIN == 0.1
+    assert boxes == [(38, 28, 64, 54), (0, 2, 23, 16)]
+    assert boxes == [face_box(row[1:5], DEFAULT_MARGIN, 100, 80) for row in rows]
+
+
+def test_crops_are_lossless_rgb_pngs_of_the_upright_photo(tmp_path):
     images = tmp_path / "images"
     make_photo(images / "rgb.jpg")
-    make_photo(images / "long.jpeg")
     make_photo(images / "gray.png", mode="L")
     make_photo(images / "palette.png", mode="P")
     make_photo(images / "cmyk.jpg", mode="CMYK")
     rgba = Image.new("RGBA", (40, 40), (0, 0, 0, 0))  # fully transparent black
     rgba.save(images / "alpha.png")
-    names = ["rgb.jpg", "long.jpeg", "gray.png", "palette.png", "cmyk.jpg", "alpha.png"]
-    code, out = run(tmp_path, [[n, 5, 5, 25, 25, "face_with_mask"] for n in names])
+    deep = np.full((40, 40), 40000, dtype=np.uint16)  # 16-bit grey: 40000 / 257 = 155.6 on 8 bits
+    Image.fromarray(deep).save(images / "deep.png")
+    names = ["rgb.jpg", "gray.png", "palette.png", "cmyk.jpg", "alpha.png", "deep.png"]
+    code, out = run(tmp_path, [[n, 5, 5, 25, 25, "face_with_mask"] for n in names], "--margin", "0")
     assert code == 0
     paths = {r["source"]: out / r["path"] for r in manifest(out)}
-    assert {n: paths[n].suffix for n in names} == {"rgb.jpg": ".jpg", "long.jpeg": ".jpeg", "gray.png": ".png",
-                                                  "palette.png": ".png", "cmyk.jpg": ".jpg", "alpha.png": ".png"}
     for name, path in paths.items():
+        assert path.name == f"{Path(name).stem}_r{names.index(name) + 2}.png"
         with Image.open(path) as crop:
-            assert crop.mode == "RGB", name
-            assert crop.format == ("JPEG" if path.suffix != ".png" else "PNG"), name
+            assert crop.format == "PNG" and crop.mode == "RGB", name
+        # Lossless: the crop holds exactly the pixels detection cuts from the photo it reads.
+        np.testing.assert_array_equal(np.asarray(Image.open(path)),
+                                      np.asarray(load_image(images / name).crop((5, 5, 25, 25))), err_msg=name)
     assert np.asarray(Image.open(paths["alpha.png"])).min() == 255  # transparency becomes white, not black
-    jpeg = np.asarray(Image.open(paths["rgb.jpg"])).astype(int)
-    assert abs(jpeg[10, 10, 0] - 15) <= 3 and abs(jpeg[10, 10, 1] - 15) <= 3  # high quality: pixels near exact
+    assert np.asarray(Image.open(paths["deep.png"])).max() == 155  # 16-bit scaled down, not clipped to white
+
+
+def test_exif_orientation_is_applied_before_cutting(tmp_path):
+    # Stored 100 wide and 80 high, tagged "rotate 90 degrees clockwise to view": upright it is 80x100,
+    # and the CSV's boxes (drawn on the upright photo) are cut from the upright pixels.
+    photo = make_photo(tmp_path / "images" / "turned.jpg", size=(100, 80))
+    stored = Image.open(photo)
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(photo, exif=exif, quality=95)
+    code, out = run(tmp_path, [["turned.jpg", 50, 70, 80, 100, "face_no_mask"]], "--margin", "0")
+    assert code == 0
+    (row,) = manifest(out)
+    assert (row["xmin"], row["ymin"], row["xmax"], row["ymax"]) == ("50", "70", "80", "100")  # not clipped at 80
+    upright = load_image(photo)
+    assert upright.size == (80, 100)
+    np.testing.assert_array_equal(np.asarray(Image.open(out / row["path"])),
+                                  np.asarray(upright.crop((50, 70, 80, 100))))
 
 
 def test_each_photo_is_decoded_once_for_all_its_faces(tmp_path, monkeypatch):
@@ -216,7 +249,7 @@ def test_crop_names_trace_back_to_photo_and_csv_line(tmp_path):
     code, out = run(tmp_path, rows)
     assert code == 0
     (row,) = manifest(out)
-    assert row["path"] == "train/no-mask/photo one_r3.jpg" and row["source"] == "sub/photo one.jpg"
+    assert row["path"] == "train/no-mask/photo one_r3.png" and row["source"] == "sub/photo one.jpg"
     assert (out / row["path"]).is_file()
 
 
@@ -443,7 +476,7 @@ def test_missing_and_unreadable_photos_are_warned_counted_and_skipped(tmp_path, 
     captured = capsys.readouterr()
     assert code == 0
     assert [r["source"] for r in manifest(out)] == ["good.jpg"]
-    assert sorted(p.name for p in out.rglob("*.jpg")) == ["good_r2.jpg"]
+    assert sorted(p.name for p in out.rglob("*.png")) == ["good_r2.png"]
     warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 3 and all(any(n in w for w in warnings) for n in ("gone.jpg", "text.jpg", "cut.jpg"))
     summary = summary_counts(captured.out)

@@ -71,10 +71,15 @@ def test_saved_scratch_model_predicts_the_same_after_loading(trained_scratch, sa
 
 @pytest.mark.slow
 def test_train_command_writes_model_history_and_reports(sample_crops, tmp_path):
+    extra = sample_crops / "valid"  # any folder of class folders can join the training split
     result = run_cli("--model", "scratch", "--data", str(sample_crops), "--epochs", "1", "--batch-size", "16",
-                     "--subset", "0.5", "--out", str(tmp_path / "models"), "--reports", str(tmp_path / "reports"))
+                     "--subset", "0.5", "--out", str(tmp_path / "models"), "--reports", str(tmp_path / "reports"),
+                     "--extra-train", str(extra))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "val_accuracy" in result.stdout and "no-mask recall" in result.stdout
+    train, more = (len(list(folder.glob("*/*.png"))) for folder in (sample_crops / "train", extra))
+    assert f"training on {train + more:,} crops: {train:,} in {sample_crops / 'train'} + {more:,} in {extra}" in (
+        result.stdout)
     for name in ("scratch.keras", "scratch.json", "scratch_history.json"):
         assert (tmp_path / "models" / name).is_file(), name
     metrics = json.loads((tmp_path / "reports" / "scratch_metrics.json").read_text())
@@ -98,6 +103,8 @@ def test_train_command_rejects_incomplete_data_folders(sample_crops, tmp_path, c
     assert f"error: VGG16 weights file not found: {tmp_path / 'no.h5'}" in capsys.readouterr().err
     assert main(["--model", "vgg16", "--data", str(sample_crops), "--fine-tune-from", "block9"]) == 2
     assert "block9" in capsys.readouterr().err
+    assert main(["--model", "scratch", "--data", str(sample_crops), "--extra-train", str(tmp_path / "crops")]) == 2
+    assert capsys.readouterr().err == f"error: extra training folder not found: {tmp_path / 'crops'}\n"
     assert not (tmp_path / "models").exists()
 
 

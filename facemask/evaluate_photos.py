@@ -1,0 +1,287 @@
+"""How good the whole pipeline is on annotated photos: face detector + mask classifier, scored per face.
+
+`python -m facemask.evaluate photos MODEL IMAGES CSV` (see facemask.evaluate) runs this. Photos in the
+Kaggle layout are read with split.py's own CSV reader (the header's x1,x2,y1,y2 hold xmin, ymin,
+xmax, ymax), `face_with_mask_incorrect` counted as no-mask: a mask under the nose does not protect.
+Only annotated photos are scored (a photo with no face row may simply be unlabelled), and, given
+split.py's manifest, only the photos of one split: detection must be scored on photos the classifier
+never trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+from tqdm import tqdm
+
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, save_atomically
+from facemask.images import ImageError, crop_face, load_image
+from facemask.scoring import TrueFace, score_photos
+
+INCORRECT_AS = "no-mask"
+INCORRECT_NOTE = "face_with_mask_incorrect counted as no-mask (a mask under the nose does not protect)"
+MANIFEST_SPLITS = ("train", "valid", "test")
+
+
+class EvaluationError(Exception):
+    """Bad input found while evaluating; the command prints it as one `error:` line and exits 1."""
+
+
+def _split_module():
+    """split.py, the project's top-level script: its CSV reader is the one reader of the Kaggle layout."""
+    try:
+        import split
+    except ModuleNotFoundError:  # run from outside the project's root: split.py sits beside the package
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        import split
+    return split
+
+
+def read_truth(csv_path: Path) -> dict[str, list[TrueFace]]:
+    """Per photo named in the CSV with at least one face row: its faces, incorrect masks as no-mask."""
+    split = _split_module()
+    try:
+        rows = split.read_rows(csv_path)
+    except split.SplitError as error:
+        raise EvaluationError(str(error)) from None
+    faces, _ = split.apply_class_rules(rows, INCORRECT_AS)
+    truth: dict[str, list[TrueFace]] = {}
+    for row, label in faces:
+        truth.setdefault(row.name, []).append(TrueFace((row.xmin, row.ymin, row.xmax, row.ymax), label, row.classname))
+    if not truth:
+        raise EvaluationError(f"{csv_path}: no face rows (face_with_mask, face_no_mask, face_with_mask_incorrect)")
+    return truth
+
+
+def photos_from_list(path: Path) -> list[str]:
+    """Photo names, one a line, as the CSV names them; blank lines and # comments skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise EvaluationError(f"{path}: cannot read the photo list ({error})") from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def photos_from_manifest(path: Path, split_name: str) -> list[str]:
+    """The photos (`source`) of one split of a split.py manifest.csv: e.g. its test photos."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise EvaluationError(f"{path}: cannot read the manifest ({error})") from None
+    if not rows or not {"split", "source"} <= set(rows[0]):
+        raise EvaluationError(f"{path}: not a split.py manifest (no rows with 'split' and 'source' columns)")
+    names = sorted({row["source"] for row in rows if row["split"] == split_name})
+    if not names:
+        raise EvaluationError(f"{path}: no photo in the {split_name!r} split")
+    return names
+
+
+def select_photos(truth: dict[str, list[TrueFace]], names: Sequence[str] | None, source: str) -> list[str]:
+    """The annotated photos to score: all of them, or the named ones (each must have face rows)."""
+    if names is None:
+        return sorted(truth)
+    unknown = [name for name in names if name not in truth]
+    if unknown:
+        raise EvaluationError(f"{source}: {len(unknown)} photo(s) without face rows in the CSV, "
+                              f"e.g. {unknown[0]!r}")
+    return list(dict.fromkeys(names))
+
+
+def check_images_dir(images: Path) -> None:
+    if not images.is_dir():
+        raise EvaluationError(f"{images}: images folder not found")
+    if not any(path.is_file() for path in images.rglob("*")):
+        raise EvaluationError(f"{images}: the images folder is empty")
+
+
+def _inside(face: TrueFace, width: int, height: int) -> bool:
+    """Whether an annotated box keeps any area inside the photo (zero-area rows exist in the real CSV)."""
+    x0, y0, x1, y1 = face.box
+    return min(x1, width) > max(x0, 0) and min(y1, height) > max(y0, 0)
+
+
+def run_photos(detector, images: Path, truth: dict[str, list[TrueFace]], names: Sequence[str],
+               margin: float = DEFAULT_MARGIN, progress: bool = True) -> dict:
+    """Detect and classify every photo, classify its annotated boxes too, and score it all.
+
+    `detector` is a facemask.detect.FaceMaskDetector built with threshold 0 (AP ranks every face it
+    finds). `seconds` times detection and classification only, not reading the photos.
+    """
+    from facemask.predict import predict_proba  # TensorFlow: only once there is a model to run
+
+    detector.detect(Image.new("RGB", (64, 64)))  # warm up: graphs are traced once per process, not per photo
+    found, scored_truth, problems = {}, {}, []
+    box_labels, box_probabilities, outside = [], [], 0
+    seconds = 0.0
+    for name in tqdm(names, unit="photo", desc="evaluating", file=sys.stderr, disable=not progress):
+        try:
+            photo = load_image(images / name)
+        except ImageError as error:
+            problems.append(str(error))
+            continue
+        faces = [face for face in truth[name] if _inside(face, *photo.size)]
+        outside += len(truth[name]) - len(faces)
+        started = time.perf_counter()
+        found[name] = detector.detect(photo)
+        seconds += time.perf_counter() - started
+        scored_truth[name] = faces
+        if faces:  # the classifier alone, on the annotated boxes cut as training cuts them
+            box_probabilities.append(predict_proba(detector.model, [crop_face(photo, f.box, margin) for f in faces]))
+            box_labels += [CLASS_NAMES.index(face.label) for face in faces]
+    if not found:
+        raise EvaluationError(f"{images}: none of the {len(names)} photos could be read (first: {problems[0]})")
+    return {"found": found, "truth": scored_truth, "problems": problems, "outside": outside, "seconds": seconds,
+            "box_labels": np.array(box_labels, dtype=np.int64),
+            "box_probabilities": np.concatenate(box_probabilities) if box_probabilities else np.zeros((0, 2))}
+
+
+def summarise(run: dict, threshold: float, model_class_names: Sequence[str]) -> dict:
+    """The report: score_photos' numbers, the classifier on the annotated boxes, timing and counts."""
+    from facemask.evaluate import compute_metrics
+
+    scores = score_photos(run["found"], run["truth"], threshold)
+    curves = scores.pop("curves")
+    on_boxes = None
+    if len(run["box_labels"]):
+        # Columns in CLASS_NAMES order whatever order the model's outputs are in.
+        order = [list(model_class_names).index(name) for name in CLASS_NAMES]
+        metrics = compute_metrics(run["box_labels"], run["box_probabilities"][:, order])
+        on_boxes = {key: metrics[key] for key in ("count", "accuracy", "balanced_accuracy", "no_mask_recall",
+                                                  "roc_auc", "per_class", "confusion_matrix")}
+    photos = len(run["found"])
+    return scores | {
+        "photos": photos,
+        "seconds": run["seconds"],
+        "photos_per_second": photos / run["seconds"] if run["seconds"] > 0 else None,
+        "threshold": threshold,
+        "true_boxes": on_boxes,
+        "unreadable_photos": run["problems"],
+        "boxes_outside_photo": run["outside"],
+        "incorrect_rule": INCORRECT_NOTE,
+    }, curves
+
+
+def plot_precision_recall(curves: dict, ap: dict, path: Path | None = None) -> Figure:
+    """Precision against recall per class at IoU 0.5, the AP in the legend."""
+    figure = Figure(figsize=(5.5, 4.5))
+    ax = figure.subplots()
+    for label, curve in curves.items():
+        value = "n/a" if ap[label] is None else f"{ap[label]:.3f}"
+        ax.plot(curve["recall"], curve["precision"], label=f"{label} (AP@0.5 {value})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("faces found and classified, IoU 0.5")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_atomically(path, lambda target: figure.savefig(target, format="png", dpi=100, bbox_inches="tight"))
+    return figure
+
+
+def write_json(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(report, indent=2) + "\n"
+    save_atomically(path, lambda target: target.write_text(payload))
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def format_photos_report(report: dict) -> str:
+    """The numbers a reader wants first, one line each."""
+    ap = report["ap50"]
+    lines = [
+        f"{report['photos']} photos, {report['faces']} annotated faces ({report['selection']}); {INCORRECT_NOTE}",
+        f"detector {report['detector']}, classifier {report['model']}, crop margin {report['margin']}",
+        f"mAP@0.5            {_number(report['map50'])}   (AP mask {_number(ap['mask'])}, "
+        f"no-mask {_number(ap['no-mask'])}; VOC all-point)",
+        f"face recall@0.5    {_number(report['recall50'])}   ({report['matched']}/{report['faces']}; "
+        f"faces under 20 px {_number(report['recall50_small'])}, 20 px and more "
+        f"{_number(report['recall50_large'])}; at IoU 0.3 {_number(report['recall30'])})",
+        f"face precision@0.5 {_number(report['precision50'])}   ({report['detections']} faces found with "
+        f"detector score >= {report['threshold']})",
+        f"accuracy on matched faces {_number(report['accuracy_matched'])}",
+    ]
+    boxes = report["true_boxes"]
+    if boxes is not None:
+        lines.append(f"classifier on the {boxes['count']} annotated boxes: accuracy {_number(boxes['accuracy'])}, "
+                     f"no-mask recall {_number(boxes['no_mask_recall'])}, "
+                     f"balanced accuracy {_number(boxes['balanced_accuracy'])}")
+    speed = _number(report["photos_per_second"], 2)
+    lines.append(f"speed              {speed} photos/s ({report['seconds']:.1f} s detecting and classifying)")
+    if report["unreadable_photos"]:
+        lines.append(f"skipped {len(report['unreadable_photos'])} unreadable photos")
+    if report["boxes_outside_photo"]:
+        lines.append(f"ignored {report['boxes_outside_photo']} annotated boxes with no area inside their photo")
+    return "\n".join(lines)
+
+
+def choose_photos(args: argparse.Namespace, truth: dict[str, list[TrueFace]]) -> tuple[list[str], str]:
+    """The photos the options ask for, and how to say which they are."""
+    if args.split_manifest is not None:
+        wanted = photos_from_manifest(args.split_manifest, args.split)
+        selection = f"the {args.split} photos of {args.split_manifest}"
+        return select_photos(truth, wanted, str(args.split_manifest)), selection
+    if args.photos_list is not None:
+        wanted = photos_from_list(args.photos_list)
+        return select_photos(truth, wanted, str(args.photos_list)), f"the photos listed in {args.photos_list}"
+    return select_photos(truth, None, str(args.csv)), f"every annotated photo of {args.csv}"
+
+
+def load_classifier(path: Path):
+    """The model and its class names; ValueError naming the file if it is missing or not our classifier."""
+    if not path.is_file():  # answered before paying for the TensorFlow import
+        raise ValueError(f"model file not found: {path}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from facemask.models import load_model
+
+    model, class_names = load_model(path)
+    if sorted(class_names) != sorted(CLASS_NAMES) or model.output_shape[-1] != len(CLASS_NAMES):
+        raise ValueError(f"{path}: the model has {model.output_shape[-1]} outputs for classes {class_names}; "
+                         f"expected {CLASS_NAMES}")
+    return model, class_names
+
+
+def photos_command(args: argparse.Namespace) -> int:
+    """`python -m facemask.evaluate photos ...`: read, select, run, score, report; raises on bad input."""
+    if not args.csv.is_file():
+        raise EvaluationError(f"{args.csv}: CSV file not found")
+    check_images_dir(args.images)
+    truth = read_truth(args.csv)
+    names, selection = choose_photos(args, truth)
+    model, class_names = load_classifier(args.model)
+    from facemask.detect import DEFAULT_THRESHOLD, FaceMaskDetector
+    from facemask.detectors import make_face_detector
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    detector = FaceMaskDetector(model, class_names, face_detector=make_face_detector(args.detector),
+                                margin=args.margin, threshold=0.0)
+    run = run_photos(detector, args.images, truth, names, margin=args.margin)
+    for problem in run["problems"][:20]:
+        print(f"warning: {problem}; photo skipped", file=sys.stderr)
+    report, curves = summarise(run, threshold, class_names)
+    name = args.name or f"{args.model.stem}_{args.detector}"
+    paths = {"metrics": args.reports / f"{name}_photos_metrics.json",
+             "pr_curve": args.reports / f"{name}_photos_pr.png"}
+    report |= {"model": str(args.model), "detector": args.detector, "margin": args.margin, "images": str(args.images),
+               "csv": str(args.csv), "selection": selection, "paths": {k: str(v) for k, v in paths.items()}}
+    plot_precision_recall(curves, report["ap50"], paths["pr_curve"])
+    write_json(report, paths["metrics"])  # last: its presence means the report is complete
+    print(format_photos_report(report))
+    print(f"reports written to {args.reports} ({paths['metrics'].name}, {paths['pr_curve'].name})")
+    return 0
