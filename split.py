@@ -28,7 +28,7 @@ The rules, and why:
   named `<photo stem>_r<CSV line>.png` so the output does not depend on the worker count and
   the same input and seed give byte-identical files.
 - The output appears whole or not at all: it is written into a hidden folder beside `--out`
-  and renamed into place at the end; any failure or Ctrl-C removes it.
+  and renamed into place at the end; any failure, Ctrl-C or SIGTERM removes it.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -52,7 +53,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from facemask import DEFAULT_MARGIN
+from facemask import DEFAULT_MARGIN, MAX_MARGIN
 from facemask.images import ImageError, clip_box, face_box, load_image, peek_image, to_rgb
 
 SPLITS = ("train", "valid", "test")
@@ -67,6 +68,12 @@ MANIFEST_COLUMNS = ["path", "split", "label", "source", "csv_line", "classname",
 # Reasons a face row yields no crop, in the order the summary lists them.
 SKIP_NOT_FOUND, SKIP_UNREADABLE = "photo not found", "photo unreadable"
 SKIP_EMPTY, SKIP_SMALL = "box empty or outside the photo", "face smaller than --min-size"
+SKIP_LONG_NAME = "photo name too long for its crops' file names"
+# Box coordinates beyond a billion pixels are typos (photos are capped at 40 megapixels); bounding
+# them, and the margin, keeps every sum and product of the box arithmetic a finite float.
+MAX_COORDINATE = 1e9
+NAME_MAX = 255  # bytes in one file name, on Linux and macOS file systems
+CROP_NAME_EXTRA = len("_r4294967295.jpeg")  # what a crop adds to its photo's stem, at most
 
 
 class SplitError(Exception):
@@ -75,6 +82,14 @@ class SplitError(Exception):
 
 class UsageError(SplitError):
     """A bad command-line value; exits 2 like argparse's own usage errors."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (from `kill`, `timeout` or a service manager): stop and clean up as on Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    raise Terminated(signum)
 
 
 @dataclass(frozen=True)
@@ -159,8 +174,17 @@ def _parse_row(csv_path: Path, line: int, fields: list[str], columns: dict[str, 
             value = math.nan
         if not math.isfinite(value):
             raise SplitError(f"{csv_path}: line {line}, column {header!r} ({meaning}): {text!r} is not a number")
+        if abs(value) > MAX_COORDINATE:
+            raise SplitError(f"{csv_path}: line {line}, column {header!r} ({meaning}): {text!r} is not a pixel "
+                             f"coordinate (beyond ±{MAX_COORDINATE:g})")
         coordinates[meaning] = value
-    return BoxRow(line=line, name=name, classname=fields[columns["classname"]].strip(), **coordinates)
+    return BoxRow(line=line, name=normal_name(name), classname=fields[columns["classname"]].strip(), **coordinates)
+
+
+@functools.lru_cache(maxsize=65536)
+def normal_name(name: str) -> str:
+    """One spelling per photo: `./x.jpg`, `x.jpg` and `sub//x.jpg` vs `sub/x.jpg` must group as one photo."""
+    return PurePosixPath(name).as_posix()
 
 
 def read_rows(csv_path: Path) -> list[BoxRow]:
@@ -241,14 +265,24 @@ def inspect_photos(images_dir: Path, names: list[str]) -> tuple[dict[str, tuple[
     found, problems = {}, {}
     for name in names:
         path = images_dir / name
-        if not path.is_file():
-            problems[name] = SKIP_NOT_FOUND
+        if name_too_long(name):
+            problems[name] = SKIP_LONG_NAME
             continue
         try:
+            if not path.is_file():
+                problems[name] = SKIP_NOT_FOUND
+                continue
             found[name] = peek_image(path)
         except ImageError:
             problems[name] = SKIP_UNREADABLE
     return found, problems
+
+
+def name_too_long(name: str) -> bool:
+    """A part of the photo's name, or the name of a crop of it, over the file system's 255 bytes."""
+    parts = PurePosixPath(name).parts
+    return (any(len(part.encode()) > NAME_MAX for part in parts)
+            or len(PurePosixPath(name).stem.encode()) + CROP_NAME_EXTRA > NAME_MAX)
 
 
 def plan_crops(
@@ -317,9 +351,11 @@ def cut_photo(task: tuple[str, str, list[tuple[tuple[int, int, int, int], str]]]
     return None
 
 
-def _ignore_sigint() -> None:
+def _worker_signals() -> None:
     # Ctrl-C goes to the whole process group: only the parent handles it, and it stops the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM is how the pool stops its workers: they must die of it, not inherit the parent's handler.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def cut_all(tasks: list, workers: int) -> dict[str, str]:
@@ -333,7 +369,7 @@ def cut_all(tasks: list, workers: int) -> dict[str, str]:
                 _record(task, error, failed, progress)
             return failed
         chunksize = max(1, min(8, len(tasks) // (workers * 8)))  # small chunks: photos vary a lot in size
-        with Pool(workers, initializer=_ignore_sigint) as pool:  # leaving the block terminates the workers
+        with Pool(workers, initializer=_worker_signals) as pool:  # leaving the block terminates the workers
             for task, error in zip(tasks, pool.imap(cut_photo, tasks, chunksize), strict=True):
                 _record(task, error, failed, progress)
     return failed
@@ -352,6 +388,9 @@ def _record(task: tuple, error: str | None, failed: dict, progress: tqdm) -> Non
 def check_out(out: Path, force: bool, inputs: list[Path]) -> None:
     """Refuse a non-empty output folder without --force, and never let --force delete the inputs."""
     if not out.exists():
+        ancestor = next(parent for parent in out.absolute().parents if parent.exists())
+        if not ancestor.is_dir():
+            raise SplitError(f"{out}: cannot create the output folder, {ancestor} is not a folder")
         return
     if not out.is_dir():
         raise SplitError(f"{out}: output path exists and is not a folder")
@@ -410,7 +449,7 @@ def format_summary(crops: list[Crop], taken: Counter, skipped: Counter, photos_s
     lines += ["", "CSV rows taken by each class rule:"]
     lines += [f"  {rule:<58}{n:>7}" for rule, n in taken.items()]
     lines += ["", "face rows skipped:"]
-    for reason in (SKIP_NOT_FOUND, SKIP_UNREADABLE, SKIP_EMPTY, SKIP_SMALL):
+    for reason in (SKIP_NOT_FOUND, SKIP_UNREADABLE, SKIP_LONG_NAME, SKIP_EMPTY, SKIP_SMALL):
         photos = f" ({photos_skipped[reason]} photos)" if reason in photos_skipped else ""
         lines.append(f"  {reason + photos:<58}{skipped[reason]:>7}")
     return "\n".join(lines)
@@ -432,11 +471,12 @@ def _at_least_one(text: str) -> int:
     return value
 
 
-def _non_negative(kind: type) -> Callable[[str], float]:
+def _non_negative(kind: type, most: float = math.inf) -> Callable[[str], float]:
     def parse(text: str):
         value = kind(text)
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+        if not (0 <= value <= most and math.isfinite(value)):
+            bound = f" and <= {most:g}" if most < math.inf else ""
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= 0{bound}")
         return value
 
     parse.__name__ = kind.__name__
@@ -451,10 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(split, help=f"share of the {split} split (percent, or fraction if the three sum to 1)")
     parser.add_argument("--out", default="data", help="output folder (default: data)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty output folder")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"split seed (default: {DEFAULT_SEED})")
-    parser.add_argument("--margin", type=_non_negative(float), default=DEFAULT_MARGIN,
-                        help="widen each box by this fraction of its size on every side (default: "
-                             f"{DEFAULT_MARGIN}, the margin detection crops with)")
+    parser.add_argument("--seed", type=_non_negative(int), default=DEFAULT_SEED,
+                        help=f"split seed, a whole number >= 0 (default: {DEFAULT_SEED})")
+    parser.add_argument("--margin", type=_non_negative(float, MAX_MARGIN), default=DEFAULT_MARGIN,
+                        help=f"widen each box by this fraction of its size on every side, 0 to {MAX_MARGIN:g} "
+                             f"(default: {DEFAULT_MARGIN}, the margin detection crops with)")
     parser.add_argument("--min-size", type=_non_negative(int), default=0,
                         help="skip faces whose shorter side is under this many pixels (default: 0)")
     parser.add_argument("--incorrect", choices=["drop", "mask", "no-mask"], default="drop",
@@ -532,7 +573,7 @@ def write_output(
         write_manifest(temp / "manifest.csv", crops)
         publish(temp, out, force)
     except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)  # also on Ctrl-C: never leave a half-written folder
+        shutil.rmtree(temp, ignore_errors=True)  # also on Ctrl-C or SIGTERM: never leave a half-written folder
         raise
     return crops, failed
 
@@ -543,6 +584,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return e.code if isinstance(e.code, int) else 0
+    # Only the main thread may set handlers; split.main called from another thread keeps the default.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return run(args)
     except UsageError as e:
@@ -554,6 +598,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; no output was written", file=sys.stderr)
         return 130
+    except Terminated:
+        print("error: terminated (SIGTERM); no output was written", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ IMAGE_SIZE = (224, 224)
 # detector box a few pixels off the annotated one (IoU 0.5 allows that much) without pulling in
 # neighbouring faces in a crowd, as 25% does.
 DEFAULT_MARGIN = 0.1
+MAX_MARGIN = 10.0  # a larger margin would crop mostly background (and overflow on absurd values)
 
 
 def partial_path(path: Path) -> Path:

@@ -1,17 +1,20 @@
 """The web front-end: a Gradio app where a webcam snapshot, a photo or a video comes back boxed.
 
     python -m facemask.app --model models/scratch.keras [--host 127.0.0.1] [--port 7860] [--share]
-                           [--max-upload-mb 50] [--max-video-seconds 60]
+                           [--max-upload-mb 50] [--max-video-seconds 60] [--max-video-fps 30]
+                           [--max-video-frames 1800] [--max-frame-pixels 8294400] [--queue-size 32]
 
 Two tabs share one FaceMaskDetector (facemask.detect): Photo (webcam snapshot or upload -> the
 annotated photo, a table of the faces and a status line) and Video (webcam recording or upload ->
-the annotated H.264 MP4, with a progress bar). Both endpoints are also an API for gradio_client,
-named after their functions: /detect_photo and /detect_video.
+the annotated H.264 MP4, without its sound, with a progress bar). Both endpoints are also an API
+for gradio_client, named after their functions: /detect_photo and /detect_video.
 
-Bad input (not an image or video, truncated, a decompression bomb, over the size or length limit)
-raises gr.Error, which the page shows as a readable message and the API as an AppError; the
-server keeps serving. One queue with a single worker runs all requests in turn: the Keras model
-and MTCNN are shared, and two cores gain nothing from running them side by side.
+Bad input (not an image or video, truncated, a decompression bomb, over a limit) raises gr.Error,
+which the page shows as a readable message and the API as an AppError; the server keeps serving.
+Only files uploaded to the app are read, and no URL is followed (facemask.uploads). Every input
+is bounded (AppLimits): bytes, pixels, video seconds, frames, frame rate and frame size. One queue
+with a single worker runs all requests in turn: the Keras model and MTCNN are shared, and two
+cores gain nothing from running them side by side.
 
 It serves on 127.0.0.1 unless --host or --share says otherwise, and works offline: analytics and
 Hugging Face Hub calls are switched off below, before gradio is imported, and the default theme's
@@ -28,44 +31,83 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse
+import math
 import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
+from gradio.utils import get_upload_folder
 from PIL import Image
+from starlette.middleware import Middleware
 
-from facemask.detect import Detection, FaceMaskDetector, draw_detections
-from facemask.images import ImageError, load_image
-from facemask.video import VideoError, annotate_video
+from facemask.detect import ArgumentParser, Detection, FaceMaskDetector, draw_detections
+from facemask.images import MAX_PIXELS, ImageError, load_image
+from facemask.uploads import (
+    DATA_URL_NAME,
+    REFUSED,
+    RequestGuard,
+    data_url_bytes,
+    is_uploaded,
+    max_body_bytes,
+    remove_empty_subfolders,
+    subfolders,
+)
+from facemask.video import VideoError, VideoLimits, annotate_video
 
 FACE_COLUMNS = ["face", "label", "P(mask)", "P(no-mask)", "box (x0, y0, x1, y1)"]
 # Uploads and results in Gradio's cache older than an hour are deleted every half hour (and all at exit).
 CACHE_CLEANUP = (1800, 3600)
+# A minute of video, at most 30 frames/s of it, frames up to 4K UHD, processed at Full HD at most:
+# a few minutes of the worker on two cores, whatever the file's size says.
+DEFAULT_VIDEO_LIMITS = VideoLimits(max_seconds=60, max_fps=30, max_frame_pixels=3840 * 2160, max_frames=1800,
+                                   max_frame_side=1920)
 
 
-def hand_over_unopened(photo_input: gr.Image) -> gr.Image:
-    """Make a gr.Image pass the uploaded file's path on without opening it.
+def guard_photo_input(photo_input: gr.Image, max_upload_bytes: int) -> gr.Image:
+    """Make a gr.Image hand over an uploaded file's path unopened, or a data URL's bytes, or refuse.
 
-    gr.Image's own preprocessing opens the file with Pillow before our function runs, so a
-    non-image would fail there with a message the page hides. Passing the path on lets
-    facemask.images.load_image judge every file and word the error. This patches the one instance:
-    a gr.Image subclass would do the same, but Gradio writes a .pyi stub next to the source file
-    of every component subclass, and an app must not write into its own package.
+    A path outside Gradio's upload folder is refused by its text alone (facemask.uploads), before
+    anything touches it. A base64 data URL is refused by its length before it is decoded; Gradio
+    would decode it, save it as WebP in its cache and only then let the pixel limit refuse it.
+    gr.Image's own preprocessing would also open an uploaded file with Pillow before our function
+    runs, so a non-image would fail there with a message the page hides: facemask.images.load_image
+    judges every file instead. This patches the one instance: Gradio writes a .pyi stub next to the
+    source file of every component subclass, and an app must not write into its own package.
     """
-    default_preprocess = photo_input.preprocess
 
-    def preprocess(payload):
-        if payload is None or payload.path is None:
-            return default_preprocess(payload)  # nothing, or a base64 data URL gr.Image decodes itself
+    def preprocess(payload) -> str | bytes | None:
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):  # Gradio looks at a data URL first, so do we
+            try:
+                return data_url_bytes(payload.url, max_upload_bytes)
+            except ImageError as error:
+                raise user_error(str(error)) from error
+        if not is_uploaded(payload.path):
+            raise user_error(REFUSED)
         return str(payload.path)
 
     photo_input.preprocess = preprocess
     return photo_input
+
+
+def guard_video_input(video_input: gr.Video) -> gr.Video:
+    """Make a gr.Video refuse, by its text alone, a path outside Gradio's upload folder."""
+    default_preprocess = video_input.preprocess
+
+    def preprocess(payload) -> str | None:
+        if payload is not None and not is_uploaded(payload.path):
+            raise user_error(REFUSED)
+        return default_preprocess(payload)
+
+    video_input.preprocess = preprocess
+    return video_input
 
 
 def upload_name(path: str | Path) -> str:
@@ -73,7 +115,7 @@ def upload_name(path: str | Path) -> str:
     return Path(path).name
 
 
-def readable(error: Exception, path: str | Path) -> str:
+def readable(error: Exception | str, path: str | Path) -> str:
     """An error message naming the uploaded file, not the server's cache path."""
     return str(error).replace(str(path), upload_name(path))
 
@@ -104,18 +146,53 @@ def photo_status(detections: Sequence[Detection]) -> str:
     return f"{faces}: {masks} with a mask (green), {len(detections) - masks} without (red)."
 
 
-def build_app(detector: FaceMaskDetector, max_upload_mb: float = 50, max_video_seconds: float = 60) -> gr.Blocks:
+@dataclass(frozen=True)
+class AppLimits:
+    """Everything the app bounds; `python -m facemask.app` options set them."""
+
+    max_upload_mb: float = 50  # any photo or video, uploaded or sent as a data URL
+    video: VideoLimits = DEFAULT_VIDEO_LIMITS
+    queue_size: int = 32  # requests waiting; more are told the queue is full
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def describe(self) -> str:
+        video = self.video
+        return (f"Files up to {self.max_upload_mb:g} MB and {MAX_PIXELS / 1e6:g} megapixels; videos up to "
+                f"{video.max_seconds:g} s and {video.max_frames:,} frames, frames up to {video.max_frame_pixels:,} "
+                f"pixels, processed at {video.max_fps:g} frames/s at most and {video.max_frame_side} px on the long "
+                "side; the sound track is not kept.")
+
+
+def video_status(stats: dict) -> str:
+    """What was done to a video, in a line: frames, rate, faces, and anything dropped on the way."""
+    status = (f"{stats['frames']} frames ({stats['seconds_source']:.1f} s at {stats['fps_output']:.3g} fps), "
+              f"{stats['faces']} face boxes drawn, processed at {stats['processing_fps']:.1f} frames/s.")
+    if stats["sampled"]:
+        status += f" Sampled from {stats['fps_source']:.3g} fps."
+    if stats["has_audio"]:
+        status += " The sound track is not kept."
+    if stats["warning"]:
+        status += f" Warning: {stats['warning']}"
+    return status
+
+
+def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr.Blocks:  # noqa: B008 (frozen)
     """The two-tab page; its queue runs one request at a time. Launch it with `launch`."""
 
-    def detect_photo(photo: str | None) -> tuple[Image.Image, pd.DataFrame, str]:
+    def detect_photo(photo: str | bytes | None) -> tuple[Image.Image, pd.DataFrame, str]:
         """Boxes on every face of a photo, a table of them and a one-line summary."""
         if photo is None:
             raise user_error("No photo yet: take a webcam snapshot or upload a photo first.")
-        check_size(photo, max_upload_mb)
+        if isinstance(photo, str):
+            check_size(photo, limits.max_upload_mb)
+        name = upload_name(photo) if isinstance(photo, str) else DATA_URL_NAME
         try:
-            image = load_image(photo, name=upload_name(photo))
+            image = load_image(photo, name=name)
         except ImageError as error:
-            raise user_error(readable(error, photo)) from error
+            raise user_error(readable(error, photo) if isinstance(photo, str) else str(error)) from error
         detections = detector.detect(image)
         # Returned as a picture, not a file: Gradio writes it into its own cache, so nothing of ours is left over.
         return draw_detections(image, detections), faces_table(detections), photo_status(detections)
@@ -124,12 +201,12 @@ def build_app(detector: FaceMaskDetector, max_upload_mb: float = 50, max_video_s
         """The video with boxes on every frame, as an H.264 MP4, and a one-line summary."""
         if video is None:
             raise user_error("No video yet: record one with the webcam or upload a video first.")
-        check_size(video, max_upload_mb)
+        check_size(video, limits.max_upload_mb)
         progress(0, desc="Reading the video")
         workdir = Path(tempfile.mkdtemp(prefix="facemask-video-"))
         try:
             stats = annotate_video(
-                Path(video), workdir / f"{Path(video).stem}_annotated.mp4", detector, max_seconds=max_video_seconds,
+                Path(video), workdir / f"{Path(video).stem}_annotated.mp4", detector, limits.video,
                 progress=lambda done, total: progress((done, total), desc="Annotating frames", unit="frames"))
             # Copy the result into Gradio's cache (served from there, removed by its cache clean-up),
             # so our own working folder can go now.
@@ -138,19 +215,20 @@ def build_app(detector: FaceMaskDetector, max_upload_mb: float = 50, max_video_s
             raise user_error(readable(error, video)) from error
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        status = (f"{stats['frames']} frames ({stats['seconds_source']:.1f} s at {stats['fps_source']:.3g} fps), "
-                  f"{stats['faces']} face boxes drawn, processed at {stats['processing_fps']:.1f} frames/s.")
-        return served, status
+        if stats["warning"]:
+            stats["warning"] = readable(stats["warning"], video)
+        return served, video_status(stats)
 
     with gr.Blocks(title="Face mask detection", delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(
             "# Face mask detection\n"
             "Every face found gets a box: **green** for a mask, **red** for no mask. "
-            f"Files up to {max_upload_mb:g} MB, videos up to {max_video_seconds:g} s.")
+            f"{limits.describe()}")
         with gr.Tab("Photo"):
             with gr.Row():
-                photo_input = hand_over_unopened(gr.Image(sources=["webcam", "upload"], type="filepath",
-                                                          label="Photo", elem_id="photo-input"))
+                photo_input = guard_photo_input(gr.Image(sources=["webcam", "upload"], type="filepath",
+                                                         label="Photo", elem_id="photo-input"),
+                                                limits.max_upload_bytes)
                 photo_output = gr.Image(type="pil", format="jpeg", label="Annotated photo", interactive=False,
                                         elem_id="photo-output")
             photo_button = gr.Button("Detect faces", variant="primary", elem_id="photo-button")
@@ -159,8 +237,8 @@ def build_app(detector: FaceMaskDetector, max_upload_mb: float = 50, max_video_s
         with gr.Tab("Video"):
             with gr.Row():
                 # include_audio=True: Gradio would otherwise strip the sound with a system ffmpeg we do not need.
-                video_input = gr.Video(sources=["webcam", "upload"], include_audio=True, label="Video",
-                                       elem_id="video-input")
+                video_input = guard_video_input(gr.Video(sources=["webcam", "upload"], include_audio=True,
+                                                         label="Video", elem_id="video-input"))
                 video_output = gr.Video(label="Annotated video", interactive=False, elem_id="video-output")
             video_button = gr.Button("Detect faces in every frame", variant="primary", elem_id="video-button")
             video_status_box = gr.Textbox(label="Status", interactive=False, elem_id="video-status")
@@ -169,18 +247,22 @@ def build_app(detector: FaceMaskDetector, max_upload_mb: float = 50, max_video_s
                            api_name="detect_photo", concurrency_id="detector")
         video_button.click(detect_video, video_input, [video_output, video_status_box],
                            api_name="detect_video", concurrency_id="detector")
-    demo.queue(default_concurrency_limit=1, max_size=32)
+    demo.queue(default_concurrency_limit=1, max_size=limits.queue_size)
     return demo
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
            max_upload_mb: float = 50) -> tuple[str, str | None]:
     """Start serving in the background; returns the local URL and the public one (with share)."""
-    # max_file_size makes Gradio refuse oversized uploads before they are stored; ssr_mode=False
-    # keeps it from looking for Node.js; run_history=False keeps people's photos out of the
-    # browser's storage (and the page from offering to copy them to a Hugging Face bucket).
+    max_bytes = int(max_upload_mb * 1024 * 1024)
+    # RequestGuard sits in front of Gradio: it caps request bodies (data URLs included) and refuses
+    # file records that are not uploads before Gradio reads or downloads them. max_file_size makes
+    # Gradio refuse oversized uploads before they are stored; ssr_mode=False keeps it from looking
+    # for Node.js; run_history=False keeps people's photos out of the browser's storage (and the
+    # page from offering to copy them to a Hugging Face bucket).
     _, local_url, share_url = demo.launch(
-        server_name=host, server_port=port, share=share, max_file_size=int(max_upload_mb * 1024 * 1024),
+        server_name=host, server_port=port, share=share, max_file_size=max_bytes,
+        app_kwargs={"middleware": [Middleware(RequestGuard, max_body=max_body_bytes(max_bytes))]},
         ssr_mode=False, run_history=False, quiet=True, prevent_thread_lock=True)
     return local_url, share_url
 
@@ -189,28 +271,62 @@ def stop_on_signal(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
 
+def positive(kind: type) -> Callable[[str], float]:
+    """An argparse type: a finite number above 0."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{text!r} must be a number above 0")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m facemask.app", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m facemask.app", description=__doc__.split("\n\n")[0])
+    video = DEFAULT_VIDEO_LIMITS
     parser.add_argument("--model", type=Path, required=True, help="a saved .keras classifier")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1, this machine)")
     parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
-    parser.add_argument("--max-upload-mb", type=float, default=50, help="largest photo or video upload (default: 50)")
-    parser.add_argument("--max-video-seconds", type=float, default=60, help="longest video (default: 60)")
-    args = parser.parse_args(argv)
-    if args.max_upload_mb <= 0 or args.max_video_seconds <= 0:
-        parser.error("--max-upload-mb and --max-video-seconds must be positive")
-    return args
+    parser.add_argument("--max-upload-mb", type=positive(float), default=50,
+                        help="largest photo or video, uploaded or sent as a data URL (default: 50)")
+    parser.add_argument("--max-video-seconds", type=positive(float), default=video.max_seconds,
+                        help=f"longest video (default: {video.max_seconds:g})")
+    parser.add_argument("--max-video-fps", type=positive(float), default=video.max_fps,
+                        help=f"frames per second processed; faster videos are sampled (default: {video.max_fps:g})")
+    parser.add_argument("--max-video-frames", type=positive(int), default=video.max_frames,
+                        help=f"most frames processed in one video, after sampling (default: {video.max_frames})")
+    parser.add_argument("--max-frame-pixels", type=positive(int), default=video.max_frame_pixels,
+                        help=f"videos with larger frames are refused (default: {video.max_frame_pixels:,}, 4K UHD)")
+    parser.add_argument("--queue-size", type=positive(int), default=AppLimits.queue_size,
+                        help=f"requests waiting their turn; more are told the queue is full "
+                             f"(default: {AppLimits.queue_size})")
+    return parser.parse_args(argv)
+
+
+def limits_from(args: argparse.Namespace) -> AppLimits:
+    video = replace(DEFAULT_VIDEO_LIMITS, max_seconds=args.max_video_seconds, max_fps=args.max_video_fps,
+                    max_frames=args.max_video_frames, max_frame_pixels=args.max_frame_pixels)
+    return AppLimits(max_upload_mb=args.max_upload_mb, video=video, queue_size=args.queue_size)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    limits = limits_from(args)
     try:
         detector = FaceMaskDetector.from_path(args.model)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    demo = build_app(detector, max_upload_mb=args.max_upload_mb, max_video_seconds=args.max_video_seconds)
+    # Uploads, results and their folders in Gradio's cache: readable by this user only.
+    os.umask(0o077)
+    cache_before = subfolders(get_upload_folder())
+    demo = build_app(detector, limits)
     try:
         local_url, share_url = launch(demo, args.host, args.port, args.share, args.max_upload_mb)
     except OSError as error:  # e.g. the port is taken
@@ -220,7 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop_on_signal)
     print(f"Serving the face mask detector on {local_url}" + (f" and {share_url}" if share_url else ""), flush=True)
     print("Press Ctrl+C to stop.", flush=True)
-    demo.block_thread()  # returns on Ctrl+C, after closing the server
+    demo.block_thread()  # returns on Ctrl+C, after closing the server and deleting the cached files
+    remove_empty_subfolders(get_upload_folder(), keep=cache_before)
     return 0
 
 

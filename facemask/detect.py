@@ -8,22 +8,25 @@ of one photo go through the mask classifier in a single batched call.
     python -m facemask.detect --model models/scratch.keras photo.jpg clip.mp4 --out out/
 
 Photos give `out/<stem>_annotated.<ext>` and `out/<stem>.json`; videos (see facemask.video) give
-`out/<stem>_annotated.mp4`.
+`out/<stem>_annotated.mp4`, without sound. Inputs sharing a stem get `<stem>-2`, `<stem>-3`...: no
+output overwrites another.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, save_atomically
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, MAX_MARGIN, save_atomically
 from facemask.detectors import DEFAULT_DETECTOR, FaceDetector, make_face_detector
 from facemask.images import Box, ImageError, clip_box, crop_face, load_image
 from facemask.models import load_model
@@ -41,6 +44,7 @@ LABEL_TEXT_COLOUR = (255, 255, 255)
 DEFAULT_THRESHOLD = 0.9  # MTCNN confidence; its own last stage already keeps only faces above 0.8
 # Pillow can write these; anything else (e.g. .gif, .heic) is annotated as PNG.
 SAVEABLE_PHOTO_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# A crop margin of 10 face sizes on every side is already 21 times the face: more is a typo.
 
 @dataclass
 class Detection:
@@ -136,28 +140,33 @@ def draw_detections(image: Image.Image, detections: Sequence[Detection]) -> Imag
     return annotated
 
 
-def annotate_photo(path: Path, out_dir: Path, detector: FaceMaskDetector) -> str:
-    """Annotated copy and JSON of one photo; returns its summary line."""
+def annotate_photo(path: Path, out_dir: Path, detector: FaceMaskDetector, stem: str | None = None) -> str:
+    """Annotated copy and JSON of one photo, named after `stem` (default: the photo's); returns its summary."""
+    stem = stem or path.stem
     image = load_image(path)
     detections = detector.detect(image)
     extension = path.suffix.lower() if path.suffix.lower() in SAVEABLE_PHOTO_EXTENSIONS else ".png"
-    annotated_path = out_dir / f"{path.stem}_annotated{extension}"
+    annotated_path = out_dir / f"{stem}_annotated{extension}"
     annotated = draw_detections(image, detections)
     save_options = {"quality": 95} if extension in (".jpg", ".jpeg", ".webp") else {}
     save_atomically(annotated_path, lambda target: annotated.save(target, format=Image.registered_extensions()[
         extension], **save_options))
     payload = json.dumps([d.to_dict() for d in detections], indent=2) + "\n"
-    save_atomically(out_dir / f"{path.stem}.json", lambda target: target.write_text(payload))
+    save_atomically(out_dir / f"{stem}.json", lambda target: target.write_text(payload))
     masks = sum(d.label == "mask" for d in detections)
     return (f"{path.name}: {len(detections)} face{'s' if len(detections) != 1 else ''}, {masks} mask, "
             f"{len(detections) - masks} no-mask -> {annotated_path}")
 
 
-def annotate_video_file(path: Path, out_dir: Path, detector: FaceMaskDetector, max_side: int = VIDEO_MAX_SIDE) -> str:
-    """Annotated MP4 of one video with a tqdm progress bar; returns its summary line."""
+def annotate_video_file(path: Path, out_dir: Path, detector: FaceMaskDetector, max_side: int = VIDEO_MAX_SIDE,
+                        stem: str | None = None) -> str:
+    """Annotated MP4 of one video with a tqdm progress bar; returns its summary line.
+
+    A warning (fewer frames read than the header announces) goes to stderr as a `warning:` line.
+    """
     from tqdm import tqdm
 
-    destination = out_dir / f"{path.stem}_annotated.mp4"
+    destination = out_dir / f"{stem or path.stem}_annotated.mp4"
     bars = []  # the bar opens with the first frame, so a refused file prints only its error
 
     def progress(done: int, total: int | None) -> None:
@@ -170,42 +179,118 @@ def annotate_video_file(path: Path, out_dir: Path, detector: FaceMaskDetector, m
     finally:
         for bar in bars:
             bar.close()
-    return (f"{path.name}: {stats['frames']} frames at {stats['fps_source']:.2f} fps, "
+    if stats["warning"]:
+        print(f"warning: {stats['warning']}", file=sys.stderr, flush=True)
+    sound = ", sound not kept" if stats["has_audio"] else ""
+    return (f"{path.name}: {stats['frames']} frames at {stats['fps_source']:.2f} fps{sound}, "
             f"processed at {stats['processing_fps']:.2f} frames/s -> {destination}")
 
 
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def output_stems(inputs: Sequence[Path]) -> list[str]:
+    """One output name per input, all different: a repeated stem gets -2, -3... so no result overwrites another.
+
+    Photos write <stem>.json and <stem>_annotated.<ext>, videos <stem>_annotated.mp4; x.jpg and x.png,
+    or a/x.jpg and b/x.jpg, would otherwise write the same x.json.
+    """
+    taken: set[str] = set()
+    stems = []
+    for path in inputs:
+        stem, counter = path.stem, 1
+        while stem.lower() in taken:  # lower: two names differing in case are one file on some disks
+            counter += 1
+            stem = f"{path.stem}-{counter}"
+        taken.add(stem.lower())
+        stems.append(stem)
+    return stems
+
+
+def check_out_dir(out: Path) -> str | None:
+    """Why the output folder cannot be used or created, or None; checked before the model loads."""
+    if out.exists():
+        if not out.is_dir():
+            return f"{out}: the output path exists and is not a folder"
+        return None if os.access(out, os.W_OK | os.X_OK) else f"{out}: cannot write into the output folder"
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{out}: cannot create the output folder, {parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{out}: cannot create the output folder (permission denied in {parent})"
+    return None
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage, then one line starting with "error:", exit 2
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
+
+
+def number_in(kind: type, low: float, high: float = math.inf) -> Callable[[str], float]:
+    """An argparse type: a finite number from `low` to `high`."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (low <= value <= high and math.isfinite(value)):
+            span = f"from {low:g} to {high:g}" if math.isfinite(high) else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"{text!r} must be a number {span}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m facemask.detect", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m facemask.detect", description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="photos and/or videos")
     parser.add_argument("--model", type=Path, required=True, help="a saved .keras classifier")
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out/)")
-    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                        help=f"crop margin, a fraction of the face size (default {DEFAULT_MARGIN}, as split.py cuts)")
-    parser.add_argument("--min-face", type=int, default=0, help="ignore faces whose shorter side is under N px")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="face detector confidence threshold")
-    parser.add_argument("--max-side", type=int, default=1024, help="detect faces on a copy of a photo at most this big")
-    parser.add_argument("--video-max-side", type=int, default=VIDEO_MAX_SIDE,
+    parser.add_argument("--margin", type=number_in(float, 0, MAX_MARGIN), default=DEFAULT_MARGIN,
+                        help=f"crop margin, a fraction of the face size, 0 to {MAX_MARGIN:g} "
+                             f"(default {DEFAULT_MARGIN}, as split.py cuts)")
+    parser.add_argument("--min-face", type=number_in(int, 0), default=0,
+                        help="ignore faces whose shorter side is under N px")
+    parser.add_argument("--threshold", type=number_in(float, 0, 1), default=DEFAULT_THRESHOLD,
+                        help="face detector confidence threshold, 0 to 1")
+    parser.add_argument("--max-side", type=number_in(int, 1), default=1024,
+                        help="detect faces on a copy of a photo at most this big")
+    parser.add_argument("--video-max-side", type=number_in(int, 1), default=VIDEO_MAX_SIDE,
                         help=f"the same for video frames (default {VIDEO_MAX_SIDE}: webcam faces are large, and "
                              "it is what makes about 10 frames/s on 2 cores)")
+    parser.epilog = "Videos are written without their sound track."
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    problem = check_out_dir(args.out)  # before the model's seconds of loading
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         detector = FaceMaskDetector.from_path(args.model, margin=args.margin, min_face=args.min_face,
                                               threshold=args.threshold, max_side=args.max_side)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"error: {args.out}: cannot create the output folder ({error.strerror})", file=sys.stderr)
+        return 1
     failures = 0
-    for path in args.inputs:
+    for path, stem in zip(args.inputs, output_stems(args.inputs), strict=True):
         try:
-            if path.suffix.lower() in VIDEO_EXTENSIONS:
-                print(annotate_video_file(path, args.out, detector, args.video_max_side), flush=True)
+            if is_video(path):
+                print(annotate_video_file(path, args.out, detector, args.video_max_side, stem), flush=True)
             else:
-                print(annotate_photo(path, args.out, detector), flush=True)
+                print(annotate_photo(path, args.out, detector, stem), flush=True)
         except (ImageError, VideoError, OSError) as error:
             failures += 1
             message = str(error) if str(path) in str(error) else f"{path}: {error}"

@@ -2,19 +2,29 @@
 
 Decoding and encoding go through imageio's ffmpeg plugin, which runs the ffmpeg binary that the
 imageio-ffmpeg wheel carries. The output is H.264 in MP4 with yuv420p pixels, even frame sizes and
-the moov atom at the front: the combination every browser plays while it downloads.
+the moov atom at the front: the combination every browser plays while it downloads. The sound
+track, if any, is not kept (the summary says so).
+
+Before any frame is decoded, ffmpeg reads the file's header (`probe_video`), so `VideoLimits`
+can refuse a video that is too long, has too many frames or frames too large, and plan the
+sampling of a high frame rate (ffmpeg drops the frames in between) and the downscaling of large
+frames. A small file can hold thousands of huge frames: the header, not the file size, tells.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
+import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import imageio.v2 as imageio
+import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
@@ -30,28 +40,100 @@ VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"}
 VIDEO_MAX_SIDE = 320
 # What a broken or foreign file makes imageio / ffmpeg raise, while opening or mid-stream.
 DECODE_ERRORS = (OSError, RuntimeError, ValueError, IndexError, StopIteration)
+# ffmpeg's demuxers for single pictures: a photo renamed .mp4 is refused, not annotated as one frame.
+STILL_IMAGE_FORMATS = re.compile(r"^(image2|.*_pipe)$")
+PROBE_TIMEOUT = 60  # seconds; reading a header takes well under one
+# Fewer frames than this share of what the header announces means the end of the file is missing.
+TRUNCATION_SHARE = 0.9
 
 
 class VideoError(ValueError):
     """A video that cannot be used; the message names the file and what is wrong."""
 
 
-def open_video(source: Path):
-    """An imageio reader and the video's (fps, seconds, frame count or None), checked before any work."""
+@dataclass(frozen=True)
+class VideoLimits:
+    """What a video may cost; None is no limit. The web app sets all of them, the command line none."""
+
+    max_seconds: float | None = None
+    max_fps: float | None = None  # higher frame rates are sampled down to this one
+    max_frame_pixels: int | None = None  # larger frames are refused
+    max_frames: int | None = None  # frames processed, after sampling
+    max_frame_side: int | None = None  # larger frames are scaled down to this long side
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ffmpeg reads from a video's header, before decoding any frame."""
+
+    fps: float
+    seconds: float | None
+    size: tuple[int, int]  # width, height
+    has_audio: bool
+
+
+def probe_video(source: Path) -> VideoInfo:
+    """The header of `source` as ffmpeg reads it (no frame is decoded); VideoError if it is no video."""
     if not source.is_file():
         raise VideoError(f"{source}: file not found")
     try:
-        reader = imageio.get_reader(source, format="FFMPEG")
-        meta = reader.get_meta_data()
-    except DECODE_ERRORS as error:
-        raise VideoError(f"{source}: not a readable video ({first_line(error)})") from error
-    fps = float(meta.get("fps") or 0)
-    seconds = float(meta.get("duration") or 0)
-    if not fps > 0 or not math.isfinite(fps):
-        reader.close()
-        raise VideoError(f"{source}: no video frame rate in the file; is it a video?")
-    frames = round(seconds * fps) if seconds > 0 and math.isfinite(seconds) else None
-    return reader, fps, (seconds if frames else None), frames
+        # ffmpeg with an input and no output prints the header and stops.
+        result = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(source)],
+                                capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT)
+    except subprocess.TimeoutExpired as error:
+        raise VideoError(f"{source}: not a readable video (its header took over {PROBE_TIMEOUT} s to read)") from error
+    return parse_header(source, result.stderr)
+
+
+def parse_header(source: Path, text: str) -> VideoInfo:
+    container = re.search(r"^Input #0, (.+?), from ", text, re.MULTILINE)
+    video = re.search(r"^\s*Stream #0:\d+.*?: Video: (.*)$", text, re.MULTILINE)
+    if container is None or video is None:
+        problem = [line for line in text.splitlines() if line.strip() and "output file" not in line]
+        reason = problem[-1].replace(f"{source}: ", "").strip() if problem else "no video stream"
+        raise VideoError(f"{source}: not a readable video ({reason})")
+    size = re.search(r", (\d+)x(\d+)", video.group(1))
+    rate = re.search(r", ([\d.]+)(k?) fps", video.group(1)) or re.search(r", ([\d.]+)(k?) tbr", video.group(1))
+    fps = float(rate.group(1)) * (1000 if rate.group(2) else 1) if rate else 0.0
+    if size is None or not fps > 0 or not math.isfinite(fps):
+        raise VideoError(f"{source}: not a readable video (no frame size or frame rate in its header)")
+    if STILL_IMAGE_FORMATS.match(container.group(1)):
+        raise VideoError(f"{source}: a still image ({container.group(1)}), not a video")
+    duration = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", text)
+    seconds = None
+    if duration:
+        hours, minutes, secs = duration.groups()
+        seconds = (int(hours) * 60 + int(minutes)) * 60 + float(secs)
+    has_audio = re.search(r"^\s*Stream #0:\d+.*?: Audio: ", text, re.MULTILINE) is not None
+    return VideoInfo(fps, seconds or None, (int(size.group(1)), int(size.group(2))), has_audio)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a video is read: at which rate and size, and how many frames that should give."""
+
+    fps: float
+    size: tuple[int, int] | None  # None: the source's own
+    expected_frames: int | None
+
+
+def plan_reading(source: Path, info: VideoInfo, limits: VideoLimits) -> Plan:
+    """Check the header against the limits (VideoError naming the file and the limit) and plan the reading."""
+    width, height = info.size
+    if limits.max_seconds is not None and info.seconds is not None and info.seconds > limits.max_seconds:
+        raise VideoError(f"{source}: the video lasts {info.seconds:.1f} s, over the {limits.max_seconds:g} s limit")
+    if limits.max_frame_pixels is not None and width * height > limits.max_frame_pixels:
+        raise VideoError(f"{source}: its frames are {width}x{height}, {width * height:,} pixels, over the "
+                         f"{limits.max_frame_pixels:,} limit")
+    fps = min(info.fps, limits.max_fps) if limits.max_fps is not None else info.fps
+    expected = round(info.seconds * fps) if info.seconds is not None else None
+    if limits.max_frames is not None and expected is not None and expected > limits.max_frames:
+        raise VideoError(f"{source}: {expected:,} frames at {fps:.3g} fps, over the {limits.max_frames:,} frame limit")
+    size = None
+    if limits.max_frame_side is not None and max(width, height) > limits.max_frame_side:
+        scale = limits.max_frame_side / max(width, height)
+        size = (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
+    return Plan(fps, size, expected)
 
 
 def first_line(error: BaseException) -> str:
@@ -66,55 +148,83 @@ def even_size(frame: np.ndarray) -> np.ndarray:
     return frame[: height - height % 2, : width - width % 2]
 
 
-def annotate_video(source: Path, destination: Path, detector: FaceMaskDetector, max_seconds: float | None = None,
+def annotate_video(source: Path, destination: Path, detector: FaceMaskDetector, limits: VideoLimits | None = None,
                    progress: Callable[[int, int | None], None] | None = None,
                    max_side: int | None = VIDEO_MAX_SIDE) -> dict:
     """Write `destination` (an H.264 MP4) with every frame of `source` annotated; returns statistics.
 
     `progress(done, total)` is called after each frame (total is None when the file does not say).
-    A video over `max_seconds` is refused from its metadata, before any frame is processed. Faces are
-    found on a copy of each frame at most `max_side` large (None: the detector's own setting).
+    The header is checked against `limits` before any frame is decoded; frame rates above
+    `limits.max_fps` are sampled down to it. Faces are found on a copy of each frame at most
+    `max_side` large (None: the detector's own setting). The statistics include `warning`, a
+    sentence when fewer frames could be read than the header announces (else None).
     """
+    source, destination = Path(source), Path(destination)
+    limits = limits or VideoLimits()
+    info = probe_video(source)
+    plan = plan_reading(source, info, limits)
+    try:
+        # fps and size make ffmpeg drop and scale frames itself, before they reach Python.
+        reader = imageio.get_reader(source, format="FFMPEG", fps=plan.fps if plan.fps < info.fps else None,
+                                    size=plan.size)
+    except DECODE_ERRORS as error:
+        raise VideoError(f"{source}: not a readable video ({first_line(error)})") from error
+    try:
+        stats = write_annotated(reader, source, destination, detector, plan, limits, progress, max_side)
+    finally:
+        reader.close()
+    expected = plan.expected_frames
+    warning = None
+    if expected is not None and stats["frames"] < TRUNCATION_SHARE * expected - 1:
+        warning = (f"{source}: only {stats['frames']} of the {expected} frames its header announces could be read; "
+                   "the file looks truncated or damaged")
+    return stats | {"fps_source": info.fps, "fps_output": plan.fps, "seconds_source": stats["frames"] / plan.fps,
+                    "expected_frames": expected, "sampled": plan.fps < info.fps, "has_audio": info.has_audio,
+                    "size": plan.size or info.size, "warning": warning}
+
+
+def write_annotated(reader, source: Path, destination: Path, detector: FaceMaskDetector, plan: Plan,
+                    limits: VideoLimits, progress: Callable[[int, int | None], None] | None,
+                    max_side: int | None) -> dict:
+    """Annotate the reader's frames into `destination`, through a hidden file renamed at the end."""
     from facemask.detect import draw_detections  # detect imports this module, so import late
 
-    source, destination = Path(source), Path(destination)
-    reader, fps, seconds, expected_frames = open_video(source)
-    temporary = None
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    # A hidden name beside the destination: the final rename stays on one file system.
+    temporary = partial_path(destination)
     try:
-        if max_seconds is not None and seconds is not None and seconds > max_seconds:
-            raise VideoError(f"{source}: the video lasts {seconds:.1f} s, over the {max_seconds:g} s limit")
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        # A hidden name beside the destination: the final rename stays on one file system.
-        temporary = partial_path(destination)
-        writer = imageio.get_writer(temporary, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
-                                    macro_block_size=1, ffmpeg_log_level="error",
+        writer = imageio.get_writer(temporary, format="FFMPEG", fps=plan.fps, codec="libx264",
+                                    pixelformat="yuv420p", macro_block_size=1, ffmpeg_log_level="error",
                                     output_params=["-movflags", "+faststart"])
         frames, faces, started = 0, 0, time.perf_counter()
         try:
             for frame in iterate_frames(reader, source):
-                if max_seconds is not None and frames >= max_seconds * fps + 1:
-                    # The metadata had no duration: stop as soon as the limit is passed.
-                    raise VideoError(f"{source}: the video lasts over the {max_seconds:g} s limit")
+                check_running_limits(source, frames, plan.fps, limits)
                 image = Image.fromarray(even_size(frame))
                 detections = detector.detect(image, max_side)
                 faces += len(detections)
                 writer.append_data(np.asarray(draw_detections(image, detections)))
                 frames += 1
                 if progress is not None:
-                    progress(frames, expected_frames)
+                    progress(frames, plan.expected_frames)
         finally:
             writer.close()
         elapsed = time.perf_counter() - started
         if frames == 0:
             raise VideoError(f"{source}: the video has no frames")
         os.replace(temporary, destination)
-        temporary = None
     finally:
-        reader.close()
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
-    return {"frames": frames, "fps_source": fps, "seconds_source": frames / fps, "faces": faces,
-            "processing_fps": frames / elapsed if elapsed > 0 else float("inf"), "output": str(destination)}
+        temporary.unlink(missing_ok=True)
+    return {"frames": frames, "faces": faces, "output": str(destination),
+            "processing_fps": frames / elapsed if elapsed > 0 else float("inf")}
+
+
+def check_running_limits(source: Path, frames: int, fps: float, limits: VideoLimits) -> None:
+    """The limits again while reading: a header may hide its duration, or understate it."""
+    if limits.max_seconds is not None and frames >= limits.max_seconds * fps + 1:
+        raise VideoError(f"{source}: the video lasts over the {limits.max_seconds:g} s limit")
+    if limits.max_frames is not None and frames >= limits.max_frames:
+        raise VideoError(f"{source}: the video has over {limits.max_frames:,} frames, the limit")
 
 
 def iterate_frames(reader, source: Path):

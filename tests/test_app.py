@@ -126,10 +126,16 @@ def app_url(detector, app_dirs):
 
 @pytest.fixture(scope="module")
 def strict_url(detector, app_dirs):
-    """The app with tiny limits (0.5 MB, 0.2 s) and no upload limit in Gradio itself."""
-    from facemask.app import build_app
+    """The app with tiny limits (0.5 MB, 0.2 s, 3 frames) and neither Gradio's upload limit nor RequestGuard.
 
-    with serving(build_app(detector, max_upload_mb=0.5, max_video_seconds=0.2), launch_with_limits=False) as url:
+    What it refuses, the app's own checks refuse: they hold even when the app is launched some other way.
+    """
+    from dataclasses import replace
+
+    from facemask.app import DEFAULT_VIDEO_LIMITS, AppLimits, build_app
+
+    limits = AppLimits(max_upload_mb=0.5, video=replace(DEFAULT_VIDEO_LIMITS, max_seconds=0.2, max_frames=3))
+    with serving(build_app(detector, limits), launch_with_limits=False) as url:
         yield url
 
 
@@ -320,3 +326,188 @@ def test_command_line_refuses_a_missing_model_and_serves_a_good_one(model_path, 
                 process.kill()
                 process.communicate()
         log.close()
+
+
+# --- hostile requests, sent raw as any HTTP client can ----------------------------------------------
+
+FILE_META = {"_type": "gradio.FileData"}
+
+
+def call(url: str, api_name: str, data: list, timeout: float = 120) -> tuple[int, str]:
+    """POST /gradio_api/call/<api_name>, then follow its event stream; (HTTP status, what came back).
+
+    What came back: the refusal's JSON detail when the POST is refused, else "error: <message>" or
+    "complete: <the outputs as JSON>".
+    """
+    import json
+
+    import httpx
+
+    base = url.rstrip("/")
+    posted = httpx.post(f"{base}/gradio_api/call/{api_name}", json={"data": data}, timeout=timeout)
+    if posted.status_code != 200:
+        return posted.status_code, posted.json()["detail"]
+    event, payload = "", ""
+    with httpx.stream("GET", f"{base}/gradio_api/call/{api_name}/{posted.json()['event_id']}",
+                      timeout=timeout) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                payload = line.split(":", 1)[1].strip()
+                if event in ("complete", "error"):
+                    break
+    value = json.loads(payload) if payload else None
+    return 200, f"{event}: {value['error'] if event == 'error' and isinstance(value, dict) else payload}"
+
+
+@pytest.fixture(scope="module")
+def outside_paths(files, app_dirs) -> dict[str, str]:
+    """An image the server can read but nobody uploaded, a path that does not exist, one climbing out."""
+    return {"existing image": str(files["astronaut.jpg"]),
+            "missing file": str(files["astronaut.jpg"].parent / "missing.png"),
+            "climbing out": f"{app_dirs['cache']}/../{files['astronaut.jpg'].parent.name}/astronaut.jpg",
+            "relative": "astronaut.jpg",
+            "url": "http://files.example.invalid/astronaut.jpg"}
+
+
+@pytest.mark.parametrize("with_meta", [False, True])
+def test_a_path_outside_the_uploads_is_refused_unopened_and_unnamed(app_url, outside_paths, with_meta, monkeypatch):
+    """The request the issue reproduced: a file record without "meta" made the app read any image on the server."""
+    import socket
+
+    from facemask import uploads
+    from facemask.uploads import REFUSED
+
+    looked_up, opened = [], []
+    real_getaddrinfo = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: looked_up.append(host) or real_getaddrinfo(
+        host, *a, **k))
+    monkeypatch.setattr(uploads, "file_paths", spy_on(uploads.file_paths, opened))
+    answers = set()
+    for path in outside_paths.values():
+        record = {"path": path, **({"meta": FILE_META} if with_meta else {})}
+        answers.add(call(app_url, "detect_photo", [record]))
+        answers.add(call(app_url, "detect_video", [record]))
+    # One answer for all: nothing tells whether the file exists, what it is or how big.
+    assert answers == {(400, REFUSED)}
+    assert "files.example.invalid" not in looked_up  # the URL was not even resolved
+    assert opened  # RequestGuard read every request
+
+
+def spy_on(function, calls: list):
+    def spied(*args, **kwargs):
+        calls.append(args)
+        return function(*args, **kwargs)
+
+    return spied
+
+
+def test_the_app_itself_refuses_outside_paths_without_the_request_guard(strict_url, outside_paths, monkeypatch):
+    """Behind a plain demo.launch, the inputs' own checks refuse the same paths, before touching them."""
+    import builtins
+    import os
+
+    from facemask.uploads import REFUSED
+
+    touched = []
+    watched = {p for name, p in outside_paths.items() if name != "url"}
+    real_open, real_stat = builtins.open, os.stat
+
+    def watching_open(file, *args, **kwargs):
+        if str(file) in watched:
+            touched.append(("open", file))
+        return real_open(file, *args, **kwargs)
+
+    def watching_stat(path, *args, **kwargs):
+        if str(path) in watched:
+            touched.append(("stat", path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", watching_open)
+    monkeypatch.setattr(os, "stat", watching_stat)
+    for name, path in outside_paths.items():
+        if name == "url":
+            continue  # Gradio itself fetches URLs before any app code runs: only RequestGuard stops those
+        assert call(strict_url, "detect_photo", [{"path": path}]) == (200, f"error: {REFUSED}")
+        # With "meta", Gradio checks (and resolves) the path itself before the app runs: RequestGuard stops that.
+        assert call(strict_url, "detect_video", [{"path": path}])[1].startswith("error:")
+    assert touched == []
+
+
+def data_url(path: Path, mime: str = "image/png") -> str:
+    import base64
+
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def test_a_data_url_photo_is_detected(app_url, files):
+    status, answer = call(app_url, "detect_photo", [{"url": data_url(files["astronaut.jpg"], "image/jpeg")}])
+    assert status == 200 and answer.startswith("complete:") and '"1 face:' in answer
+
+
+def test_data_urls_meet_the_byte_and_pixel_limits_before_decoding(strict_url, files, app_dirs):
+    before = sorted(app_dirs["cache"].rglob("*"))
+    # 0.7 MB, over the strict app's 0.5 MB: refused from the URL's length, before base64 decoding.
+    assert call(strict_url, "detect_photo", [{"url": data_url(files["noise.png"])}]) == (
+        200, "error: the pasted image: 0.7 MB is over the 0.5 MB limit")
+    # A few kB of PNG that would decode to 50 megapixels: refused from its header.
+    status, answer = call(strict_url, "detect_photo", [{"url": data_url(files["bomb.png"])}])
+    assert answer.startswith('error: the pasted image: 10000x5000 is 50,000,000 pixels, over the 40,000,000 limit')
+    assert call(strict_url, "detect_photo", [{"url": "data:image/png;base64,@@@@"}])[1].startswith(
+        'error: the pasted image: not valid base64')
+    assert sorted(app_dirs["cache"].rglob("*")) == before  # nothing was decoded into Gradio's cache
+
+
+def test_a_request_body_over_the_limit_is_refused_before_it_is_read(app_url, files):
+    """A 55 MB PNG as a data URL is a 74 MB JSON body: refused from its length (HTTP 413), not parsed."""
+    import httpx
+
+    body_size = 74 * 1024 * 1024
+    with httpx.Client(timeout=120) as http:
+        refused = http.post(f"{app_url.rstrip('/')}/gradio_api/call/detect_photo",
+                            content=b'{"data": [{"url": "data:image/png;base64,' + b"A" * body_size + b'"}]}',
+                            headers={"content-type": "application/json"})
+    assert refused.status_code == 413 and refused.json()["detail"] == "The request is over the size limit of this app."
+    assert call(app_url, "detect_photo", [{"url": data_url(files["astronaut.jpg"], "image/jpeg")}])[1].startswith(
+        "complete:")  # and the server still serves
+
+
+def test_video_limits_on_frames(strict_url, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    clip = write_clip(tmp_path / "short.mp4", frames=5, fps=30)  # 0.17 s, under 0.2 s, but 5 frames
+    with pytest.raises(AppError, match=r"^short\.mp4: 5 frames at 30 fps, over the 3 frame limit"):
+        detect_video(strict_url, clip, tmp_path)
+
+
+def test_a_high_frame_rate_video_is_sampled_and_says_so(app_url, tmp_path):
+    import re
+
+    clip = write_clip(tmp_path / "fast.mp4", frames=240, fps=240)  # 1 s at 240 fps
+    _, status = detect_video(app_url, clip, tmp_path)
+    # 30 frames, or a few more: ffmpeg's rate conversion may hold the last frame a little longer.
+    assert re.match(r"^3[0-3] frames \(1\.[01] s at 30 fps\)", status) and "Sampled from 240 fps." in status, status
+
+
+@pytest.mark.parametrize(("option", "value"), [("--max-upload-mb", "0"), ("--max-video-fps", "-1"),
+                                               ("--max-video-frames", "0"), ("--max-frame-pixels", "many"),
+                                               ("--max-video-seconds", "inf"), ("--queue-size", "0")])
+def test_main_refuses_bad_limits_in_one_error_line(capsys, option, value):
+    from facemask.app import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--model", "never-loaded.keras", option, value])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert exited.value.code == 2 and len(lines) == 1 and option in lines[0] and repr(value) in lines[0]
+
+
+def test_limits_from_the_command_line():
+    from facemask.app import limits_from, parse_args
+
+    limits = limits_from(parse_args(["--model", "m.keras", "--max-upload-mb", "20", "--max-video-fps", "15",
+                                     "--max-video-frames", "300", "--max-frame-pixels", "2073600",
+                                     "--max-video-seconds", "30", "--queue-size", "8"]))
+    assert (limits.max_upload_mb, limits.queue_size) == (20, 8)
+    assert (limits.video.max_fps, limits.video.max_frames, limits.video.max_frame_pixels,
+            limits.video.max_seconds, limits.video.max_frame_side) == (15, 300, 2_073_600, 30, 1920)

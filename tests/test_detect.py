@@ -283,3 +283,68 @@ def test_cli_runs_as_a_module(tmp_path, tiny_model_path, astronaut):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("astronaut.png: 1 face")
     assert (tmp_path / "out" / "astronaut_annotated.png").is_file()
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def test_cli_inputs_sharing_a_stem_get_one_output_each(tmp_path, tiny_model_path, astronaut, capsys):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        astronaut.save(tmp_path / folder / "x.jpg")
+    astronaut.save(tmp_path / "a" / "x.png")
+    out = tmp_path / "out"
+    code = detect.main(["--model", str(tiny_model_path), str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg"),
+                        str(tmp_path / "a" / "x.png"), "--out", str(out)])
+    printed = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["x-2.json", "x-2_annotated.jpg", "x-3.json", "x-3_annotated.png",
+                                                     "x.json", "x_annotated.jpg"]
+    assert [line.rsplit(" -> ", 1)[1] for line in printed] == [
+        str(out / "x_annotated.jpg"), str(out / "x-2_annotated.jpg"), str(out / "x-3_annotated.png")]
+
+
+def test_output_stems_are_unique_whatever_the_inputs():
+    paths = [detect.Path(p) for p in ("a/x.jpg", "b/x.jpg", "x.mp4", "X.png", "x-2.jpg", "y.jpg")]
+    stems = detect.output_stems(paths)
+    assert stems == ["x", "x-2", "x-3", "X-4", "x-2-2", "y"]
+    assert len({s.lower() for s in stems}) == len(stems)
+
+
+@pytest.fixture
+def model_never_loads(monkeypatch):
+    def refuse(path):
+        raise AssertionError("the model must not load when the command line is wrong")
+
+    monkeypatch.setattr(detect, "load_model", refuse)
+
+
+@pytest.mark.parametrize(("option", "value", "words"), [
+    ("--margin", "-1", "'-1' must be a number from 0 to 10"),
+    ("--margin", "inf", "'inf' must be a number from 0 to 10"),
+    ("--margin", "1e308", "'1e308' must be a number from 0 to 10"),
+    ("--margin", "nan", "'nan' must be a number from 0 to 10"),
+    ("--threshold", "1.5", "'1.5' must be a number from 0 to 1"),
+    ("--min-face", "-3", "'-3' must be a number at least 0"),
+    ("--max-side", "0", "'0' must be a number at least 1"),
+    ("--video-max-side", "0", "'0' must be a number at least 1"),
+    ("--max-side", "ten", "'ten' is not a number"),
+])
+def test_cli_bad_numbers_give_one_error_line_before_the_model_loads(tmp_path, capsys, model_never_loads, option,
+                                                                     value, words):
+    with pytest.raises(SystemExit) as exited:
+        detect.main(["--model", "m.keras", "a.jpg", "--out", str(tmp_path / "out"), option, value])
+    lines = error_lines(capsys.readouterr().err)
+    assert exited.value.code == 2 and len(lines) == 1 and option in lines[0] and words in lines[0], lines
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "inside a file"])
+def test_cli_an_unusable_output_folder_is_refused_before_the_model_loads(tmp_path, capsys, model_never_loads, where):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    out = tmp_path / "taken" if where == "file" else tmp_path / "taken" / "out"
+    assert detect.main(["--model", "m.keras", "a.jpg", "--out", str(out)]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {out}: ") and "not a folder" in lines[0]
+    assert (tmp_path / "taken").read_text() == "a file, not a folder"

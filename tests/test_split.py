@@ -566,3 +566,119 @@ def test_wobot_csv_parses_with_the_readme_counts():
     odd = [r for r in rows if not (r.xmin < r.xmax and r.ymin < r.ymax)]
     assert [(r.line, r.name, r.classname) for r in odd] == [(8133, "1861.jpg", "face_with_mask_incorrect")]
     assert split.crop_box(odd[0], 2000, 2000) == split.SKIP_EMPTY
+
+
+# ---------------------------------------------------------------- hostile input and signals
+
+
+def test_sigterm_mid_run_leaves_no_partial_output(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    rows = make_many(tmp_path, photos=10)
+    saved = []
+    real_save = split.save_crop
+
+    def save_then_get_killed(image, box, path):
+        if len(saved) == 5:
+            os.kill(os.getpid(), signal.SIGTERM)  # what `kill`, `timeout` and service managers send
+        saved.append(Path(path))
+        real_save(image, box, path)
+
+    monkeypatch.setattr(split, "save_crop", save_then_get_killed)
+    code, out = run(tmp_path, rows)
+    assert code == 128 + signal.SIGTERM
+    check_error(capsys, code, code, "terminated", "no output was written")
+    assert not out.exists() and leftovers(tmp_path) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is split.main's only
+
+
+def test_sigterm_to_the_script_with_a_pool_leaves_no_partial_output(tmp_path):
+    """As `timeout` does it: SIGTERM to the parent only, while its worker processes cut photos."""
+    import signal
+    import time
+
+    rows = []
+    for i in range(400):
+        make_photo(tmp_path / "images" / f"p{i:03d}.png", size=(200, 20))
+        rows += [[f"p{i:03d}.png", 10 * k, 0, 10 * k + 8, 10, "face_with_mask"] for k in range(19)]
+    csv_path = write_csv(tmp_path / "train.csv", rows)
+    out = tmp_path / "data"
+    process = subprocess.Popen([sys.executable, str(ROOT / "split.py"), str(tmp_path / "images"), str(csv_path),
+                                "100", "0", "0", "--out", str(out), "--workers", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.is_file() for p in tmp_path.glob(".data.partial-*/train/mask/*")):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no crop was written in 120 s"
+            time.sleep(0.05)
+        process.terminate()
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        "error: terminated (SIGTERM); no output was written"]
+    assert "Traceback" not in err
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_one_photo_spelt_two_ways_lands_in_one_split(tmp_path):
+    rows = []
+    for i in range(40):
+        make_photo(tmp_path / "images" / f"p{i:02d}.png", size=(40, 12))
+        rows += [[f"./p{i:02d}.png", 0, 0, 8, 10, "face_with_mask"], [f"p{i:02d}.png", 10, 0, 18, 10, "face_no_mask"],
+                 [f".//p{i:02d}.png", 20, 0, 28, 10, "face_no_mask"]]
+    code, out = run(tmp_path, rows, ratios=("50", "50", "0"))
+    assert code == 0
+    splits_of: dict[str, set[str]] = {}
+    for row in manifest(out):
+        splits_of.setdefault(row["source"], set()).add(row["split"])
+    assert sorted(splits_of) == [f"p{i:02d}.png" for i in range(40)]  # one name per photo, as on disk
+    assert all(len(splits) == 1 for splits in splits_of.values())
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("1e308", ["line 3", "'x1'", "'1e308'", "not a pixel coordinate"]),
+    ("-1e308", ["line 3", "'x1'", "'-1e308'", "not a pixel coordinate"]),
+    ("inf", ["line 3", "'x1'", "'inf'", "not a number"]),
+])
+def test_absurd_box_coordinates_give_one_error_line(tmp_path, capsys, value, words):
+    make_photo(tmp_path / "images" / "a.png")
+    code, out = run(tmp_path, [["a.png", 0, 0, 10, 10, "face_with_mask"],
+                               ["a.png", value, 0, "1e308", 10, "face_with_mask"]])
+    check_error(capsys, code, 1, str(tmp_path / "train.csv"), *words)
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(("option", "value"), [("--margin", "inf"), ("--margin", "1e308"), ("--margin", "nan"),
+                                               ("--margin", "-1"), ("--seed", "-1"), ("--seed", "x")])
+def test_absurd_options_give_one_error_line(tmp_path, capsys, option, value):
+    make_photo(tmp_path / "images" / "a.png")
+    code, out = run(tmp_path, [["a.png", 0, 0, 10, 10, "face_with_mask"]], option, value)
+    check_error(capsys, code, 2, option, repr(value))
+    assert not out.exists()
+
+
+def test_an_output_path_inside_a_file_is_refused_before_any_work(tmp_path, capsys):
+    make_photo(tmp_path / "images" / "a.png")
+    (tmp_path / "taken").write_text("a file")
+    code, out = run(tmp_path, [["a.png", 0, 0, 10, 10, "face_with_mask"]], out=tmp_path / "taken" / "data")
+    check_error(capsys, code, 1, str(out), "is not a folder")
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_a_photo_name_over_255_bytes_is_skipped_with_a_warning(tmp_path, capsys):
+    make_photo(tmp_path / "images" / "a.png")
+    long_name = "x" * 300 + ".png"
+    code, out = run(tmp_path, [["a.png", 0, 0, 10, 10, "face_with_mask"], [long_name, 0, 0, 10, 10, "face_no_mask"],
+                               ["y" * 250 + ".png", 0, 0, 10, 10, "face_no_mask"]])  # exists? its crops' names can't
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and all("photo name too long" in line for line in warnings)
+    assert summary_counts(captured.out)["photo name too long for its crops' file names (2 photos)"] == 2
+    assert [row["source"] for row in manifest(out)] == ["a.png"]

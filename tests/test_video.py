@@ -13,7 +13,7 @@ from skimage import data as skimage_data
 from facemask import detect
 from facemask.detect import FaceMaskDetector
 from facemask.detectors import MTCNNFaceDetector
-from facemask.video import VideoError, annotate_video
+from facemask.video import VideoError, VideoLimits, annotate_video, probe_video
 
 
 class FakeModel:
@@ -45,12 +45,12 @@ class FixedFaces:
 
 
 def write_clip(path: Path, frames: int = 12, fps: float = 12, size: tuple[int, int] = (320, 240),
-               codec: str = "libx264") -> Path:
+               codec: str = "libx264", output_params: list[str] | None = None) -> Path:
     """A short clip of the astronaut panning a few pixels per frame (a real face, offline)."""
     width, height = size
     astronaut = np.asarray(Image.fromarray(skimage_data.astronaut()).resize((width + 2 * frames, width + 2 * frames)))
     with imageio.get_writer(path, format="FFMPEG", fps=fps, codec=codec, macro_block_size=1,
-                            ffmpeg_log_level="error") as writer:
+                            ffmpeg_log_level="error", output_params=output_params) as writer:
         for i in range(frames):
             writer.append_data(astronaut[i: i + height, 2 * i: 2 * i + width])
     return path
@@ -143,7 +143,7 @@ def test_too_long_video_is_refused_before_any_frame(tmp_path, clip):
     faces = FixedFaces([])
     with pytest.raises(VideoError, match=r"astronaut.mp4: the video lasts 1.0 s, over the 0.5 s limit"):
         annotate_video(clip, tmp_path / "annotated.mp4", FaceMaskDetector(FakeModel(), face_detector=faces),
-                       max_seconds=0.5)
+                       VideoLimits(max_seconds=0.5))
     assert faces.calls == 0 and list(tmp_path.iterdir()) == []
 
 
@@ -159,3 +159,108 @@ def test_cli_annotates_a_video(tmp_path, clip, capsys, monkeypatch):
     assert "frames/s" in captured.out
     frames, meta = read_all(tmp_path / "astronaut_annotated.mp4")
     assert len(frames) == 12 and meta["fps"] == 12
+
+
+def write_plain_clip(path: Path, frames: int, fps: float, size: tuple[int, int]) -> Path:
+    """A clip of flat grey frames, shade changing per frame: tiny on disk whatever its frame count or size."""
+    width, height = size
+    with imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1,
+                            ffmpeg_log_level="error", output_params=["-preset", "ultrafast"]) as writer:
+        frame = np.zeros((height, width, 3), dtype=np.uint8)
+        for i in range(frames):
+            frame[:] = (i * 7) % 256
+            writer.append_data(frame)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fast_clip(tmp_path_factory) -> Path:
+    """5 s at 960 frames/s: 4,800 frames in about 100 kB."""
+    return write_plain_clip(tmp_path_factory.mktemp("fast") / "fast.mp4", frames=4800, fps=960, size=(64, 48))
+
+
+@pytest.fixture(scope="module")
+def huge_frames_clip(tmp_path_factory) -> Path:
+    """Two frames of 8000x8000 (64 megapixels each) in about 40 kB."""
+    return write_plain_clip(tmp_path_factory.mktemp("huge") / "huge.mp4", frames=2, fps=2, size=(8000, 8000))
+
+
+def test_a_high_frame_rate_is_sampled_down_before_frames_reach_python(tmp_path, fast_clip):
+    faces = FixedFaces([])
+    stats = annotate_video(fast_clip, tmp_path / "out.mp4", FaceMaskDetector(FakeModel(), face_detector=faces),
+                           VideoLimits(max_fps=30))
+    frames, meta = read_all(tmp_path / "out.mp4")
+    # 5 s at 30 frames/s (ffmpeg's rate conversion may hold the last frame a little longer), not 4,800 frames.
+    assert faces.calls == stats["frames"] == len(frames) and 150 <= len(frames) <= 153
+    assert meta["fps"] == stats["fps_output"] == 30 and stats["fps_source"] == 960 and stats["sampled"]
+    assert stats["expected_frames"] == 150 and stats["warning"] is None
+
+
+def test_too_many_frames_are_refused_from_the_header(tmp_path, fast_clip):
+    faces = FixedFaces([])
+    with pytest.raises(VideoError, match=r"fast\.mp4: 4,800 frames at 960 fps, over the 1,000 frame limit"):
+        annotate_video(fast_clip, tmp_path / "out.mp4", FaceMaskDetector(FakeModel(), face_detector=faces),
+                       VideoLimits(max_frames=1000))
+    assert faces.calls == 0 and list(tmp_path.iterdir()) == []
+
+
+def test_frame_limit_also_holds_when_the_header_gives_no_duration(tmp_path):
+    # A raw H.264 stream has no container, so no duration: the limit is enforced while reading.
+    source = write_clip(tmp_path / "raw.h264", frames=12, codec="libx264", output_params=["-f", "h264"])
+    assert probe_video(source).seconds is None
+    with pytest.raises(VideoError, match=r"raw\.h264: the video has over 5 frames, the limit"):
+        annotate_video(source, tmp_path / "out" / "out.mp4",
+                       FaceMaskDetector(FakeModel(), face_detector=FixedFaces([])), VideoLimits(max_frames=5))
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_huge_frames_are_refused_from_the_header_before_decoding(tmp_path, huge_frames_clip):
+    faces = FixedFaces([])
+    with pytest.raises(VideoError, match=r"huge\.mp4: its frames are 8000x8000, 64,000,000 pixels, over the "
+                                         r"8,294,400 limit"):
+        annotate_video(huge_frames_clip, tmp_path / "out.mp4", FaceMaskDetector(FakeModel(), face_detector=faces),
+                       VideoLimits(max_frame_pixels=3840 * 2160))
+    assert faces.calls == 0 and list(tmp_path.iterdir()) == []
+
+
+def test_large_frames_are_scaled_down_by_ffmpeg(tmp_path):
+    source = write_plain_clip(tmp_path / "wide.mp4", frames=3, fps=10, size=(1000, 500))
+    faces = FixedFaces([])
+    stats = annotate_video(source, tmp_path / "out.mp4", FaceMaskDetector(FakeModel(), face_detector=faces),
+                           VideoLimits(max_frame_side=400), max_side=None)
+    frames, meta = read_all(tmp_path / "out.mp4")
+    assert meta["size"] == stats["size"] == (400, 200) and len(frames) == 3
+    assert faces.shapes == {(200, 400, 3)}
+
+
+def test_a_truncated_video_says_how_many_frames_were_read(tmp_path):
+    # The index at the front (faststart) announces 60 frames; the cut leaves the frames of the first half.
+    whole = write_clip(tmp_path / "whole.mp4", frames=60, fps=12, output_params=["-movflags", "+faststart", "-g", "6"])
+    data = whole.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    stats = annotate_video(tmp_path / "cut.mp4", tmp_path / "out.mp4",
+                           FaceMaskDetector(FakeModel(), face_detector=FixedFaces([])))
+    assert 0 < stats["frames"] < 54 and stats["expected_frames"] == 60
+    assert stats["warning"] == (f"{tmp_path / 'cut.mp4'}: only {stats['frames']} of the 60 frames its header "
+                                "announces could be read; the file looks truncated or damaged")
+
+
+def test_a_photo_renamed_mp4_is_refused(tmp_path, astronaut):
+    astronaut.save(tmp_path / "photo.mp4", format="JPEG")
+    with pytest.raises(VideoError, match=r"photo\.mp4: a still image \(jpeg_pipe\), not a video"):
+        annotate_video(tmp_path / "photo.mp4", tmp_path / "out.mp4",
+                       FaceMaskDetector(FakeModel(), face_detector=FixedFaces([])))
+
+
+def test_the_sound_track_is_reported_as_not_kept(tmp_path, clip):
+    import subprocess
+
+    import imageio_ffmpeg
+
+    with_sound = tmp_path / "sound.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(clip), "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=1", "-c:v", "copy", "-c:a", "aac", "-shortest", str(with_sound)],
+                   check=True)
+    detector = FaceMaskDetector(FakeModel(), face_detector=FixedFaces([]))
+    assert annotate_video(with_sound, tmp_path / "a.mp4", detector)["has_audio"] is True
+    assert annotate_video(clip, tmp_path / "b.mp4", detector)["has_audio"] is False
