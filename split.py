@@ -133,6 +133,12 @@ def check_name(name: str) -> str | None:
     return None
 
 
+# Pillow's image sizes are C ints, so no photo reaches 2**31 pixels along a side. A coordinate past
+# that is no place in any photo, and huge ones (1e308) overflow the box arithmetic to inf or NaN
+# once a box's size or margin is added (`cannot convert float NaN to integer`).
+MAX_COORDINATE = 2.0**31
+
+
 def _parse_row(csv_path: Path, line: int, fields: list[str], columns: dict[str, int]) -> BoxRow:
     if len(fields) <= max(columns.values()):
         raise SplitError(f"{csv_path}: line {line}: {len(fields)} fields, the header has {max(columns.values()) + 1}")
@@ -149,6 +155,9 @@ def _parse_row(csv_path: Path, line: int, fields: list[str], columns: dict[str, 
             value = math.nan
         if not math.isfinite(value):
             raise SplitError(f"{csv_path}: line {line}, column {header!r} ({meaning}): {text!r} is not a number")
+        if abs(value) > MAX_COORDINATE:
+            raise SplitError(f"{csv_path}: line {line}, column {header!r} ({meaning}): {text!r} is out of range "
+                             f"(a pixel coordinate lies within +-{MAX_COORDINATE:.0f})")
         coordinates[meaning] = value
     return BoxRow(line=line, name=name, classname=fields[columns["classname"]].strip(), **coordinates)
 
