@@ -160,7 +160,8 @@ def check_csv(data: bytes, scratch: Path) -> str:
         return "refused"
     for row in rows:
         values = (row.xmin, row.ymin, row.xmax, row.ymax)
-        if not all(math.isfinite(v) for v in values) or not math.isfinite(row.xmax - row.xmin + row.ymax - row.ymin):
+        sizes = (row.xmax - row.xmin, row.ymax - row.ymin)
+        if not all(math.isfinite(v) for v in (*values, *sizes)):
             raise BrokenPromise(f"line {row.line}: a box that is not finite: {values}")
         if split.check_name(row.name) is not None:
             raise BrokenPromise(f"line {row.line}: a refused name was accepted: {row.name!r}")
