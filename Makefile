@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - venv, generated sample, split, train + evaluate the scratch CNN, predict
 #   make test   - venv with dev tools, Chromium for the browser tests, ruff, the whole test suite
+#   make fuzz   - atheris on the image, CSV and model-sidecar readers for FUZZ_SECONDS (default 10 minutes)
 # The demo writes only under demo/, so it never touches your real data/ or models/.
 
 PYTHON ?= python3
@@ -8,8 +9,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := demo
 DEMO_EPOCHS ?= 8
+FUZZ_SECONDS ?= 600
 
-.PHONY: demo test lint chromium clean-demo
+.PHONY: demo test lint fuzz chromium clean-demo
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +42,10 @@ lint: $(VENV)/.dev-installed
 
 test: $(VENV)/.dev-installed chromium lint
 	$(PY) -m pytest
+
+# Shared between the three targets; corpus, crashes and logs in fuzz-out/. Exit status 1 on a crash.
+fuzz: $(VENV)/.dev-installed
+	$(PY) bench/fuzz.py --seconds $(FUZZ_SECONDS) --workdir fuzz-out
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -58,15 +58,20 @@ def _opened(source: str | Path | bytes | BinaryIO, max_pixels: int, name: str) -
             raise ImageError(f"{name}: not an image (no format Pillow can read)") from error
         except PermissionError as error:
             raise ImageError(f"{name}: cannot be read (permission denied)") from error
-        except OSError as error:  # a header cut short, or bytes that only start like an image
-            raise ImageError(f"{name}: damaged or truncated image data ({error})") from error
+        except MemoryError:
+            raise  # the machine is short of memory, not the file wrong: do not blame the file
+        except Exception as error:
+            # A header cut short or bytes that only start like an image: Pillow's format plugins
+            # raise OSError, ValueError (`P6` alone: "Reached EOF while reading header"),
+            # SyntaxError, EOFError, struct.error... The promise is one ImageError per bad file.
+            raise ImageError(f"{name}: damaged or truncated image data ({_describe(error)})") from error
         with image:  # closes the file once used, or when refused
             # The header gives the size before any pixel is decoded: refuse huge images here.
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageError(f"{name}: {width}x{height} is {width * height:,} pixels, "
                                  f"over the {max_pixels:,} limit")
-            if width == 0 or height == 0:
+            if width <= 0 or height <= 0:
                 raise ImageError(f"{name}: the image is empty ({width}x{height})")
             yield image
 
@@ -83,11 +88,11 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
     with _opened(source, max_pixels, name) as image:
         try:
             image.load()  # decode now, so a truncated file fails here and not later
-            upright = ImageOps.exif_transpose(image)
-        except Exception as error:  # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error...
-            problem = f"{type(error).__name__}: {error}"
-            raise ImageError(f"{name}: damaged or truncated image data ({problem})") from error
-        return to_rgb(upright, name)
+            return to_rgb(ImageOps.exif_transpose(image), name)
+        except (ImageError, MemoryError):
+            raise
+        except Exception as error:  # decoders, EXIF parsing and mode conversion raise any type
+            raise ImageError(f"{name}: damaged or truncated image data ({_describe(error)})") from error
 
 
 def peek_image(source: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int, str | None]:
@@ -107,6 +112,11 @@ def peek_image(source: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int, i
         if orientation in QUARTER_TURNS:
             width, height = height, width
         return width, height, image.format
+
+
+def _describe(error: BaseException) -> str:
+    """`ValueError: Reached EOF while reading header`: the type says what the bare text often does not."""
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def to_rgb(image: Image.Image, name: str) -> Image.Image:

@@ -139,15 +139,97 @@ def save_model(model: keras.Model, path: Path | str, class_names: list[str] = CL
     return path
 
 
+def read_sidecar(path: Path | str) -> dict:
+    """The checked contents of a model's JSON sidecar: `class_names` (a list of distinct, non-empty
+    strings, at least two) and, when present, `image_size` ([height, width], positive integers).
+
+    The sidecar is a file anyone can edit or truncate beside the model, so every way it can be
+    wrong is a ValueError naming it, which the commands print as one `error:` line.
+    """
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: cannot read the model's sidecar ({type(error).__name__}: {error})") from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: the model's sidecar is not valid JSON ({error})") from error
+    except ValueError as error:  # json's own limits, e.g. an integer of more than 4300 digits
+        raise ValueError(f"{path}: the model's sidecar cannot be read ({error})") from error
+    except RecursionError as error:  # thousands of nested brackets exhaust the decoder's stack
+        raise ValueError(f"{path}: the model's sidecar is nested too deeply to be read") from error
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: the model's sidecar must be a JSON object, not {_json_kind(meta)}")
+    if "class_names" not in meta:
+        raise ValueError(f"{path}: the model's sidecar has no 'class_names' (the model's class order)")
+    names = meta["class_names"]
+    # Printable: predict prints tab-separated lines, which a tab or newline in a name would break.
+    if not (isinstance(names, list) and len(names) >= 2
+            and all(isinstance(n, str) and n and n.isprintable() for n in names) and len(set(names)) == len(names)):
+        raise ValueError(f"{path}: 'class_names' must be a list of at least two distinct, non-empty, printable "
+                         f"names, not {_json_kind(names)}")
+    checked = {"class_names": list(names)}
+    if "image_size" in meta:
+        size = meta["image_size"]
+        # bool is an int subclass; true/false are not sizes.
+        if not (isinstance(size, list) and len(size) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+            raise ValueError(f"{path}: 'image_size' must be [height, width] in whole pixels, not {_json_kind(size)}")
+        checked["image_size"] = tuple(size)
+    return checked
+
+
+def _json_kind(value: object) -> str:
+    """A short description of a JSON value for an error message, never the whole (maybe huge) value."""
+    if isinstance(value, dict):
+        return f"an object of {len(value)} keys"
+    if isinstance(value, list):
+        short = len(value) <= 4 and all(v is None or isinstance(v, (str, int, float)) and len(str(v)) <= 20
+                                        for v in value)
+        return json.dumps(value) if short else f"a list of {len(value)} items"
+    text = json.dumps(value)  # a scalar: null, true, a number or a string
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def fixed_image_size(model: keras.Model, path: Path | str) -> tuple[int, int]:
+    """(height, width) of a model that takes one batch of fixed-size RGB images, else ValueError.
+
+    Images are resized to the model's input before classification, so a model whose input size is
+    open (None), or that does not take 3-channel images, has no size to resize to.
+    """
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError):  # a model that was never built has no input shape
+        shape = None
+    if not (isinstance(shape, tuple) and len(shape) == 4 and shape[3] == 3
+            and all(isinstance(v, int) and v > 0 for v in shape[1:3])):
+        raise ValueError(f"{path}: the model's input shape is {shape}; a classifier here takes RGB images "
+                         "of a fixed size, (batch, height, width, 3)")
+    return shape[1], shape[2]
+
+
 def load_model(path: Path | str) -> tuple[keras.Model, list[str]]:
-    """Load a saved classifier and its class names; a clear error names the file otherwise."""
+    """Load a saved classifier and its class names; a clear error names the file otherwise.
+
+    Raises FileNotFoundError for a missing model, ValueError for a model Keras cannot read, one
+    whose input is not fixed-size RGB, or a sidecar that is unreadable or disagrees with the model.
+    Without a sidecar the class names are the project's (`CLASS_NAMES`).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    # Check the sidecar first: it is cheap, and a bad one should not cost the seconds a load takes.
+    sidecar = sidecar_path(path)
+    meta = read_sidecar(sidecar) if sidecar.exists() else {"class_names": list(CLASS_NAMES)}
     try:
         model = keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for a corrupt or foreign file
         raise ValueError(f"{path}: not a readable Keras model ({type(error).__name__}: {error})") from error
-    sidecar = sidecar_path(path)
-    class_names = json.loads(sidecar.read_text())["class_names"] if sidecar.is_file() else list(CLASS_NAMES)
-    return model, class_names
+    image_size = fixed_image_size(model, path)
+    if "image_size" in meta and meta["image_size"] != image_size:
+        raise ValueError(f"{sidecar}: 'image_size' is {_json_kind(list(meta['image_size']))} but the model "
+                         f"{path} takes {list(image_size)}")
+    outputs = getattr(model, "output_shape", None)
+    if outputs != (None, len(meta["class_names"])):
+        raise ValueError(f"{path}: the model's output shape is {outputs}, not one probability for each of its "
+                         f"{len(meta['class_names'])} classes {meta['class_names']}")
+    return model, meta["class_names"]

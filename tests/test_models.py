@@ -14,6 +14,7 @@ from facemask.models import (
     build_scratch_cnn,
     build_vgg16,
     load_model,
+    read_sidecar,
     save_model,
     sidecar_path,
     unfreeze_vgg16,
@@ -119,3 +120,109 @@ def test_load_model_errors_name_the_file(tmp_path):
         load_model(tmp_path / "junk.keras")
     with pytest.raises(ValueError, match=".keras"):
         save_model(build_scratch_cnn(), tmp_path / "model.h5")
+
+
+# --- sidecars and input shapes that the commands must refuse with one `error:` line ---------------
+
+def build_tiny(shape: tuple = (16, 16, 3), outputs: int = 2) -> keras.Model:
+    inputs = keras.Input(shape=shape)
+    return keras.Model(inputs, keras.layers.Dense(outputs, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(inputs)))
+
+
+@pytest.fixture(scope="module")
+def tiny_saved(tmp_path_factory):
+    """A small model saved with its sidecar, and a copy of the .keras file in a folder of its own."""
+    return save_model(build_tiny(), tmp_path_factory.mktemp("tiny") / "tiny.keras")
+
+
+BAD_SIDECARS = {
+    "corrupt": ('{"class_names": ["mask", "no-', "not valid JSON"),
+    "list": ('["mask", "no-mask"]', "must be a JSON object, not [\"mask\", \"no-mask\"]"),
+    "no class_names": ('{"image_size": [16, 16]}', "has no 'class_names'"),
+    "class_names a string": ('{"class_names": "mask,no-mask"}', "'class_names' must be a list"),
+    "one class": ('{"class_names": ["mask"]}', "'class_names' must be a list"),
+    "repeated class": ('{"class_names": ["mask", "mask"]}', "'class_names' must be a list"),
+    "tab in a class": ('{"class_names": ["mask", "no\\tmask"]}', "'class_names' must be a list"),
+    "image_size not a pair": ('{"class_names": ["mask", "no-mask"], "image_size": 224}', "'image_size' must be"),
+    "image_size of zero": ('{"class_names": ["mask", "no-mask"], "image_size": [0, 16]}', "'image_size' must be"),
+    "image_size of floats": ('{"class_names": ["mask", "no-mask"], "image_size": [16.0, 16]}', "'image_size' must be"),
+    "image_size not the model's": ('{"class_names": ["mask", "no-mask"], "image_size": [224, 224]}',
+                                   "'image_size' is [224, 224] but the model"),
+    "not UTF-8": (b'{"class_names": ["m\xe4sk", "no-mask"]}', "cannot read the model's sidecar"),
+}
+
+
+@pytest.fixture(params=sorted(BAD_SIDECARS))
+def bad_sidecar(request, tiny_saved, tmp_path):
+    """The tiny model beside one bad sidecar; (model path, sidecar path, expected words)."""
+    text, expected = BAD_SIDECARS[request.param]
+    model = tmp_path / "model.keras"
+    model.write_bytes(tiny_saved.read_bytes())
+    sidecar = sidecar_path(model)
+    sidecar.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return model, sidecar, expected
+
+
+def test_read_sidecar_accepts_what_save_model_writes(tiny_saved):
+    assert read_sidecar(sidecar_path(tiny_saved)) == {"class_names": CLASS_NAMES, "image_size": (16, 16)}
+
+
+def test_bad_sidecar_is_a_value_error_naming_the_sidecar(bad_sidecar):
+    model, sidecar, expected = bad_sidecar
+    with pytest.raises(ValueError) as caught:
+        load_model(model)
+    assert str(caught.value).startswith(f"{sidecar}: ") and expected in str(caught.value)
+
+
+def error_lines(err: str) -> list[str]:
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def test_predict_and_detect_print_one_error_line_for_a_bad_sidecar(bad_sidecar, tmp_path, astronaut, capsys):
+    from facemask import detect, predict
+
+    model, sidecar, expected = bad_sidecar
+    astronaut.save(tmp_path / "face.png")
+    assert predict.main([str(model), str(tmp_path / "face.png")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = error_lines(captured.err)
+    assert line.startswith(f"error: {sidecar}: ") and expected in line
+    # detect answers a bad model with exit status 2, before looking at any photo.
+    assert detect.main(["--model", str(model), str(tmp_path / "face.png"), "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    (line,) = error_lines(captured.err)
+    assert line.startswith(f"error: {sidecar}: ") and expected in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("shape", "outputs", "expected"), [
+    ((None, None, 3), 2, "input shape is (None, None, None, 3)"),
+    ((16, 16, 1), 2, "input shape is (None, 16, 16, 1)"),
+    ((16, 16, 3), 3, "output shape is (None, 3)"),
+])
+def test_a_model_without_fixed_rgb_input_or_with_the_wrong_outputs_is_refused(shape, outputs, expected, tmp_path,
+                                                                              astronaut, capsys):
+    from facemask import detect, predict
+
+    model = tmp_path / "open.keras"
+    save_model(build_tiny(shape, outputs), model)
+    sidecar_path(model).unlink()  # the sidecar save_model writes for such a model is not what is tested
+    with pytest.raises(ValueError, match=r"open\.keras: the model's") as caught:
+        load_model(model)
+    assert expected in str(caught.value)
+    astronaut.save(tmp_path / "face.png")
+    assert predict.main([str(model), str(tmp_path / "face.png")]) == 1
+    (line,) = error_lines(capsys.readouterr().err)
+    assert line.startswith(f"error: {model}: the model's") and expected in line
+    assert detect.main(["--model", str(model), str(tmp_path / "face.png"), "--out", str(tmp_path / "out")]) == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert line.startswith(f"error: {model}: the model's") and expected in line
+
+
+def test_a_missing_sidecar_means_the_projects_class_names(tiny_saved, tmp_path):
+    model = tmp_path / "bare.keras"
+    model.write_bytes(tiny_saved.read_bytes())
+    assert load_model(model)[1] == CLASS_NAMES
