@@ -9,17 +9,17 @@ PY := $(VENV)/bin/python
 DEMO := demo
 DEMO_EPOCHS ?= 8
 
-.PHONY: demo test lint chromium clean-demo
+.PHONY: demo test lint chromium libgl clean-demo
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime-installed: requirements.txt | $(VENV)/bin/python
+$(VENV)/.runtime-installed: requirements.txt | $(VENV)/bin/python libgl
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(VENV)/bin/python libgl
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(VENV)/.runtime-installed $@
 
@@ -34,6 +34,10 @@ demo: $(VENV)/.runtime-installed
 
 chromium:
 	bash tests/install_chromium.sh
+
+# opencv-python's cv2 (the CenterFace detector runs on cv2.dnn) loads the system libGL.so.1.
+libgl:
+	bash install_libgl.sh
 
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .

@@ -40,6 +40,7 @@ import pandas as pd
 from PIL import Image
 
 from facemask.detect import Detection, FaceMaskDetector, draw_detections
+from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.images import ImageError, load_image
 from facemask.video import VideoError, annotate_video
 
@@ -197,6 +198,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
     parser.add_argument("--max-upload-mb", type=float, default=50, help="largest photo or video upload (default: 50)")
     parser.add_argument("--max-video-seconds", type=float, default=60, help="longest video (default: 60)")
+    parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR,
+                        help=f"face detector (default: {DEFAULT_DETECTOR})")
     args = parser.parse_args(argv)
     if args.max_upload_mb <= 0 or args.max_video_seconds <= 0:
         parser.error("--max-upload-mb and --max-video-seconds must be positive")
@@ -206,7 +209,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        detector = FaceMaskDetector.from_path(args.model)
+        detector = FaceMaskDetector.from_path(args.model, face_detector=make_face_detector(args.detector))
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
