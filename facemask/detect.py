@@ -25,7 +25,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from facemask import CLASS_NAMES, save_atomically
-from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, FaceDetector, make_face_detector
+from facemask.detectors import (
+    DEFAULT_DETECTOR,
+    FACE_DETECTORS,
+    CenterFaceDetector,
+    FaceDetector,
+    make_face_detector,
+)
 from facemask.images import Box, ImageError, clip_box, crop_face, load_image
 from facemask.models import load_model
 from facemask.predict import predict_proba
@@ -84,8 +90,10 @@ class FaceMaskDetector:
         small = image
         if scale < 1.0:
             small = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
+        # A copy shrunk for speed (video frames) is not enlarged again by a detector that upscales small images.
+        options = {"allow_upscale": False} if scale < 1.0 and isinstance(self.face_detector, CenterFaceDetector) else {}
         faces = []
-        for raw_box, score in self.face_detector.find_faces(np.asarray(small)):
+        for raw_box, score in self.face_detector.find_faces(np.asarray(small), **options):
             box = clip_box([v / scale for v in raw_box], width, height)
             face_width, face_height = box[2] - box[0], box[3] - box[1]
             if score >= self.threshold and min(face_width, face_height) >= max(1, self.min_face):

@@ -180,7 +180,8 @@ class CenterFaceDetector:
 
     Small photos are upscaled before detection (most faces of crowd photos are 10-25 px, and
     CenterFace finds many more of them at 1.5x), but only until the long side reaches
-    `upscale_to`: a 400 px photo is seen at 600 px, a 640x480 video frame or anything larger as is.
+    `upscale_to`: a 400 px photo is seen at 600 px, a 640x480 video frame or anything larger as is,
+    and so is a copy the caller shrank for speed (`allow_upscale=False`: the 320 px video copy).
     `min_score` is the heat-map cut-off of the boxes returned (low, so that evaluation gets the
     whole precision-recall curve); `threshold` is the one worth showing a user.
     """
@@ -204,13 +205,14 @@ class CenterFaceDetector:
         """How much to enlarge an image of this size before detection: upscale, less near upscale_to, then 1."""
         return max(1.0, min(self.upscale, self.upscale_to / max(width, height, 1)))
 
-    def find_faces(self, rgb: np.ndarray) -> list[RawFace]:
+    def find_faces(self, rgb: np.ndarray, allow_upscale: bool = True) -> list[RawFace]:
+        """Faces in `rgb`; allow_upscale=False for a copy already made smaller for speed (video frames)."""
         rgb = np.asarray(rgb)
         if rgb.ndim == 2:
             rgb = np.repeat(rgb[..., None], 3, axis=2)
         rgb = rgb[..., :3]  # the network takes RGB, 0-255, no normalisation
         height, width = rgb.shape[:2]
-        scale = self.input_scale(width, height)
+        scale = self.input_scale(width, height) if allow_upscale else 1.0
         if scale != 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             rgb = self.cv2.resize(rgb, size, interpolation=self.cv2.INTER_LINEAR)

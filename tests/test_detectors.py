@@ -60,6 +60,26 @@ def test_upscaling_helps_small_photos_and_spares_large_frames(centerface):
     assert centerface.input_scale(1920, 1080) == 1.0  # never downscaled either
 
 
+class SpyCenterFace(CenterFaceDetector):
+    """CenterFace that records the size of each array it is given and whether it may enlarge it."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[tuple[int, ...], bool]] = []
+
+    def find_faces(self, rgb, allow_upscale=True):
+        self.calls.append((rgb.shape, allow_upscale))
+        return super().find_faces(rgb, allow_upscale)
+
+
+def test_a_copy_shrunk_for_speed_is_not_enlarged_again(astronaut):
+    spy = SpyCenterFace()
+    frame = astronaut.resize((640, 480))
+    FaceMaskDetector(FakeModel(), face_detector=spy, max_side=320).find_faces(frame)  # the video default
+    FaceMaskDetector(FakeModel(), face_detector=spy, max_side=1024).find_faces(astronaut.resize((400, 300)))
+    assert spy.calls == [((240, 320, 3), False), ((300, 400, 3), True)]
+
+
 def test_the_astronaut_is_found_at_the_same_place_small_and_large(centerface, astronaut):
     small = centerface.find_faces(np.asarray(astronaut.resize((256, 256))))  # upscaled 1.5x before detection
     large = centerface.find_faces(np.asarray(astronaut.resize((1024, 1024))))  # not upscaled
