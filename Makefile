@@ -11,17 +11,17 @@ DEMO := demo
 DEMO_EPOCHS ?= 8
 FUZZ_SECONDS ?= 600
 
-.PHONY: demo test lint fuzz chromium clean-demo
+.PHONY: demo test lint fuzz chromium libgl clean-demo
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime-installed: requirements.txt | $(VENV)/bin/python
+$(VENV)/.runtime-installed: requirements.txt | $(VENV)/bin/python libgl
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(VENV)/bin/python libgl
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(VENV)/.runtime-installed $@
 
@@ -35,7 +35,11 @@ demo: $(VENV)/.runtime-installed
 	@echo "Reports (metrics, curves, confusion matrix, misclassified crops) are in $(DEMO)/reports/"
 
 chromium:
-	bash tests/install_chromium.sh
+	bash scripts/install_chromium.sh
+
+# opencv-python's cv2 (the CenterFace detector runs on cv2.dnn) loads the system libGL.so.1.
+libgl:
+	bash scripts/install_libgl.sh
 
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .

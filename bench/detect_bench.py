@@ -4,19 +4,22 @@
                                  [--limit N] [--seconds 5] [--rounds 3]
                                  [--skip-quality] [--skip-speed] [--random-weights]
 
-Quality, on every photo and box of kaggle-format (train.csv's four number columns are xmin, ymin,
-xmax, ymax whatever its header says; face_with_mask -> mask, face_no_mask -> no-mask, and
-face_with_mask_incorrect -> no-mask, since a mask worn under the nose does not protect):
+CenterFace (the default face detector) and MTCNN side by side, in one run. Quality, on the
+validation photos of split.py's own split (default seed, 80/10/10) and on every photo and box of
+kaggle-format (train.csv's four number columns are xmin, ymin, xmax, ymax whatever its header says;
+face_with_mask -> mask, face_no_mask -> no-mask, and face_with_mask_incorrect -> no-mask, since a
+mask worn under the nose does not protect), with face detection's milliseconds per photo:
 
-- face recall at IoU 0.5, class-agnostic, for all faces and for faces at least 20 px on both sides;
+- face recall and precision at IoU 0.5, class-agnostic, with every face the detector returns and at
+  its served threshold; recall for faces at least 20 px on both sides, and at IoU 0.3;
 - mask/no-mask accuracy on the faces matched, and the classifier alone on the labelled boxes;
 - average precision at IoU 0.5 per class (each face detection scored detector score x P(class),
   VOC all-point interpolation) and their mean, mAP@0.5.
 
 Speed, on two 640x480 clips (written to a temporary folder, deleted after): one panned across real
 photos with several faces each, one across the astronaut (one face, as from a webcam). End-to-end
-frames per second of `annotate_video` (decode, detect, classify, draw, encode) for several
-detector settings, a stage-by-stage breakdown, and batched against one-face-at-a-time
+frames per second of `annotate_video` (decode, detect, classify, draw, encode) for both detectors
+at two detection sizes, their ratios, a stage-by-stage breakdown, and batched against one-face-at-a-time
 classification measured side by side in the same run. Rounds alternate, so that other work on
 the machine slows both sides alike.
 """
@@ -44,9 +47,12 @@ from skimage import data as skimage_data  # noqa: E402
 
 from facemask import detect, predict  # noqa: E402
 from facemask.detect import FaceMaskDetector, draw_detections  # noqa: E402
-from facemask.detectors import MTCNNFaceDetector  # noqa: E402
+from facemask.detectors import CenterFaceDetector, MTCNNFaceDetector  # noqa: E402
 from facemask.images import crop_face, load_image, to_model_input  # noqa: E402
 from facemask.video import annotate_video  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from calibrate_boxes import split_of_photos  # noqa: E402  (split.py's own split, for the valid photos)
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "kaggle-format"
 CLASS_OF = {"face_with_mask": "mask", "face_no_mask": "no-mask", "face_with_mask_incorrect": "no-mask"}
@@ -109,16 +115,25 @@ def average_precision(found: dict[str, list], truth: dict[str, list], label: str
     return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
 
 
-def evaluate_setting(detector: FaceMaskDetector, photos: dict[str, Image.Image], truth: dict) -> None:
-    started = time.perf_counter()
-    found = {name: detector.detect(photo) for name, photo in photos.items()}
-    elapsed = time.perf_counter() - started
-    print(f"  {len(photos)} photos in {elapsed:.1f} s ({len(photos) / elapsed:.2f} photos/s), "
-          f"{sum(map(len, found.values()))} detections")
-    for min_score in (0.0, detect.DEFAULT_THRESHOLD):  # all of MTCNN's faces, then the app's threshold
-        matched_all = matched_big = total_big = correct = loose = 0
+def detect_photos(detector: FaceMaskDetector, photos: dict[str, Image.Image]) -> tuple[dict[str, list], float]:
+    """Every photo's detections (all faces the detector returns), and the face detector's ms per photo."""
+    found, detecting = {}, 0.0
+    for name, photo in photos.items():
+        started = time.perf_counter()
+        faces = detector.find_faces(photo)
+        detecting += time.perf_counter() - started
+        found[name] = detector.classify(photo, faces)
+    return found, 1000 * detecting / max(len(photos), 1)
+
+
+def score_photos(label: str, found: dict[str, list], truth: dict, threshold: float) -> None:
+    """Recall and precision at IoU 0.5, classifier accuracy on matched faces, AP and mAP on these photos."""
+    print(f"  {label} ({len(truth)} photos, {sum(map(len, truth.values()))} faces):")
+    for min_score in (0.0, threshold):  # every face the detector returns, then the served threshold
+        matched_all = matched_big = total_big = correct = loose = kept = 0
         per_class = defaultdict(lambda: [0, 0])
         for name, faces in truth.items():
+            kept += sum(d.score >= min_score for d in found[name])
             matches = match_faces(found[name], faces, min_score)
             loose += len(match_faces(found[name], faces, min_score, min_iou=0.3))
             matched_all += len(matches)
@@ -130,13 +145,13 @@ def evaluate_setting(detector: FaceMaskDetector, photos: dict[str, Image.Image],
                 per_class[faces[i][2]][1] += 1
                 correct += detection.label == faces[i][1]
         total = sum(map(len, truth.values()))
-        print(f"  detector score >= {min_score:.1f}: face recall@0.5 {matched_all / total:.3f} ({matched_all}/{total}),"
-              f" faces >= 20 px {matched_big / total_big:.3f} ({matched_big}/{total_big}), all at IoU 0.3 "
-              f"{loose / total:.3f};"
-              f" accuracy on matched {correct / max(matched_all, 1):.3f} ("
+        print(f"    score >= {min_score:.2f}: recall@0.5 {matched_all / total:.3f} ({matched_all}/{total}), "
+              f"precision@0.5 {matched_all / max(kept, 1):.3f} ({matched_all}/{kept}), faces >= 20 px "
+              f"{matched_big / max(total_big, 1):.3f}, recall@0.3 {loose / total:.3f}; accuracy on matched "
+              f"{correct / max(matched_all, 1):.3f} ("
               + ", ".join(f"{k} {c}/{n}" for k, (c, n) in sorted(per_class.items())) + ")")
     aps = {label: average_precision(found, truth, label) for label in CLASSES}
-    print(f"  AP@0.5: mask {aps['mask']:.3f}, no-mask {aps['no-mask']:.3f}; "
+    print(f"    AP@0.5: mask {aps['mask']:.3f}, no-mask {aps['no-mask']:.3f}; "
           f"mAP@0.5 {statistics.mean(aps.values()):.3f}")
 
 
@@ -159,23 +174,32 @@ def quality(model, class_names, data: Path, limit: int | None) -> None:
     names = sorted(truth)[:limit]
     truth = {name: truth[name] for name in names}
     photos = {name: load_image(data / "images" / name) for name in names}
+    splits = split_of_photos(data / "images", data / "train.csv")
+    valid = {name: faces for name, faces in truth.items() if splits.get(name) == "valid"}
     print(f"\n== Quality on {data} ({len(names)} photos, {sum(map(len, truth.values()))} faces; "
           "face_with_mask_incorrect counted as no-mask) ==")
     print(f"Public anchors, mAP@0.5 on these andrewmvd photos: {ANCHORS}. Those are detectors TRAINED on these")
-    print("photos; ours is a general face detector (MTCNN) + a classifier trained on other crops, never on them.")
+    print("photos; ours are general face detectors + a classifier. 'valid' = the validation photos of split.py's")
+    print("own split (default seed, 80/10/10), where the box calibration was checked (fitted on its train photos).")
     classifier_on_labelled_boxes(model, photos, truth, margin=0.1)
-    settings = [
-        ("MTCNN as shipped: min_face_size 20, stage thresholds 0.6/0.7/0.8", dict()),
-        ("MTCNN min_face_size 10 (upsamples to find smaller faces)", dict(min_face_size=10)),
-        ("MTCNN stage thresholds lowered to 0.4/0.5/0.6 (more masked faces, more false ones)",
-         dict(stage_thresholds=(0.4, 0.5, 0.6))),
-        ("MTCNN min_face_size 10 and stage thresholds 0.4/0.5/0.6", dict(min_face_size=10,
-                                                                          stage_thresholds=(0.4, 0.5, 0.6))),
+    settings = [  # label, face detector
+        ("CenterFace as served (upscaled to 640 px at most 1.5x, calibrated boxes)", CenterFaceDetector()),
+        ("CenterFace without upscaling", CenterFaceDetector(upscale=1.0)),
+        ("MTCNN as shipped (min_face_size 20, stage thresholds 0.6/0.7/0.8, calibrated boxes)", MTCNNFaceDetector()),
     ]
-    for label, options in settings:
-        print(f"{label}; crop margin 0.1, max_side 1024:")
-        detector = FaceMaskDetector(model, class_names, face_detector=MTCNNFaceDetector(**options), threshold=0.0)
-        evaluate_setting(detector, photos, truth)
+    figures = {}
+    for label, face_detector in settings:
+        detector = FaceMaskDetector(model, class_names, face_detector=face_detector, threshold=0.0)
+        detector.find_faces(next(iter(photos.values())))  # warm up (graph tracing)
+        found, ms_per_photo = detect_photos(detector, photos)
+        figures[label] = ms_per_photo
+        print(f"{label}: face detection {ms_per_photo:.1f} ms/photo (photos up to 1024 px, one process); "
+              f"served threshold {face_detector.threshold}")
+        score_photos("valid photos", {n: found[n] for n in valid}, valid, face_detector.threshold)
+        score_photos("all photos", found, truth, face_detector.threshold)
+    centerface, mtcnn = figures[settings[0][0]], figures[settings[2][0]]
+    print(f"face detection time per photo: CenterFace {centerface:.1f} ms, MTCNN {mtcnn:.1f} ms "
+          f"(CenterFace/MTCNN {centerface / mtcnn:.2f}x)")
 
 
 # --- speed ---------------------------------------------------------------------------------------
@@ -221,7 +245,7 @@ def stage_breakdown(clip: Path, out: Path, detector: FaceMaskDetector) -> list:
     timings = {"decode": time.perf_counter() - started}
     started = time.perf_counter()
     faces = [detector.find_faces(frame) for frame in frames]
-    timings["detect faces (MTCNN)"] = time.perf_counter() - started
+    timings["detect faces"] = time.perf_counter() - started
     started = time.perf_counter()
     detections = [detector.classify(frame, found) for frame, found in zip(frames, faces, strict=True)]
     timings["crop + classify (predict_proba)"] = time.perf_counter() - started
@@ -276,32 +300,41 @@ def speed(model, class_names, data: Path, seconds: float, rounds: int) -> None:
               "across 5 real photos with 3+ faces each, 'single' across the astronaut (one face, webcam-like); "
               f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at start ==")
         print("end-to-end = decode, detect, classify, draw, encode (annotate_video, detector warmed up), median of "
-              f"{rounds} rounds taken in turn. (MTCNN min_face_size 40 at 640x480 is the same work as max_side 320.)")
-        settings = [  # clip, label, FaceMaskDetector options, MTCNNFaceDetector options
-            ("crowd", "MTCNN as packaged (eager), detect at 640x480", dict(max_side=640), dict(graph=False)),
-            ("crowd", "graph MTCNN, detect at 640x480", dict(max_side=640), dict()),
-            ("crowd", "graph MTCNN, detect on a 320x240 copy (video default)", dict(max_side=320), dict()),
-            ("single", "graph MTCNN, detect at 640x480", dict(max_side=640), dict()),
-            ("single", "graph MTCNN, detect on a 320x240 copy (video default)", dict(max_side=320), dict()),
+              f"{rounds} rounds taken in turn. 'copy 320' = faces looked for on a 320x240 copy (the video default; "
+              "CenterFace does not enlarge a copy shrunk for speed).")
+        settings = [  # clip, label, FaceMaskDetector options, face detector
+            ("crowd", "CenterFace, copy 320", dict(max_side=320), CenterFaceDetector()),
+            ("crowd", "CenterFace, full 640x480", dict(max_side=640), CenterFaceDetector()),
+            ("crowd", "MTCNN, copy 320", dict(max_side=320), MTCNNFaceDetector()),
+            ("crowd", "MTCNN, full 640x480", dict(max_side=640), MTCNNFaceDetector()),
+            ("single", "CenterFace, copy 320", dict(max_side=320), CenterFaceDetector()),
+            ("single", "CenterFace, full 640x480", dict(max_side=640), CenterFaceDetector()),
+            ("single", "MTCNN, copy 320", dict(max_side=320), MTCNNFaceDetector()),
+            ("single", "MTCNN, full 640x480", dict(max_side=640), MTCNNFaceDetector()),
         ]
-        detectors = [FaceMaskDetector(model, class_names, face_detector=MTCNNFaceDetector(**mtcnn_options),
-                                      **options) for _, _, options, mtcnn_options in settings]
+        detectors = [FaceMaskDetector(model, class_names, face_detector=face_detector, **options)
+                     for _, _, options, face_detector in settings]
         results: dict[int, list[float]] = defaultdict(list)
         faces_per_frame = {}
         for _ in range(rounds):
             for index, (clip, _, _, _) in enumerate(settings):
                 fps, faces_per_frame[index] = end_to_end(clips[clip], Path(folder) / "out.mp4", detectors[index])
                 results[index].append(fps)
+        fps = {settings[i][:2]: statistics.median(values) for i, values in results.items()}
         for index, (clip, label, _, _) in enumerate(settings):
-            print(f"[{clip}] {label}: {statistics.median(results[index]):.2f} frames/s end-to-end "
+            print(f"[{clip}] {label}: {fps[clip, label]:.2f} frames/s end-to-end "
                   f"({faces_per_frame[index]:.2f} faces/frame)")
+        for clip in clips:
+            ratios = ", ".join(f"{size} {fps[clip, f'CenterFace, {size}'] / fps[clip, f'MTCNN, {size}']:.2f}x"
+                               for size in ("copy 320", "full 640x480"))
+            print(f"[{clip}] CenterFace / MTCNN frames/s: {ratios}")
         crops = None
-        for index in (1, 2):
+        for index in (0, 2):
             print(f"  [{settings[index][0]}] {settings[index][1]}:")
             found_crops = stage_breakdown(clips[settings[index][0]], Path(folder) / "stages.mp4", detectors[index])
             crops = crops or found_crops
         batched_vs_single(model, crops, rounds)
-        print(f"load average at end {os.getloadavg()[0]:.1f}; target: 10 frames/s")
+        print(f"load average at end {os.getloadavg()[0]:.1f}; targets: 15 frames/s crowd, 25 single face")
 
 
 def main(argv: list[str] | None = None) -> int:

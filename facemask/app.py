@@ -47,6 +47,7 @@ from PIL import Image
 from starlette.middleware import Middleware
 
 from facemask.detect import ArgumentParser, Detection, FaceMaskDetector, draw_detections
+from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.images import MAX_PIXELS, ImageError, load_image
 from facemask.uploads import (
     DATA_URL_NAME,
@@ -306,6 +307,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--queue-size", type=positive(int), default=AppLimits.queue_size,
                         help=f"requests waiting their turn; more are told the queue is full "
                              f"(default: {AppLimits.queue_size})")
+    parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR,
+                        help=f"face detector (default: {DEFAULT_DETECTOR})")
     return parser.parse_args(argv)
 
 
@@ -319,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     limits = limits_from(args)
     try:
-        detector = FaceMaskDetector.from_path(args.model)
+        detector = FaceMaskDetector.from_path(args.model, face_detector=make_face_detector(args.detector))
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """From a photo to faces boxed green (mask) or red (no mask).
 
-The detection stage chains two models: a face detector (MTCNN, behind a one-method interface)
+The detection stage chains two models: a face detector (CenterFace by default, or MTCNN, behind a
+one-method interface)
 finds the faces on a copy of the photo no larger than `max_side`, each face is cropped from the
 full-resolution original with a margin (as split.py cuts the training crops), and all the faces
 of one photo go through the mask classifier in a single batched call.
@@ -27,7 +28,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, MAX_MARGIN, save_atomically
-from facemask.detectors import DEFAULT_DETECTOR, FaceDetector, make_face_detector
+from facemask.detectors import (
+    DEFAULT_DETECTOR,
+    FACE_DETECTORS,
+    CenterFaceDetector,
+    FaceDetector,
+    make_face_detector,
+)
 from facemask.images import Box, ImageError, clip_box, crop_face, load_image
 from facemask.models import load_model
 from facemask.predict import predict_proba
@@ -41,10 +48,8 @@ __all__ = [
 MASK_COLOUR = (0, 200, 0)
 NO_MASK_COLOUR = (220, 0, 0)
 LABEL_TEXT_COLOUR = (255, 255, 255)
-DEFAULT_THRESHOLD = 0.9  # MTCNN confidence; its own last stage already keeps only faces above 0.8
 # Pillow can write these; anything else (e.g. .gif, .heic) is annotated as PNG.
 SAVEABLE_PHOTO_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-# A crop margin of 10 face sizes on every side is already 21 times the face: more is a typo.
 
 @dataclass
 class Detection:
@@ -64,7 +69,7 @@ class FaceMaskDetector:
     """Face detector + mask classifier: `detect(photo)` gives one Detection per face."""
 
     def __init__(self, model, class_names: Sequence[str] = CLASS_NAMES, face_detector: FaceDetector | None = None,
-                 margin: float = DEFAULT_MARGIN, min_face: int = 0, threshold: float = DEFAULT_THRESHOLD,
+                 margin: float = DEFAULT_MARGIN, min_face: int = 0, threshold: float | None = None,
                  max_side: int = 1024):
         if sorted(class_names) != sorted(CLASS_NAMES):
             raise ValueError(f"the model's classes are {list(class_names)}; detection needs {CLASS_NAMES}")
@@ -73,7 +78,8 @@ class FaceMaskDetector:
         self.face_detector = face_detector if face_detector is not None else make_face_detector(DEFAULT_DETECTOR)
         self.margin = margin
         self.min_face = min_face
-        self.threshold = threshold
+        # Each detector's scores mean something else: by default, its own threshold (none: keep all).
+        self.threshold = threshold if threshold is not None else getattr(self.face_detector, "threshold", 0.0)
         self.max_side = max_side
 
     @classmethod
@@ -88,8 +94,10 @@ class FaceMaskDetector:
         small = image
         if scale < 1.0:
             small = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
+        # A copy shrunk for speed (video frames) is not enlarged again by a detector that upscales small images.
+        options = {"allow_upscale": False} if scale < 1.0 and isinstance(self.face_detector, CenterFaceDetector) else {}
         faces = []
-        for raw_box, score in self.face_detector.find_faces(np.asarray(small)):
+        for raw_box, score in self.face_detector.find_faces(np.asarray(small), **options):
             box = clip_box([v / scale for v in raw_box], width, height)
             face_width, face_height = box[2] - box[0], box[3] - box[1]
             if score >= self.threshold and min(face_width, face_height) >= max(1, self.min_face):
@@ -256,8 +264,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              f"(default {DEFAULT_MARGIN}, as split.py cuts)")
     parser.add_argument("--min-face", type=number_in(int, 0), default=0,
                         help="ignore faces whose shorter side is under N px")
-    parser.add_argument("--threshold", type=number_in(float, 0, 1), default=DEFAULT_THRESHOLD,
-                        help="face detector confidence threshold, 0 to 1")
+    parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR,
+                        help=f"face detector (default: {DEFAULT_DETECTOR})")
+    parser.add_argument("--threshold", type=number_in(float, 0, 1), default=None,
+                        help="face detector confidence threshold, 0 to 1 (default: the detector's own)")
     parser.add_argument("--max-side", type=number_in(int, 1), default=1024,
                         help="detect faces on a copy of a photo at most this big")
     parser.add_argument("--video-max-side", type=number_in(int, 1), default=VIDEO_MAX_SIDE,
@@ -274,8 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
-        detector = FaceMaskDetector.from_path(args.model, margin=args.margin, min_face=args.min_face,
-                                              threshold=args.threshold, max_side=args.max_side)
+        detector = FaceMaskDetector.from_path(args.model, face_detector=make_face_detector(args.detector),
+                                              margin=args.margin, min_face=args.min_face, threshold=args.threshold,
+                                              max_side=args.max_side)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

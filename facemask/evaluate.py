@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"face detector (default {DEFAULT_DETECTOR})")
     photos.add_argument("--threshold", type=float, default=None,
                         help="detector score from which a face counts for recall and precision (default: "
-                             "the one detection uses, facemask.detect.DEFAULT_THRESHOLD); AP ranks every face found")
+                             "the detector's own, as detection uses it); AP ranks every face found")
     photos.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                         help=f"crop margin, as the model was trained with (default {DEFAULT_MARGIN})")
     chosen = photos.add_mutually_exclusive_group()

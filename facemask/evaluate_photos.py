@@ -265,12 +265,13 @@ def photos_command(args: argparse.Namespace) -> int:
     truth = read_truth(args.csv)
     names, selection = choose_photos(args, truth)
     model, class_names = load_classifier(args.model)
-    from facemask.detect import DEFAULT_THRESHOLD, FaceMaskDetector
+    from facemask.detect import FaceMaskDetector
     from facemask.detectors import make_face_detector
 
-    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
-    detector = FaceMaskDetector(model, class_names, face_detector=make_face_detector(args.detector),
-                                margin=args.margin, threshold=0.0)
+    face_detector = make_face_detector(args.detector)
+    threshold = face_detector.threshold if args.threshold is None else args.threshold
+    # Every face the detector returns is kept: AP ranks them all; recall and precision cut at `threshold`.
+    detector = FaceMaskDetector(model, class_names, face_detector=face_detector, margin=args.margin, threshold=0.0)
     run = run_photos(detector, args.images, truth, names, margin=args.margin)
     for problem in run["problems"][:20]:
         print(f"warning: {problem}; photo skipped", file=sys.stderr)

@@ -89,6 +89,8 @@ class TruthFaceDetector:
     box per photo where no face is (the top-left 4x4 pixels, score 0.95). Scores fall 0.999, 0.998, ...
     """
 
+    threshold = 0.5  # the score from which its faces are shown, as every FaceDetector says
+
     def __init__(self, images_dir: Path, csv_path: Path, miss_every: int = 0, false_faces: bool = False):
         import hashlib
 

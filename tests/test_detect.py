@@ -14,11 +14,14 @@ from PIL import Image
 
 from facemask import detect
 from facemask.detect import MASK_COLOUR, NO_MASK_COLOUR, Detection, FaceMaskDetector, draw_detections
-from facemask.detectors import MTCNNFaceDetector
+from facemask.detectors import BoxCalibration, MTCNNFaceDetector
 from facemask.images import crop_face, load_image
 
 # The astronaut's face in skimage.data.astronaut() (512x512), checked by eye: forehead to chin.
 ASTRONAUT_FACE = (182, 64, 265, 171)
+# The detectors' own boxes, as drawn by their networks: the calibration to the Kaggle annotation
+# convention (brows to below the chin, tested in test_detectors.py) moves them off this box.
+RAW = BoxCalibration()
 
 
 class FakeModel:
@@ -60,7 +63,7 @@ def iou(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def mtcnn() -> MTCNNFaceDetector:
-    return MTCNNFaceDetector()
+    return MTCNNFaceDetector(calibration=RAW)
 
 
 def two_patch_photo() -> Image.Image:
@@ -85,7 +88,7 @@ def test_mtcnn_finds_the_astronaut(mtcnn, astronaut):
 def test_mtcnn_min_face_sizes_away_from_20_work(min_face_size, astronaut):
     # On this 320x240 photo, mtcnn 1.0's own pyramid raises ValueError at 40 (a convolution gets no input).
     photo = np.asarray(astronaut.resize((320, 320)))[:240]
-    faces = MTCNNFaceDetector(min_face_size=min_face_size).find_faces(photo)
+    faces = MTCNNFaceDetector(min_face_size=min_face_size, calibration=RAW).find_faces(photo)
     assert len(faces) == 1 and iou(faces[0][0], [v * 320 / 512 for v in ASTRONAUT_FACE]) > 0.7
 
 
@@ -258,7 +261,8 @@ def test_cli_annotates_photos_and_reports_bad_files(tmp_path, tiny_model_path, a
     assert Image.open(out / "astronaut_annotated.jpg").size == (512, 512)
     assert Image.open(out / "portrait_annotated.png").mode == "RGB"
     (face,) = json.loads((out / "astronaut.json").read_text())
-    assert iou(face["box"], ASTRONAUT_FACE) > 0.7 and face["label"] in ("mask", "no-mask")
+    # The default detector's box is in the Kaggle convention, lower than this one (test_detectors.py).
+    assert iou(face["box"], ASTRONAUT_FACE) > 0.6 and face["label"] in ("mask", "no-mask")
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.json", "astronaut_annotated.jpg", "portrait.json",
                                                      "portrait_annotated.png"]
 
