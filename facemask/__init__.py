@@ -1,6 +1,7 @@
 """Face mask detection with Keras CNNs: one module per stage of the data's journey.
 
-sample   - a small generated data set in the Kaggle layout (photos + train.csv)
+sample   - a small generated data set in the Kaggle layout (photos + train.csv), hand-made pixels
+sources  - which photos to crop: the Kaggle download when present, else the real sample in sample/
 data     - the tf.data input pipeline and augmentation
 models   - the scratch CNN and the fine-tuned VGG16, saving and loading
 train    - training (and `python -m facemask.train`)

@@ -1,11 +1,12 @@
 """A small generated face-mask data set in the exact Kaggle "Face Mask Detection" layout.
 
-A fresh clone has no Kaggle data (it needs an account), so `make demo` and the tests run on
-this instead: photos with several cartoon faces each, some masked and some not, and a
-`train.csv` with the real header `name,x1,x2,y1,y2,classname`, whose four number columns hold
-xmin, ymin, xmax, ymax in that order (the Kaggle file's trap, reproduced on purpose).
+Real photos ship with the repository (`sample/`, 60 CC0 photos of the Kaggle set); this generated
+set is for the tests that need hand-made pixels and for quick runs of any size: photos with
+several cartoon faces each, some masked and some not, and a `train.csv` with the real header
+`name,x1,x2,y1,y2,classname`, whose four number columns hold xmin, ymin, xmax, ymax in that order
+(the Kaggle file's trap, reproduced on purpose).
 
-    python -m facemask.sample --out sample --photos 80 --seed 0
+    python -m facemask.sample --out generated-sample --photos 80 --seed 0
 
 The same seed gives byte-identical files. The two classes differ the way real ones do (a
 coloured cloth over the nose and mouth versus a visible nose and mouth) but with enough
@@ -130,7 +131,8 @@ def make_sample(out: Path | str, photos: int = 80, seed: int = 0) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="sample", help="folder to write images/ and train.csv into")
+    # Not "sample": that folder holds the real photos committed with the repository.
+    parser.add_argument("--out", default="generated-sample", help="folder to write images/ and train.csv into")
     parser.add_argument("--photos", type=int, default=80, help="number of photos (2 to 5 faces each)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

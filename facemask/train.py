@@ -20,6 +20,16 @@ detection frames the faces it serves. `--extra-train DIR` (repeatable) adds othe
 report stay on the data folder's own photos. Class weights count everything trained on.
 
 At the end the command evaluates the model on the test split and writes the reports.
+
+Where one GPU is not enough, `--distribute` trains under `tf.distribute.MirroredStrategy`: the model
+is built and compiled inside the strategy's scope, and Keras' own `fit` then keeps a copy on every
+GPU of this machine, splits each batch among them (`--batch-size` is the global batch) and
+all-reduces their gradients, so every copy takes the same step. Without a GPU, MirroredStrategy
+runs on the CPU as a single replica (which is how the flag is tested).
+Across several machines the same code runs under `tf.distribute.MultiWorkerMirroredStrategy`,
+started on every machine with a `TF_CONFIG` naming the cluster; that is not wired to a flag here.
+
+    python -m facemask.train --model scratch --data data --distribute
 """
 
 from __future__ import annotations
@@ -75,6 +85,21 @@ def has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+def distribution_strategy(distribute: bool) -> tf.distribute.Strategy:
+    """MirroredStrategy over this machine's GPUs (the CPU, one replica, if it has none) when asked,
+    else TensorFlow's default strategy, whose scope changes nothing.
+
+    Keras models remember the strategy whose scope they were created in and fit, evaluate and
+    predict under it, so only building and compiling (which creates the optimizer's variables)
+    need to sit in `strategy.scope()`.
+    """
+    if not distribute:
+        return tf.distribute.get_strategy()
+    strategy = tf.distribute.MirroredStrategy()
+    print(f"MirroredStrategy: {strategy.num_replicas_in_sync} replica(s)", file=sys.stderr)
+    return strategy
+
+
 def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
     """Adam, categorical cross-entropy (one-hot labels), accuracy; returns the model for chaining."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy",
@@ -122,16 +147,17 @@ def train_scratch(data_dir: Path | str, out_dir: Path | str = "models", epochs: 
                   learning_rate: float = 1e-3, seed: int = 0, subset: float = 1.0, patience: int = 6,
                   use_class_weights: bool = True, precision: str = "float32",
                   image_size: tuple[int, int] = IMAGE_SIZE, verbose: int = 2,
-                  extra_train: Sequence[Path | str] = ()) -> tuple[keras.Model, dict]:
+                  extra_train: Sequence[Path | str] = (), distribute: bool = False) -> tuple[keras.Model, dict]:
     """Train the scratch CNN; writes `<out>/scratch.keras` (+ .json class names) and scratch_history.json.
 
     `extra_train`: more crop folders (class sub-folders) trained on with `<data>/train`.
+    `distribute`: under MirroredStrategy, across this machine's GPUs (see `distribution_strategy`).
     """
     keras.utils.set_random_seed(seed)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     datasets = load_datasets(data_dir, batch_size, image_size, augment=True, subset=subset, seed=seed,
                              splits=("train", "valid"), extra_train=extra_train)
-    with precision_policy(precision):
+    with precision_policy(precision), distribution_strategy(distribute).scope():
         model = compile_model(build_scratch_cnn(image_size), learning_rate)
     checkpoint = out_dir / "scratch.keras"
     history = model.fit(datasets["train"], validation_data=datasets["valid"], epochs=epochs, shuffle=False,
@@ -160,12 +186,14 @@ def train_vgg16(data_dir: Path | str, out_dir: Path | str = "models", weights: s
                 fine_tune_from: str | None = None, cpu_practical: bool | None = None, seed: int = 0,
                 subset: float = 1.0, patience: int = 6, use_class_weights: bool = True, precision: str = "float32",
                 image_size: tuple[int, int] = IMAGE_SIZE, verbose: int = 2,
-                extra_train: Sequence[Path | str] = ()) -> tuple[keras.Model, dict]:
+                extra_train: Sequence[Path | str] = (), distribute: bool = False) -> tuple[keras.Model, dict]:
     """Fine-tune VGG16 in two phases; writes `<out>/vgg16.keras` (+ .json) and vgg16_history.json.
 
     `cpu_practical` None means "yes unless a GPU is present". `fine_tune_from` is a block name
     ("block5"), "all", or None for the path's default ("block5" CPU-practical, "all" otherwise).
     `fine_tune_epochs` defaults to `epochs`. The history gets a "phase" entry (1 or 2 per epoch).
+    `distribute`: under MirroredStrategy; every model (the full one, the head, the feature
+    extractor) is made and compiled in its scope.
     """
     keras.utils.set_random_seed(seed)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -177,7 +205,8 @@ def train_vgg16(data_dir: Path | str, out_dir: Path | str = "models", weights: s
     weights_by_class = class_weights(data_dir / "train", extra_dirs=extra_train) if use_class_weights else None
     datasets = load_datasets(data_dir, batch_size, image_size, augment=True, subset=subset, seed=seed,
                              splits=("train", "valid"), extra_train=extra_train)
-    with precision_policy(precision):
+    strategy = distribution_strategy(distribute)
+    with precision_policy(precision), strategy.scope():
         model = build_vgg16(weights, image_size)
     checkpoint = out_dir / "vgg16.keras"
 
@@ -188,16 +217,19 @@ def train_vgg16(data_dir: Path | str, out_dir: Path | str = "models", weights: s
         # this phase (augmented images would need their features recomputed every epoch).
         plain = load_datasets(data_dir, batch_size, image_size, augment=False, subset=subset, seed=seed,
                               splits=("train", "valid"), extra_train=extra_train)
-        extractor = vgg16_features(model)
+        with strategy.scope():
+            extractor = vgg16_features(model)
         train_x, train_y = compute_features(extractor, plain["train"])
         valid_x, valid_y = compute_features(extractor, plain["valid"])
         # The head model shares its layers with `model`, so training it trains the full model's head.
-        head = compile_model(vgg16_head(model), learning_rate)
+        with strategy.scope():
+            head = compile_model(vgg16_head(model), learning_rate)
         phase1 = head.fit(train_x, train_y, validation_data=(valid_x, valid_y), epochs=epochs,
                           batch_size=batch_size, class_weight=weights_by_class, shuffle=True,
                           callbacks=callbacks_for(patience), verbose=verbose)
     else:
-        compile_model(model, learning_rate)
+        with strategy.scope():
+            compile_model(model, learning_rate)
         phase1 = model.fit(datasets["train"], validation_data=datasets["valid"], epochs=epochs, shuffle=False,
                            class_weight=weights_by_class, callbacks=callbacks_for(patience, checkpoint),
                            verbose=verbose)
@@ -205,7 +237,8 @@ def train_vgg16(data_dir: Path | str, out_dir: Path | str = "models", weights: s
     # Phase 2: open the base (or its top blocks), recompile - without it the change is ignored -
     # and continue at a very low learning rate so the pretrained filters are nudged, not wrecked.
     unfreeze_vgg16(model, None if fine_tune_from == "all" else fine_tune_from)
-    compile_model(model, fine_tune_learning_rate)
+    with strategy.scope():
+        compile_model(model, fine_tune_learning_rate)
     phase2 = model.fit(datasets["train"], validation_data=datasets["valid"], epochs=fine_tune_epochs, shuffle=False,
                        class_weight=weights_by_class, callbacks=callbacks_for(patience, checkpoint),
                        verbose=verbose)
@@ -246,6 +279,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, default=6,
                         help="early-stopping patience in epochs; the learning rate drops 5x after half of it")
     parser.add_argument("--no-class-weights", action="store_true", help="do not weight classes by rarity")
+    parser.add_argument("--distribute", action="store_true",
+                        help="train under tf.distribute.MirroredStrategy across all GPUs of this machine "
+                             "(--batch-size is then split among them); on a CPU-only machine, one replica. "
+                             "Several machines need MultiWorkerMirroredStrategy (see the module docstring)")
     return parser.parse_args(argv)
 
 
@@ -283,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     common = dict(data_dir=args.data, out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, seed=args.seed, subset=args.subset, patience=args.patience,
                   use_class_weights=not args.no_class_weights, precision=args.precision,
-                  extra_train=args.extra_train)
+                  extra_train=args.extra_train, distribute=args.distribute)
     if args.model == "scratch":
         model, history = train_scratch(**common)
     else:

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, SHARED, requires_shared
+from conftest import ROOT
 from PIL import Image
 
 from facemask import detect
@@ -207,9 +207,8 @@ def test_lines_and_labels_grow_with_the_photo():
 
 # --- real photos ---------------------------------------------------------------------------------
 
-@requires_shared
-def test_mtcnn_finds_most_labelled_faces_on_real_photos(mtcnn):
-    folder = SHARED / "kaggle-format"
+def test_mtcnn_finds_most_labelled_faces_on_real_photos(mtcnn, real_sample_dir):
+    folder = real_sample_dir
     boxes = pd.read_csv(folder / "train.csv")
     boxes.columns = ["name", "xmin", "ymin", "xmax", "ymax", "classname"]  # the header is misleading
     boxes = boxes[(boxes.xmax - boxes.xmin >= 30) & (boxes.ymax - boxes.ymin >= 30)]

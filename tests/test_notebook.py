@@ -1,4 +1,4 @@
-"""The notebook runs top to bottom on the generated sample, with tiny parameters (papermill)."""
+"""The notebook runs top to bottom on the committed real sample, with tiny parameters (papermill)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ def test_notebook_is_committed_clean():
 
 
 @pytest.mark.slow
-def test_notebook_runs_end_to_end(sample_crops, tmp_path):
+def test_notebook_runs_end_to_end(tmp_path):
     papermill = pytest.importorskip("papermill")
     executed = tmp_path / "executed.ipynb"
+    # DATA_DIR does not exist yet, so the notebook cuts the photos itself; "sample" rather than
+    # "auto" so that a Kaggle download in this machine's kagglehub cache cannot make the test long.
     parameters = {
-        "DATA_DIR": str(sample_crops), "MODELS_DIR": str(tmp_path / "models"), "REPORTS_DIR": str(tmp_path / "reports"),
+        "DATA_DIR": str(tmp_path / "data"), "PHOTOS": "sample",
+        "MODELS_DIR": str(tmp_path / "models"), "REPORTS_DIR": str(tmp_path / "reports"),
         "EPOCHS": 1, "VGG16_EPOCHS": 1, "FINE_TUNE_EPOCHS": 1, "BATCH_SIZE": 8, "VGG16_WEIGHTS": None,
         "SUBSET": 0.3, "SEED": 0,
     }
@@ -38,5 +41,37 @@ def test_notebook_runs_end_to_end(sample_crops, tmp_path):
         for cell in json.loads(executed.read_text())["cells"] if cell["cell_type"] == "code"
         for output in cell["outputs"]
     )
+    assert "using the embedded real sample" in outputs
+    assert (tmp_path / "data" / "manifest.csv").is_file()
     assert "no-mask recall" in outputs
     assert outputs.count("same predictions after loading: True") == 2
+
+
+def code_cells() -> list[str]:
+    notebook = json.loads(NOTEBOOK.read_text())
+    return ["".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code"]
+
+
+def test_first_cell_sets_up_colab_only_from_a_url_the_user_sets():
+    first = code_cells()[0]
+    assert 'if "google.colab" in sys.modules:' in first
+    assert "REPO_URL = " in first and "marabian" not in first  # the original project is not this code
+    assert '"pip", "install"' in first and '"git", "clone"' in first
+
+
+def test_parameters_default_to_the_command_lines_defaults():
+    import ast
+
+    from facemask.train import DEFAULT_EPOCHS, parse_args
+
+    (cell,) = [source for source in code_cells() if source.startswith('DATA_DIR = "data"')]
+    values = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell).body}
+    cli = parse_args(["--model", "scratch"])
+    assert values["EPOCHS"] == DEFAULT_EPOCHS["scratch"] and values["VGG16_EPOCHS"] == DEFAULT_EPOCHS["vgg16"]
+    assert values["FINE_TUNE_EPOCHS"] is cli.fine_tune_epochs is None  # phase 2: as many epochs as phase 1
+    assert (values["BATCH_SIZE"], values["SEED"], values["PRECISION"], values["SUBSET"], values["FINE_TUNE_FROM"]) == (
+        cli.batch_size, cli.seed, cli.precision, cli.subset, cli.fine_tune_from)
+    assert (values["DATA_DIR"], values["MODELS_DIR"], values["REPORTS_DIR"]) == (
+        str(cli.data), str(cli.out), str(cli.reports))
+    assert values["VGG16_WEIGHTS"] == parse_args(["--model", "vgg16"]).weights == "imagenet"
+    assert values["PHOTOS"] == "auto" and values["DOWNLOAD_KAGGLE"] is False

@@ -500,9 +500,9 @@ def test_script_prints_usage_for_too_few_arguments(args):
     assert "Traceback" not in result.stderr
 
 
-def test_script_runs_end_to_end_with_a_pool(sample_dir, tmp_path):
+def test_script_runs_end_to_end_with_a_pool(real_sample_dir, tmp_path):
     out = tmp_path / "data"
-    cmd = [sys.executable, str(ROOT / "split.py"), str(sample_dir / "images"), str(sample_dir / "train.csv"),
+    cmd = [sys.executable, str(ROOT / "split.py"), str(real_sample_dir / "images"), str(real_sample_dir / "train.csv"),
            "0.7", "0.15", "0.15", "--out", str(out), "--workers", "2"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

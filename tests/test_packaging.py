@@ -1,0 +1,70 @@
+"""pyproject.toml makes the project installable with requirements.txt's ranges, package and split.py included."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from conftest import ROOT
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def by_name(requirements: list[str]) -> dict[str, str]:
+    """"name>=1,<2" lines -> {normalised name: its ranges, sorted}, comments and blank lines skipped.
+
+    Sorted because wheel metadata may write a requirement's ranges in another order.
+    """
+    parsed = {}
+    for line in requirements:
+        line = line.split("#")[0].strip()
+        if line:
+            name, specifier = re.match(r"([A-Za-z0-9_.\-]+)\s*(.*)", line).groups()
+            parsed[re.sub(r"[-_.]+", "-", name).lower()] = ",".join(sorted(specifier.replace(" ", "").split(",")))
+    return parsed
+
+
+def test_dependencies_agree_with_requirements_txt():
+    pinned = by_name((ROOT / "requirements.txt").read_text().splitlines())
+    project = PYPROJECT["project"]
+    runtime = by_name(project["dependencies"])
+    notebook = by_name(project["optional-dependencies"]["notebook"])
+    assert runtime | notebook == pinned  # same names, same ranges
+    assert not runtime.keys() & notebook.keys()
+
+
+def test_package_and_split_module_are_declared():
+    assert PYPROJECT["build-system"]["build-backend"] == "setuptools.build_meta"
+    assert PYPROJECT["tool"]["setuptools"] == {"packages": ["facemask"], "py-modules": ["split"]}
+
+
+def test_wheel_holds_the_package_and_split_py_with_their_requirements(tmp_path):
+    # Built from a copy, so the build's scratch folders never land in the working tree; offline
+    # (no build isolation, no dependencies), so the test needs no index.
+    source = tmp_path / "src"
+    source.mkdir()
+    shutil.copy(ROOT / "pyproject.toml", source)
+    shutil.copy(ROOT / "split.py", source)
+    shutil.copytree(ROOT / "facemask", source / "facemask", ignore=shutil.ignore_patterns("__pycache__"))
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                             "--wheel-dir", str(tmp_path / "dist"), str(source)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    (wheel,) = (tmp_path / "dist").glob("face_mask_detection-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "facemask").glob("*.py")}
+    assert modules | {"split.py"} <= names
+    assert not any(name.startswith(("tests/", "sample/", "bench/", "scripts/")) for name in names)
+    required = [line.removeprefix("Requires-Dist: ") for line in metadata.splitlines()
+                if line.startswith("Requires-Dist: ") and "extra ==" not in line]
+    assert by_name(required) == by_name(PYPROJECT["project"]["dependencies"])
