@@ -3,9 +3,9 @@
     python bench/calibrate_boxes.py [--data ../shared/datasets/kaggle-format] [--detector centerface|mtcnn|all]
 
 Which photos are training photos is split.py's own decision: its grouped split of the data folder
-with its default seed, margin and class rules, at 80/10/10 (what `python split.py IMAGES CSV 80 10 10`
-writes to data/manifest.csv). The detector runs as served (its own upscaling and threshold) with
-no calibration; every detected face overlapping an annotated face at IoU >= 0.3 (greedy, best score
+with its default seed and margin, as bench/reproduce.py runs it (`SPLIT_ARGS`: 80/10/10, masks
+worn incorrectly counted as no-mask), so the photos every README figure is scored on never inform
+it. The detector runs as served (its own upscaling and threshold) with no calibration; every detected face overlapping an annotated face at IoU >= 0.3 (greedy, best score
 first) gives a pair, and `BoxCalibration.fit` takes the medians over the training pairs. Recall and
 precision at IoU 0.5 are printed before and after, on the validation photos (never the test ones),
 with the constants to paste into facemask/detectors.py.
@@ -24,27 +24,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from reproduce import SPLIT_ARGS  # noqa: E402
 
 import split  # noqa: E402
 from facemask.detectors import BoxCalibration, CenterFaceDetector, MTCNNFaceDetector  # noqa: E402
 from facemask.images import load_image  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "kaggle-format"
-SHARES = ("80", "10", "10")
 FACE_CLASSES = (split.MASK_CLASS, split.NO_MASK_CLASS, split.INCORRECT_CLASS)  # one box convention for all three
 DETECTORS = {"centerface": CenterFaceDetector, "mtcnn": MTCNNFaceDetector}
 
 
 def split_of_photos(images: Path, csv_path: Path) -> dict[str, str]:
-    """Photo name -> train/valid/test, exactly as split.py assigns them with its defaults at 80/10/10."""
-    args = split.build_parser().parse_args([str(images), str(csv_path), *SHARES])
+    """Photo name -> train/valid/test, exactly as split.py assigns them with SPLIT_ARGS."""
+    args = split.build_parser().parse_args([str(images), str(csv_path), *SPLIT_ARGS])
     faces, _ = split.apply_class_rules(split.read_rows(csv_path), args.incorrect)
     photos, _ = split.inspect_photos(images, list(dict.fromkeys(row.name for row, _ in faces)))
     crops, _ = split.plan_crops(faces, photos, args.margin, args.min_size)
     per_photo: dict = {}
     for crop in crops:
         per_photo.setdefault(crop.source, Counter())[crop.label] += 1
-    return split.assign_splits(per_photo, split.parse_ratios(list(SHARES)), args.seed)
+    return split.assign_splits(per_photo, split.parse_ratios([args.train, args.valid, args.test]), args.seed)
 
 
 def annotated_boxes(csv_path: Path) -> dict[str, np.ndarray]:
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     splits = split_of_photos(images, csv_path)
     truth = annotated_boxes(csv_path)
     counts = {s: sum(v == s for v in splits.values()) for s in split.SPLITS}
-    print(f"{args.data}: split.py's split at {'/'.join(SHARES)}, seed {split.DEFAULT_SEED}: {counts} photos; "
+    print(f"{args.data}: split.py {' '.join(SPLIT_ARGS)}, seed {split.DEFAULT_SEED}: {counts} photos; "
           "test photos are not read")
     fitted = {name: calibrate(name, images, truth, splits) for name in DETECTORS if args.detector in (name, "all")}
     print("\nFor facemask/detectors.py:")
