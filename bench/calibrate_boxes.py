@@ -5,10 +5,11 @@
 Which photos are training photos is split.py's own decision: its grouped split of the data folder
 with its default seed and margin, as bench/reproduce.py runs it (`SPLIT_ARGS`: 80/10/10, masks
 worn incorrectly counted as no-mask), so the photos every README figure is scored on never inform
-it. The detector runs as served (its own upscaling and threshold) with no calibration; every detected face overlapping an annotated face at IoU >= 0.3 (greedy, best score
-first) gives a pair, and `BoxCalibration.fit` takes the medians over the training pairs. Recall and
-precision at IoU 0.5 are printed before and after, on the validation photos (never the test ones),
-with the constants to paste into facemask/detectors.py.
+it. The detector runs as served (its own upscaling and threshold) with no calibration; every
+detected face overlapping an annotated face at IoU >= 0.3 (greedy, best score first) gives a pair,
+and `BoxCalibration.fit` takes the medians over the training pairs. Recall and precision at IoU 0.5
+are printed before and after, on the validation photos (never the test ones), with the constants
+to paste into facemask/detectors.py.
 """
 
 from __future__ import annotations
