@@ -3,8 +3,9 @@
 Training: images per second of an epoch of the scratch CNN for
   - the seed's configuration: tf.keras's legacy ImageDataGenerator (rescale, rotation 40,
     shifts 0.1, horizontal flip), flow_from_directory, batch 10, float32;
-  - this project's pipeline (facemask.data: image_dataset_from_directory, cache, Keras
-    augmentation layers, prefetch), batch 32, in float32 and in mixed bfloat16.
+  - this project's pipeline (facemask.data: crops decoded and resized by facemask.images as at
+    serving time, uint8 cache, Keras augmentation layers, prefetch), batch 32, in float32 and in
+    mixed bfloat16.
 The first epoch of each (graph tracing, first decode into the cache) is a warm-up. The seed's and
 this pipeline's epochs alternate, and both the fastest epoch (images/s) and the work per image
 (images per CPU-second, all threads) are reported, so load from other processes skews neither.
