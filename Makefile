@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - venv, split the real sample/ photos, train + evaluate the scratch CNN briefly, box the
 #                 faces of a test photo (one it never trained on) and say how to open the web app
-#   make test   - venv with dev tools, Chromium for the browser tests, ruff, the whole test suite
+#   make test   - venv with dev tools, Chromium for the browser tests, ruff, the whole test suite (as CI runs it)
+#   make test-fast - the same without the tests marked slow (training, browser, load)
 #   make fuzz   - atheris on the image, CSV and model-sidecar readers for FUZZ_SECONDS (default 10 minutes)
 # The demo writes only under demo/, so it never touches your real data/ or models/.
 
@@ -12,7 +13,7 @@ DEMO := demo
 DEMO_EPOCHS ?= 8
 FUZZ_SECONDS ?= 600
 
-.PHONY: demo test lint fuzz chromium libgl clean-demo
+.PHONY: demo test test-fast lint fuzz chromium libgl clean-demo
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,9 @@ lint: $(VENV)/.dev-installed
 
 test: $(VENV)/.dev-installed chromium lint
 	$(PY) -m pytest
+
+test-fast: $(VENV)/.dev-installed lint
+	$(PY) -m pytest -m "not slow"
 
 # Shared between the three targets; corpus, crashes and logs in fuzz-out/. Exit status 1 on a crash.
 fuzz: $(VENV)/.dev-installed
