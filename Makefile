@@ -44,11 +44,11 @@ demo: $(VENV)/.runtime-installed
 	@echo "Web app (then open http://127.0.0.1:7860): $(PY) -m facemask.app --model $(DEMO)/models/scratch.keras"
 
 chromium:
-	bash scripts/install_chromium.sh
+	bash scripts/apt_install.sh chromium 'command -v chromium' 'the browser tests skip without /usr/bin/chromium'
 
 # opencv-python's cv2 (the CenterFace detector runs on cv2.dnn) loads the system libGL.so.1.
 libgl:
-	bash scripts/install_libgl.sh
+	bash scripts/apt_install.sh libgl1 "/sbin/ldconfig -p | grep -q 'libGL\.so\.1 '" "without libGL.so.1, 'import cv2' fails"
 
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .
