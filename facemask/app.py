@@ -3,18 +3,24 @@
     python -m facemask.app --model models/scratch.keras [--host 127.0.0.1] [--port 7860] [--share]
                            [--max-upload-mb 50] [--max-video-seconds 60] [--max-video-fps 30]
                            [--max-video-frames 1800] [--max-frame-pixels 8294400] [--queue-size 32]
+                           [--max-live-seconds 60]
 
-Two tabs share one FaceMaskDetector (facemask.detect): Photo (webcam snapshot or upload -> the
-annotated photo, a table of the faces and a status line) and Video (webcam recording or upload ->
-the annotated H.264 MP4, without its sound, with a progress bar). Both endpoints are also an API
-for gradio_client, named after their functions: /detect_photo and /detect_video.
+Three tabs share one FaceMaskDetector (facemask.detect): Photo (a webcam snapshot or an upload is
+detected as soon as it arrives -> the annotated photo, its faces numbered as in the table of faces
+below it, and a summary line counting faces with and without a mask), Video (webcam recording or
+upload -> the annotated H.264 MP4, without its sound, with a progress bar) and Live (the webcam
+streamed, boxes drawn on every frame the machine keeps up with; facemask.live). The endpoints are
+also an API for gradio_client, named after their functions: /detect_photo, /detect_video and the
+stream /detect_live.
 
 Bad input (not an image or video, truncated, a decompression bomb, over a limit) raises gr.Error,
 which the page shows as a readable message and the API as an AppError; the server keeps serving.
 Only files uploaded to the app are read, and no URL is followed (facemask.uploads). Every input
-is bounded (AppLimits): bytes, pixels, video seconds, frames, frame rate and frame size. One queue
-with a single worker runs all requests in turn: the Keras model and MTCNN are shared, and two
-cores gain nothing from running them side by side.
+is bounded (AppLimits): bytes, pixels, video seconds, frames, frame rate and frame size, and a live
+stream's duration. Photos and videos share one lane with a single worker, so they run in turn;
+one live stream at a time has a lane of its own, so that it does not hold them up for its whole
+time limit. The Keras model and MTCNN are shared and run one call at a time (SerialDetector):
+two cores gain nothing from running them side by side.
 
 It serves on 127.0.0.1 unless --host or --share says otherwise, and works offline: analytics and
 Hugging Face Hub calls are switched off below, before gradio is imported, and the default theme's
@@ -36,6 +42,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,6 +56,7 @@ from starlette.middleware import Middleware
 from facemask.detect import ArgumentParser, Detection, FaceMaskDetector, draw_detections
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.images import MAX_PIXELS, ImageError, load_image
+from facemask.live import LIVE_FRAME_NAME, STREAM_EVERY, SerialDetector, annotate_frame, inline_output, read_frame
 from facemask.uploads import (
     DATA_URL_NAME,
     REFUSED,
@@ -139,9 +147,10 @@ def faces_table(detections: Sequence[Detection]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=FACE_COLUMNS)
 
 
-def photo_status(detections: Sequence[Detection]) -> str:
+def mask_summary(detections: Sequence[Detection], where: str = "photo") -> str:
+    """The summary line: how many faces, how many with a mask and how many without."""
     if not detections:
-        return "No face found in this photo. Try a closer, well-lit, front view."
+        return f"No face found in this {where}. Try a closer, well-lit, front view."
     masks = sum(d.label == "mask" for d in detections)
     faces = f"{len(detections)} face{'s' if len(detections) != 1 else ''}"
     return f"{faces}: {masks} with a mask (green), {len(detections) - masks} without (red)."
@@ -154,6 +163,7 @@ class AppLimits:
     max_upload_mb: float = 50  # any photo or video, uploaded or sent as a data URL
     video: VideoLimits = DEFAULT_VIDEO_LIMITS
     queue_size: int = 32  # requests waiting; more are told the queue is full
+    live_seconds: int = 60  # one live stream's run; the viewer starts another, behind anyone waiting
 
     @property
     def max_upload_bytes(self) -> int:
@@ -164,7 +174,7 @@ class AppLimits:
         return (f"Files up to {self.max_upload_mb:g} MB and {MAX_PIXELS / 1e6:g} megapixels; videos up to "
                 f"{video.max_seconds:g} s and {video.max_frames:,} frames, frames up to {video.max_frame_pixels:,} "
                 f"pixels, processed at {video.max_fps:g} frames/s at most and {video.max_frame_side} px on the long "
-                "side; the sound track is not kept.")
+                f"side; the sound track is not kept. A live stream runs {self.live_seconds} s at a time.")
 
 
 def video_status(stats: dict) -> str:
@@ -181,12 +191,13 @@ def video_status(stats: dict) -> str:
 
 
 def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr.Blocks:  # noqa: B008 (frozen)
-    """The two-tab page; its queue runs one request at a time. Launch it with `launch`."""
+    """The three-tab page; photos and videos run one at a time, beside one live stream. Launch it with `launch`."""
+    shared = SerialDetector(detector)  # the photo, video and live lanes take turns on it
 
-    def detect_photo(photo: str | bytes | None) -> tuple[Image.Image, pd.DataFrame, str]:
+    def detect_photo(photo: str | bytes | None) -> tuple[Image.Image | None, pd.DataFrame, str]:
         """Boxes on every face of a photo, a table of them and a one-line summary."""
-        if photo is None:
-            raise user_error("No photo yet: take a webcam snapshot or upload a photo first.")
+        if photo is None:  # the photo was cleared (detection runs on every change): clear the results
+            return None, faces_table([]), "No photo yet: take a webcam snapshot or upload a photo."
         if isinstance(photo, str):
             check_size(photo, limits.max_upload_mb)
         name = upload_name(photo) if isinstance(photo, str) else DATA_URL_NAME
@@ -194,9 +205,9 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
             image = load_image(photo, name=name)
         except ImageError as error:
             raise user_error(readable(error, photo) if isinstance(photo, str) else str(error)) from error
-        detections = detector.detect(image)
+        detections = shared.detect(image)
         # Returned as a picture, not a file: Gradio writes it into its own cache, so nothing of ours is left over.
-        return draw_detections(image, detections), faces_table(detections), photo_status(detections)
+        return draw_detections(image, detections), faces_table(detections), mask_summary(detections)
 
     def detect_video(video: str | None, progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008
         """The video with boxes on every frame, as an H.264 MP4, and a one-line summary."""
@@ -207,7 +218,7 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
         workdir = Path(tempfile.mkdtemp(prefix="facemask-video-"))
         try:
             stats = annotate_video(
-                Path(video), workdir / f"{Path(video).stem}_annotated.mp4", detector, limits.video,
+                Path(video), workdir / f"{Path(video).stem}_annotated.mp4", shared, limits.video,
                 progress=lambda done, total: progress((done, total), desc="Annotating frames", unit="frames"))
             # Copy the result into Gradio's cache (served from there, removed by its cache clean-up),
             # so our own working folder can go now.
@@ -219,6 +230,19 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
         if stats["warning"]:
             stats["warning"] = readable(stats["warning"], video)
         return served, video_status(stats)
+
+    def detect_live(frame: str | bytes | None) -> tuple[Image.Image | None, str]:
+        """Boxes on one webcam frame and its summary line; called for each frame while the stream runs."""
+        if frame is None:
+            return None, "Waiting for the webcam."
+        if isinstance(frame, str):  # an uploaded file, from an API client: a browser sends data URLs
+            check_size(frame, limits.max_upload_mb)
+        try:
+            image = read_frame(frame, limits.video, upload_name(frame) if isinstance(frame, str) else LIVE_FRAME_NAME)
+        except ImageError as error:
+            raise user_error(readable(error, frame) if isinstance(frame, str) else str(error)) from error
+        annotated, detections = annotate_frame(shared, image)
+        return annotated, mask_summary(detections, "frame")
 
     with gr.Blocks(title="Face mask detection", delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(
@@ -232,8 +256,7 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
                                                 limits.max_upload_bytes)
                 photo_output = gr.Image(type="pil", format="jpeg", label="Annotated photo", interactive=False,
                                         elem_id="photo-output")
-            photo_button = gr.Button("Detect faces", variant="primary", elem_id="photo-button")
-            photo_status_box = gr.Textbox(label="Status", interactive=False, elem_id="photo-status")
+            photo_status_box = gr.Textbox(label="Summary", interactive=False, elem_id="photo-status")
             faces = gr.Dataframe(headers=FACE_COLUMNS, label="Faces", interactive=False, elem_id="faces")
         with gr.Tab("Video"):
             with gr.Row():
@@ -243,11 +266,24 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
                 video_output = gr.Video(label="Annotated video", interactive=False, elem_id="video-output")
             video_button = gr.Button("Detect faces in every frame", variant="primary", elem_id="video-button")
             video_status_box = gr.Textbox(label="Status", interactive=False, elem_id="video-status")
-        # One shared worker for both buttons: the detector is one model on two cores.
-        photo_button.click(detect_photo, photo_input, [photo_output, faces, photo_status_box],
+        with gr.Tab("Live"):
+            with gr.Row():
+                live_input = guard_photo_input(gr.Image(sources=["webcam"], streaming=True, label="Webcam",
+                                                        elem_id="live-input"), limits.max_upload_bytes)
+                live_output = inline_output(gr.Image(label="Live detection", interactive=False,
+                                                     elem_id="live-output"))
+            live_status_box = gr.Textbox(label="Summary", interactive=False, elem_id="live-status")
+        # One shared worker for photos and videos: the detector is one model on two cores. A snapshot or
+        # an upload fires "change" (a cleared photo too), so no button is needed.
+        photo_input.change(detect_photo, photo_input, [photo_output, faces, photo_status_box],
                            api_name="detect_photo", concurrency_id="detector")
         video_button.click(detect_video, video_input, [video_output, video_status_box],
                            api_name="detect_video", concurrency_id="detector")
+        # One live stream at a time, for at most live_seconds; Gradio keeps only the newest frame sent
+        # while one is being processed. No progress overlay: it would blink on every frame.
+        live_input.stream(detect_live, live_input, [live_output, live_status_box], api_name="detect_live",
+                          stream_every=STREAM_EVERY, time_limit=limits.live_seconds, concurrency_limit=1,
+                          concurrency_id="live", show_progress="hidden")
     demo.queue(default_concurrency_limit=1, max_size=limits.queue_size)
     return demo
 
@@ -270,6 +306,21 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bo
 
 def stop_on_signal(signum: int, frame) -> None:
     raise KeyboardInterrupt
+
+
+def serve_until_stopped(demo: gr.Blocks) -> None:
+    """Serve until Ctrl+C (or SIGTERM), then close the app as demo.close does: queue, connections, server.
+
+    Not demo.block_thread(): it stops the HTTP server alone. With a stream in the app (the Live tab),
+    every page and API client holds a heartbeat connection open that only demo.close ends; the server
+    would wait on them past its 5 s shutdown and the process exit without deleting its cached files.
+    """
+    try:
+        while demo.is_running:
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pass
+    demo.close(verbose=False)
 
 
 def positive(kind: type) -> Callable[[str], float]:
@@ -307,6 +358,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--queue-size", type=positive(int), default=AppLimits.queue_size,
                         help=f"requests waiting their turn; more are told the queue is full "
                              f"(default: {AppLimits.queue_size})")
+    parser.add_argument("--max-live-seconds", type=positive(int), default=AppLimits.live_seconds,
+                        help=f"how long one live webcam stream runs (default: {AppLimits.live_seconds})")
     parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR,
                         help=f"face detector (default: {DEFAULT_DETECTOR})")
     return parser.parse_args(argv)
@@ -315,7 +368,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def limits_from(args: argparse.Namespace) -> AppLimits:
     video = replace(DEFAULT_VIDEO_LIMITS, max_seconds=args.max_video_seconds, max_fps=args.max_video_fps,
                     max_frames=args.max_video_frames, max_frame_pixels=args.max_frame_pixels)
-    return AppLimits(max_upload_mb=args.max_upload_mb, video=video, queue_size=args.queue_size)
+    return AppLimits(max_upload_mb=args.max_upload_mb, video=video, queue_size=args.queue_size,
+                     live_seconds=args.max_live_seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -339,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop_on_signal)
     print(f"Serving the face mask detector on {local_url}" + (f" and {share_url}" if share_url else ""), flush=True)
     print("Press Ctrl+C to stop.", flush=True)
-    demo.block_thread()  # returns on Ctrl+C, after closing the server and deleting the cached files
+    serve_until_stopped(demo)  # returns on Ctrl+C, after closing the server and deleting the cached files
     remove_empty_subfolders(get_upload_folder(), keep=cache_before)
     return 0
 

@@ -123,8 +123,22 @@ class FaceMaskDetector:
         return detections
 
 
+# A label over 3 times wider than its face shrinks to the face's number.
+LABEL_MAX_FACE_WIDTHS = 3
+
+
+def label_text(number: int, detection: Detection) -> str:
+    """"1 mask 97%": the face's number (its row in the web app's table), its class, the classifier's confidence."""
+    probability = detection.p_mask if detection.label == "mask" else detection.p_no_mask
+    return f"{number} {detection.label} {probability:.0%}"
+
+
 def draw_detections(image: Image.Image, detections: Sequence[Detection]) -> Image.Image:
-    """A copy of the photo with a coloured box and a "mask 97%" label on every face."""
+    """A copy of the photo with a coloured box and a "1 mask 97%" label on every face, numbered from 1.
+
+    On a face much narrower than its label (a crowd of small faces) the label is the number alone,
+    so labels do not cover the neighbouring faces; the colour still tells the class.
+    """
     annotated = image.convert("RGB")  # convert always copies
     draw = ImageDraw.Draw(annotated)
     width, height = annotated.size
@@ -132,12 +146,13 @@ def draw_detections(image: Image.Image, detections: Sequence[Detection]) -> Imag
     line_width = max(1, round(max(width, height) / 320))
     font_size = max(11, round(max(width, height) / 42))
     font = ImageFont.load_default(size=font_size)
-    for detection in detections:
+    for number, detection in enumerate(detections, start=1):
         colour = MASK_COLOUR if detection.label == "mask" else NO_MASK_COLOUR
         x0, y0, x1, y1 = detection.box
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=line_width)
-        probability = detection.p_mask if detection.label == "mask" else detection.p_no_mask
-        text = f"{detection.label} {probability:.0%}"
+        text = label_text(number, detection)
+        if draw.textlength(text, font=font) > LABEL_MAX_FACE_WIDTHS * (x1 - x0):
+            text = str(number)
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         label_width, label_height = right - left + 2 * line_width, bottom - top + 2 * line_width
         # Above the box, or inside it when the box touches the top of the photo.

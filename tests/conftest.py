@@ -93,6 +93,23 @@ class RecordingModel:
         return np.stack([p_mask, 1 - p_mask], axis=1).astype(np.float32)
 
 
+@pytest.fixture
+def drawn_texts(monkeypatch) -> list[str]:
+    """Every text Pillow draws during the test (the labels on the boxes), in order; an app served by the
+    test runs in its process, so its drawing is seen too."""
+    from PIL import ImageDraw
+
+    texts: list[str] = []
+    real_text = ImageDraw.ImageDraw.text
+
+    def text(self, xy, content, *args, **kwargs):
+        texts.append(content)
+        return real_text(self, xy, content, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", text)
+    return texts
+
+
 class FixedFaces:
     """A face detector double that finds the same boxes (x0, y0, x1, y1) in any image, score 0.99."""
 
@@ -101,6 +118,18 @@ class FixedFaces:
 
     def find_faces(self, rgb):
         return [(tuple(float(v) for v in box), 0.99) for box in self.boxes]
+
+
+class RecordingFaces(FixedFaces):
+    """FixedFaces that also keeps the size (width, height) of every image it is given: what detection ran on."""
+
+    def __init__(self, *boxes):
+        super().__init__(*boxes)
+        self.sizes: list[tuple[int, int]] = []
+
+    def find_faces(self, rgb):
+        self.sizes.append((rgb.shape[1], rgb.shape[0]))
+        return super().find_faces(rgb)
 
 
 class TruthFaceDetector:

@@ -2,7 +2,9 @@
 
 The app runs in this process on a free local port, with a scratch CNN of random weights: these
 tests check the plumbing (faces found by MTCNN on a real photo, boxes drawn, tables filled, errors
-worded, files cleaned up), not the classifier's accuracy. The fixtures are shared with
+worded, files cleaned up), not the classifier's accuracy. The numbered boxes, the summary line and
+the Live tab's stream endpoint are checked on the app around test doubles (fixed faces, a classifier
+that reads colours), whose answers are known in advance. The fixtures are shared with
 tests/test_app_browser.py.
 """
 
@@ -246,8 +248,9 @@ def test_limits_on_video_length_and_upload_size(strict_url, files, tmp_path, app
 def test_no_input_asks_for_one(app_url, tmp_path):
     from gradio_client.exceptions import AppError
 
-    with pytest.raises(AppError, match="^No photo yet"):
-        client(app_url, tmp_path).predict(None, api_name="/detect_photo")
+    # Detection runs whenever the photo changes, clearing it included: that clears the results, no error.
+    annotated, table, summary = client(app_url, tmp_path).predict(None, api_name="/detect_photo")
+    assert annotated is None and table["data"] == [] and summary.startswith("No photo yet")
     with pytest.raises(AppError, match="^No video yet"):
         client(app_url, tmp_path).predict(None, api_name="/detect_video")
 
@@ -395,6 +398,7 @@ def test_a_path_outside_the_uploads_is_refused_unopened_and_unnamed(app_url, out
         record = {"path": path, **({"meta": FILE_META} if with_meta else {})}
         answers.add(call(app_url, "detect_photo", [record]))
         answers.add(call(app_url, "detect_video", [record]))
+        answers.add(call(app_url, "detect_live", [record]))
     # One answer for all: nothing tells whether the file exists, what it is or how big.
     assert answers == {(400, REFUSED)}
     assert "files.example.invalid" not in looked_up  # the URL was not even resolved
@@ -436,6 +440,7 @@ def test_the_app_itself_refuses_outside_paths_without_the_request_guard(strict_u
         if name == "url":
             continue  # Gradio itself fetches URLs before any app code runs: only RequestGuard stops those
         assert call(strict_url, "detect_photo", [{"path": path}]) == (200, f"error: {REFUSED}")
+        assert call(strict_url, "detect_live", [{"path": path}]) == (200, f"error: {REFUSED}")
         # With "meta", Gradio checks (and resolves) the path itself before the app runs: RequestGuard stops that.
         assert call(strict_url, "detect_video", [{"path": path}])[1].startswith("error:")
     assert touched == []
@@ -498,7 +503,8 @@ def test_a_high_frame_rate_video_is_sampled_and_says_so(app_url, tmp_path):
 
 @pytest.mark.parametrize(("option", "value"), [("--max-upload-mb", "0"), ("--max-video-fps", "-1"),
                                                ("--max-video-frames", "0"), ("--max-frame-pixels", "many"),
-                                               ("--max-video-seconds", "inf"), ("--queue-size", "0")])
+                                               ("--max-video-seconds", "inf"), ("--queue-size", "0"),
+                                               ("--max-live-seconds", "1.5")])
 def test_main_refuses_bad_limits_in_one_error_line(capsys, option, value):
     from facemask.app import main
 
@@ -513,7 +519,123 @@ def test_limits_from_the_command_line():
 
     limits = limits_from(parse_args(["--model", "m.keras", "--max-upload-mb", "20", "--max-video-fps", "15",
                                      "--max-video-frames", "300", "--max-frame-pixels", "2073600",
-                                     "--max-video-seconds", "30", "--queue-size", "8"]))
-    assert (limits.max_upload_mb, limits.queue_size) == (20, 8)
+                                     "--max-video-seconds", "30", "--queue-size", "8", "--max-live-seconds", "20"]))
+    assert (limits.max_upload_mb, limits.queue_size, limits.live_seconds) == (20, 8, 20)
     assert (limits.video.max_fps, limits.video.max_frames, limits.video.max_frame_pixels,
             limits.video.max_seconds, limits.video.max_frame_side) == (15, 300, 2_073_600, 30, 1920)
+
+
+# --- numbered boxes, the summary line and live frames, with a fake face detector and classifier ----
+
+# The boxes the fake face detector finds in any image it is given, on a 320x160 photo painted so that
+# the fake classifier (P(mask) from green against red) sees a mask, a bare face, a mask.
+FAKE_FACES = ((10, 30, 80, 110), (120, 30, 190, 110), (230, 30, 300, 110))
+FAKE_LABELS = ["mask", "no-mask", "mask"]
+
+
+def scaled(box: tuple[int, ...], scale: float) -> tuple[int, ...]:
+    return tuple(round(v * scale) for v in box)
+
+
+def painted_photo(path: Path, scale: float = 1) -> Path:
+    """The 320x160 photo of FAKE_FACES, or the same scaled (a video frame is searched at 320x160)."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (round(320 * scale), round(160 * scale)), (128, 128, 128))
+    draw = ImageDraw.Draw(image)
+    for box, label in zip(FAKE_FACES, FAKE_LABELS, strict=True):
+        draw.rectangle(scaled(box, scale), fill=(40, 220, 40) if label == "mask" else (220, 40, 40))
+    image.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fake_app(app_dirs):
+    """The app around doubles: three fixed faces, classified by their colour; fast, and known in advance."""
+    from conftest import RecordingFaces, RecordingModel
+
+    from facemask.app import build_app
+    from facemask.detect import FaceMaskDetector
+
+    faces = RecordingFaces(*FAKE_FACES)
+    with serving(build_app(FaceMaskDetector(RecordingModel(), face_detector=faces))) as url:
+        yield {"url": url, "faces": faces}
+
+
+def box_edges_colours(image: Image.Image, scale: float = 1) -> list[str]:
+    """The label each FAKE_FACES box is drawn for, read from the colour of its left edge."""
+    from facemask.detect import MASK_COLOUR, NO_MASK_COLOUR
+
+    pixels = np.asarray(image.convert("RGB"), dtype=int)
+    found = []
+    for x0, y0, _, y1 in (scaled(box, scale) for box in FAKE_FACES):
+        edge = pixels[(y0 + y1) // 2, x0]
+        found.append("mask" if np.abs(edge - MASK_COLOUR).max() < 60 else
+                     "no-mask" if np.abs(edge - NO_MASK_COLOUR).max() < 60 else "none")
+    return found
+
+
+def test_every_box_carries_the_number_of_its_row_in_the_faces_table(fake_app, tmp_path, drawn_texts):
+    annotated_path, table, _ = detect_photo(fake_app["url"], painted_photo(tmp_path / "three.png"), tmp_path)
+    rows = table["data"]
+    assert [row[0] for row in rows] == [1, 2, 3]
+    assert [row[1] for row in rows] == FAKE_LABELS
+    assert [row[4] for row in rows] == [", ".join(map(str, box)) for box in FAKE_FACES]
+    # The label on box n is "n <its row's label> <its row's probability>".
+    assert drawn_texts == [f"{face} {label} {max(p_mask, p_no_mask):.0%}" for face, label, p_mask, p_no_mask, _ in rows]
+    assert box_edges_colours(Image.open(annotated_path)) == FAKE_LABELS
+
+
+def test_the_summary_counts_faces_with_and_without_a_mask(fake_app, tmp_path):
+    _, _, summary = detect_photo(fake_app["url"], painted_photo(tmp_path / "three.png"), tmp_path)
+    assert summary == "3 faces: 2 with a mask (green), 1 without (red)."
+
+
+def live_frame(url: str, frame: Path, mime: str = "image/png") -> tuple[Image.Image, str]:
+    """One frame through the Live tab's stream endpoint, sent as the page sends it: a data URL."""
+    import base64
+    import io
+    import json
+
+    status, answer = call(url, "detect_live", [{"url": data_url(frame, mime)}])
+    assert status == 200 and answer.startswith("complete:"), answer
+    record, summary = json.loads(answer.split(":", 1)[1])
+    # The frame comes back inline, not as a file in Gradio's cache.
+    assert record["path"] is None and record["url"].startswith("data:image/jpeg;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(record["url"].split(",", 1)[1]))), summary
+
+
+def test_a_live_frame_comes_back_boxed_numbered_and_counted_without_touching_the_cache(fake_app, tmp_path,
+                                                                                       app_dirs, drawn_texts):
+    from facemask.video import VIDEO_MAX_SIDE
+
+    before = sorted(app_dirs["cache"].rglob("*"))
+    frame = painted_photo(tmp_path / "frame.png", scale=2)
+    annotated, summary = live_frame(fake_app["url"], frame)
+    assert summary == "3 faces: 2 with a mask (green), 1 without (red)."
+    assert annotated.size == (640, 320) and box_edges_colours(annotated, scale=2) == FAKE_LABELS
+    assert [text.split(" ")[:2] for text in drawn_texts] == [["1", "mask"], ["2", "no-mask"], ["3", "mask"]]
+    # Faces were looked for on a small copy of the frame, as in videos.
+    assert fake_app["faces"].sizes[-1] == (VIDEO_MAX_SIDE, VIDEO_MAX_SIDE // 2)
+    assert sorted(app_dirs["cache"].rglob("*")) == before
+
+
+def test_live_frames_meet_the_video_frame_limits(fake_app, tmp_path):
+    from facemask.app import DEFAULT_VIDEO_LIMITS
+
+    # 10 megapixels: under a photo's 40, over a video frame's 8.3; refused from the header, before decoding.
+    over = tmp_path / "over.png"
+    Image.new("1", (4000, 2500)).save(over)
+    assert call(fake_app["url"], "detect_live", [{"url": data_url(over)}]) == (
+        200, "error: the webcam frame: 4000x2500 is 10,000,000 pixels, over the "
+             f"{DEFAULT_VIDEO_LIMITS.max_frame_pixels:,} limit")
+    # A large frame within the limit is worked on, and sent back, at the video frame size limit.
+    large = painted_photo(tmp_path / "large.png", scale=7.5)  # 2400x1200
+    annotated, _ = live_frame(fake_app["url"], large)
+    assert annotated.size == (DEFAULT_VIDEO_LIMITS.max_frame_side, DEFAULT_VIDEO_LIMITS.max_frame_side // 2)
+    # Not an image: a readable error, and the next frame is served.
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not a frame")
+    assert call(fake_app["url"], "detect_live", [{"url": data_url(notes, "image/jpeg")}]) == (
+        200, "error: the webcam frame: not an image (no format Pillow can read)")
+    assert live_frame(fake_app["url"], painted_photo(tmp_path / "frame.png", scale=2))[1].startswith("3 faces:")

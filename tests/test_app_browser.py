@@ -1,8 +1,8 @@
 """The web app in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
-Chromium's fake camera plays a generated .y4m of the astronaut, so a webcam snapshot has a real
-face in it. Every request the page makes outside the app is refused and recorded: the page must
-load and work offline. Skipped when /usr/bin/chromium is absent (`make chromium` installs it).
+Chromium's fake camera plays a generated .y4m of the astronaut, so a webcam snapshot and the Live
+tab's stream have a real face in them. Every request the page makes outside the app is refused and
+recorded: the page must load and work offline. Skipped when /usr/bin/chromium is absent (`make chromium` installs it).
 """
 
 from __future__ import annotations
@@ -102,26 +102,35 @@ def face_rows(page):
     return page.get_by_role("grid", name="Faces").get_by_role("row")
 
 
-def test_uploaded_photo_comes_back_boxed_with_a_faces_table(page, files, tmp_path):
-    from playwright.sync_api import expect
-
+def box_coloured(image: Image.Image, label: str) -> np.ndarray:
+    """Where the image has the colour of the label's boxes (JPEG shifts it by a few levels)."""
     from facemask.detect import MASK_COLOUR, NO_MASK_COLOUR
 
-    upload_photo(page, files["astronaut.jpg"])
-    page.locator("#photo-button").click()
+    colour = np.array(MASK_COLOUR if label == "mask" else NO_MASK_COLOUR)
+    return np.abs(np.asarray(image.convert("RGB"), dtype=int) - colour).max(axis=-1) < 40
+
+
+def new_colour_pixels(result: Image.Image, before: Image.Image, label: str) -> int:
+    """How many more pixels of the label's box colour `result` has than `before` (the box and its tag)."""
+    return int(box_coloured(result, label).sum() - box_coloured(before, label).sum())
+
+
+def test_uploaded_photo_is_detected_without_a_click_and_comes_back_boxed_with_a_faces_table(page, files, tmp_path):
+    from playwright.sync_api import expect
+
+    upload_photo(page, files["astronaut.jpg"])  # no button: the upload starts detection
     expect(page.locator("#photo-status textarea")).to_have_value(re.compile(r"^1 face: "))
     expect(face_rows(page)).to_have_count(2)
     row = face_rows(page).nth(1).inner_text()
     label = "no-mask" if "no-mask" in row else "mask"
     assert re.search(r"\d+, \d+, \d+, \d+", row), row
 
+    assert row.split()[0] == "1"  # the face's number, as on its box
+
     result = annotated_photo(page)
     assert result.size == (512, 512)
     # Pixels of the label's colour appear (the box and its tag) where the uploaded photo had none.
-    colour = np.array(MASK_COLOUR if label == "mask" else NO_MASK_COLOUR)
-    boxed = np.abs(np.asarray(result, dtype=int) - colour).max(axis=-1) < 40
-    before = np.abs(np.asarray(astronaut(), dtype=int) - colour).max(axis=-1) < 40
-    assert boxed.sum() > before.sum() + 200
+    assert new_colour_pixels(result, astronaut(), label) > 200
     page.locator("#photo-output").screenshot(path=str(tmp_path / "annotated_in_browser.png"))
 
 
@@ -134,8 +143,7 @@ def test_webcam_snapshot_is_detected(page, tmp_path):
     # Wait for the fake camera's frames to arrive before taking the picture.
     page.wait_for_function("document.querySelector('#photo-input video').videoWidth > 0")
     page.locator("#photo-input button[aria-label='capture photo']").click()
-    expect(page.locator("#photo-input img").first).to_be_visible()
-    page.locator("#photo-button").click()
+    expect(page.locator("#photo-input img").first).to_be_visible()  # and detection starts by itself
     expect(page.locator("#photo-status textarea")).to_have_value(re.compile(r"^1 face: "))
     expect(face_rows(page)).to_have_count(2)
     assert annotated_photo(page).size == (320, 240)
@@ -146,11 +154,9 @@ def test_non_image_upload_shows_a_readable_error_and_the_page_recovers(page, fil
     from playwright.sync_api import expect
 
     upload_photo(page, files["notes.jpg"])
-    page.locator("#photo-button").click()
     expect(page.get_by_text("notes.jpg: not an image (no format Pillow can read)")).to_be_visible()
     # The same page, a real photo next: the server and the page carry on.
     upload_photo(page, files["astronaut.jpg"])
-    page.locator("#photo-button").click()
     expect(page.locator("#photo-status textarea")).to_have_value(re.compile(r"^1 face: "))
 
 
@@ -191,3 +197,46 @@ def test_webcam_recording_comes_back_annotated(page):
     status = page.locator("#video-status textarea")
     expect(status).to_have_value(re.compile(r"^\d+ frames .* [1-9]\d* face boxes drawn"))
     annotated_video_plays(page, (320, 240))
+
+
+def live_frame_shown(page) -> Image.Image:
+    """The frame the Live tab shows now: the app sends each one inline, as a JPEG data URL."""
+    import base64
+
+    source = page.locator("#live-output img").first.get_attribute("src")
+    assert source.startswith("data:image/jpeg;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))).convert("RGB")
+
+
+def test_live_tab_boxes_the_astronaut_on_the_streamed_webcam(page, tmp_path):
+    """The real detector (MTCNN, the scratch CNN) on Chromium's fake camera, streamed by Gradio."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Live").click()
+    page.locator("#live-input").get_by_text("Click to Access Webcam").click()
+    page.wait_for_function("(v => v && v.videoWidth > 0)(document.querySelector('#live-input video'))")
+    start = page.locator("#live-input button[aria-label='capture photo']")  # one button: Record, then Stop
+    start.click()
+    expect(start).to_have_text("Stop")
+    expect(page.locator("#live-status textarea")).to_have_value(re.compile(r"^1 face: "))
+    summary = page.locator("#live-status textarea").input_value()
+    label = "mask" if summary.startswith("1 face: 1 with a mask") else "no-mask"
+    frame = live_frame_shown(page)
+    assert frame.size == (320, 240)
+    page.locator("#live-output").screenshot(path=str(tmp_path / "live_in_browser.png"))
+    start.click()  # stop streaming: the live lane is free for the next viewer
+
+    # The page may mirror the webcam: compare with the camera's picture the same way round.
+    camera = astronaut((320, 240))
+    flipped = camera.transpose(Image.FLIP_LEFT_RIGHT)
+    mirrored = difference(frame, flipped) < difference(frame, camera)
+    camera = flipped if mirrored else camera
+    assert new_colour_pixels(frame, camera, label) > 100
+    # The new pixels of the box's colour surround her face: x 97-168, y 50-146 in the camera's picture.
+    ys, xs = np.nonzero(box_coloured(frame, label) & ~box_coloured(camera, label))
+    centre_x = 319 - np.median(xs) if mirrored else np.median(xs)
+    assert 97 <= centre_x <= 168 and 30 <= np.median(ys) <= 146, (centre_x, np.median(ys), mirrored)
+
+
+def difference(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(np.asarray(a, dtype=int) - np.asarray(b.convert("RGB"), dtype=int)).mean())

@@ -189,6 +189,18 @@ def test_box_colours_follow_the_label():
     assert tuple(np.asarray(photo)[140, 20]) == (128, 128, 128)  # the original is untouched
 
 
+def test_labels_number_the_faces_and_shrink_to_the_number_on_small_faces(drawn_texts):
+    from facemask.detect import label_text
+
+    photo = Image.new("RGB", (1000, 1000), (128, 128, 128))
+    detections = [Detection((100, 100, 400, 400), 0.99, 0.97, 0.03, "mask"),
+                  Detection((600, 600, 612, 612), 0.95, 0.27, 0.73, "no-mask")]  # 12 px in a 1000 px photo
+    draw_detections(photo, detections)
+    # Numbered from 1 in the detector's order, as the web app's table numbers its rows.
+    assert drawn_texts == ["1 mask 97%", "2"]
+    assert label_text(2, detections[1]) == "2 no-mask 73%"
+
+
 def test_lines_and_labels_grow_with_the_photo():
     def line_and_label(size: int) -> tuple[int, int]:
         photo = Image.new("RGB", (size, size), (128, 128, 128))
