@@ -44,7 +44,6 @@ import sys
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from multiprocessing import Pool
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -54,6 +53,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from facemask import DEFAULT_MARGIN, MAX_MARGIN
+from facemask.cli import ArgumentParser, number_in
 from facemask.images import ImageError, clip_box, face_box, load_image, peek_image, to_rgb
 
 SPLITS = ("train", "valid", "test")
@@ -458,50 +458,25 @@ def format_summary(crops: list[Crop], taken: Counter, skipped: Counter, photos_s
 # ---------------------------------------------------------------- command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage, then one line starting with "error:", exit 2
-        self.print_usage(sys.stderr)
-        self.exit(2, f"error: {message}\n")
-
-
-def _at_least_one(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _non_negative(kind: type, most: float = math.inf) -> Callable[[str], float]:
-    def parse(text: str):
-        value = kind(text)
-        if not (0 <= value <= most and math.isfinite(value)):
-            bound = f" and <= {most:g}" if most < math.inf else ""
-            raise argparse.ArgumentTypeError(f"{text!r} must be >= 0{bound}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="split.py", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="split.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("images", help="folder of the photos named in the CSV")
     parser.add_argument("csv", help="train.csv: name,x1,x2,y1,y2,classname (x1..y2 hold xmin,ymin,xmax,ymax)")
     for split in SPLITS:
         parser.add_argument(split, help=f"share of the {split} split (percent, or fraction if the three sum to 1)")
     parser.add_argument("--out", default="data", help="output folder (default: data)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty output folder")
-    parser.add_argument("--seed", type=_non_negative(int), default=DEFAULT_SEED,
+    parser.add_argument("--seed", type=number_in(int, 0), default=DEFAULT_SEED,
                         help=f"split seed, a whole number >= 0 (default: {DEFAULT_SEED})")
-    parser.add_argument("--margin", type=_non_negative(float, MAX_MARGIN), default=DEFAULT_MARGIN,
+    parser.add_argument("--margin", type=number_in(float, 0, MAX_MARGIN), default=DEFAULT_MARGIN,
                         help=f"widen each box by this fraction of its size on every side, 0 to {MAX_MARGIN:g} "
                              f"(default: {DEFAULT_MARGIN}, the margin detection crops with)")
-    parser.add_argument("--min-size", type=_non_negative(int), default=0,
+    parser.add_argument("--min-size", type=number_in(int, 0), default=0,
                         help="skip faces whose shorter side is under this many pixels (default: 0)")
     parser.add_argument("--incorrect", choices=["drop", "mask", "no-mask"], default="drop",
                         help="what face_with_mask_incorrect becomes (default: drop)")
     default_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    parser.add_argument("--workers", type=_at_least_one, default=default_workers, metavar="N",
+    parser.add_argument("--workers", type=number_in(int, 1), default=default_workers, metavar="N",
                         help=f"processes cutting photos in parallel (default: all cores, here {default_workers})")
     return parser
 

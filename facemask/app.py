@@ -37,13 +37,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse
-import math
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -53,7 +52,8 @@ from gradio.utils import get_upload_folder
 from PIL import Image
 from starlette.middleware import Middleware
 
-from facemask.detect import ArgumentParser, Detection, FaceMaskDetector, draw_detections
+from facemask.cli import ArgumentParser, number_in
+from facemask.detect import Detection, FaceMaskDetector, draw_detections
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.images import MAX_PIXELS, ImageError, load_image
 from facemask.live import LIVE_FRAME_NAME, STREAM_EVERY, SerialDetector, annotate_frame, inline_output, read_frame
@@ -323,21 +323,6 @@ def serve_until_stopped(demo: gr.Blocks) -> None:
     demo.close(verbose=False)
 
 
-def positive(kind: type) -> Callable[[str], float]:
-    """An argparse type: a finite number above 0."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"{text!r} must be a number above 0")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m facemask.app", description=__doc__.split("\n\n")[0])
     video = DEFAULT_VIDEO_LIMITS
@@ -345,20 +330,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1, this machine)")
     parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
-    parser.add_argument("--max-upload-mb", type=positive(float), default=50,
+    parser.add_argument("--max-upload-mb", type=number_in(float, 0, above=True), default=50,
                         help="largest photo or video, uploaded or sent as a data URL (default: 50)")
-    parser.add_argument("--max-video-seconds", type=positive(float), default=video.max_seconds,
+    parser.add_argument("--max-video-seconds", type=number_in(float, 0, above=True), default=video.max_seconds,
                         help=f"longest video (default: {video.max_seconds:g})")
-    parser.add_argument("--max-video-fps", type=positive(float), default=video.max_fps,
+    parser.add_argument("--max-video-fps", type=number_in(float, 0, above=True), default=video.max_fps,
                         help=f"frames per second processed; faster videos are sampled (default: {video.max_fps:g})")
-    parser.add_argument("--max-video-frames", type=positive(int), default=video.max_frames,
+    parser.add_argument("--max-video-frames", type=number_in(int, 1), default=video.max_frames,
                         help=f"most frames processed in one video, after sampling (default: {video.max_frames})")
-    parser.add_argument("--max-frame-pixels", type=positive(int), default=video.max_frame_pixels,
+    parser.add_argument("--max-frame-pixels", type=number_in(int, 1), default=video.max_frame_pixels,
                         help=f"videos with larger frames are refused (default: {video.max_frame_pixels:,}, 4K UHD)")
-    parser.add_argument("--queue-size", type=positive(int), default=AppLimits.queue_size,
+    parser.add_argument("--queue-size", type=number_in(int, 1), default=AppLimits.queue_size,
                         help=f"requests waiting their turn; more are told the queue is full "
                              f"(default: {AppLimits.queue_size})")
-    parser.add_argument("--max-live-seconds", type=positive(int), default=AppLimits.live_seconds,
+    parser.add_argument("--max-live-seconds", type=number_in(int, 1), default=AppLimits.live_seconds,
                         help=f"how long one live webcam stream runs (default: {AppLimits.live_seconds})")
     parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR,
                         help=f"face detector (default: {DEFAULT_DETECTOR})")

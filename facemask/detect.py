@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, MAX_MARGIN, save_atomically
+from facemask.cli import ArgumentParser, number_in
 from facemask.detectors import (
     DEFAULT_DETECTOR,
     FACE_DETECTORS,
@@ -245,28 +245,6 @@ def check_out_dir(out: Path) -> str | None:
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"{out}: cannot create the output folder (permission denied in {parent})"
     return None
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage, then one line starting with "error:", exit 2
-        self.print_usage(sys.stderr)
-        self.exit(2, f"error: {message}\n")
-
-
-def number_in(kind: type, low: float, high: float = math.inf) -> Callable[[str], float]:
-    """An argparse type: a finite number from `low` to `high`."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (low <= value <= high and math.isfinite(value)):
-            span = f"from {low:g} to {high:g}" if math.isfinite(high) else f"at least {low:g}"
-            raise argparse.ArgumentTypeError(f"{text!r} must be a number {span}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
