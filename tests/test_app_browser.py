@@ -181,16 +181,24 @@ def test_uploaded_video_comes_back_annotated_and_plays(page, files):
     annotated_video_plays(page, (160, 120))
 
 
+def start_webcam(page, tab: str, input_id: str, button_label: str):
+    """Open `tab`, switch its webcam on and press its start button; returns that button, now "Stop"."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name=tab).click()
+    page.locator(f"#{input_id}").get_by_text("Click to Access Webcam").click()
+    page.wait_for_function(f"(v => v && v.videoWidth > 0)(document.querySelector('#{input_id} video'))")
+    button = page.locator(f"#{input_id} button[aria-label='{button_label}']")  # one button: start, then Stop
+    button.click()
+    expect(button).to_have_text("Stop")
+    return button
+
+
 def test_webcam_recording_comes_back_annotated(page):
     """MediaRecorder's WebM carries no duration: the app counts frames against the limit instead."""
     from playwright.sync_api import expect
 
-    page.get_by_role("tab", name="Video").click()
-    page.locator("#video-input").get_by_text("Click to Access Webcam").click()
-    page.wait_for_function("(v => v && v.videoWidth > 0)(document.querySelector('#video-input video'))")
-    record = page.locator("#video-input button[aria-label='start recording']")  # one button: Record, then Stop
-    record.click()
-    expect(record).to_have_text("Stop")
+    record = start_webcam(page, "Video", "video-input", "start recording")
     page.wait_for_timeout(600)
     record.click()
     page.locator("#video-button").click()
@@ -212,12 +220,7 @@ def test_live_tab_boxes_the_astronaut_on_the_streamed_webcam(page, tmp_path):
     """The real detector (MTCNN, the scratch CNN) on Chromium's fake camera, streamed by Gradio."""
     from playwright.sync_api import expect
 
-    page.get_by_role("tab", name="Live").click()
-    page.locator("#live-input").get_by_text("Click to Access Webcam").click()
-    page.wait_for_function("(v => v && v.videoWidth > 0)(document.querySelector('#live-input video'))")
-    start = page.locator("#live-input button[aria-label='capture photo']")  # one button: Record, then Stop
-    start.click()
-    expect(start).to_have_text("Stop")
+    start = start_webcam(page, "Live", "live-input", "capture photo")
     expect(page.locator("#live-status textarea")).to_have_value(re.compile(r"^1 face: "))
     summary = page.locator("#live-status textarea").input_value()
     label = "mask" if summary.startswith("1 face: 1 with a mask") else "no-mask"
