@@ -52,12 +52,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from facemask import DEFAULT_MARGIN, MAX_MARGIN
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, MAX_MARGIN, SPLITS
 from facemask.cli import ArgumentParser, number_in
 from facemask.images import ImageError, clip_box, face_box, load_image, peek_image, to_rgb
 
-SPLITS = ("train", "valid", "test")
-LABELS = ("mask", "no-mask")
 # Header name -> what the column really holds (the Kaggle trap: x2 is ymin, y1 is xmax).
 COORDINATE_COLUMNS = {"x1": "xmin", "x2": "ymin", "y1": "xmax", "y2": "ymax"}
 MASK_CLASS, NO_MASK_CLASS, INCORRECT_CLASS = "face_with_mask", "face_no_mask", "face_with_mask_incorrect"
@@ -311,7 +309,7 @@ def assign_splits(label_counts: dict[str, Counter], ratios: np.ndarray, seed: in
     Small photos come last and even out what the big ones left.
     """
     names = sorted(label_counts)
-    counts = np.array([[label_counts[n][label] for label in LABELS] for n in names], dtype=float)
+    counts = np.array([[label_counts[n][label] for label in CLASS_NAMES] for n in names], dtype=float)
     order = np.random.default_rng(seed).permutation(len(names))
     order = sorted(order, key=lambda i: -counts[i].sum())  # stable sort keeps the shuffle among equals
     targets = np.outer(ratios, counts.sum(axis=0))
@@ -535,7 +533,7 @@ def write_output(
     temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         for split, share in zip(SPLITS, ratios, strict=True):
-            for label in LABELS if share > 0 else ():
+            for label in CLASS_NAMES if share > 0 else ():
                 (temp / split / label).mkdir(parents=True)
         jobs: dict[str, list] = {}
         for crop in crops:

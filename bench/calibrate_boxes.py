@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 from reproduce import SPLIT_ARGS  # noqa: E402
 
 import split  # noqa: E402
+from facemask import SPLITS  # noqa: E402
 from facemask.detectors import BoxCalibration, CenterFaceDetector, MTCNNFaceDetector  # noqa: E402
 from facemask.images import load_image  # noqa: E402
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     splits = split_of_photos(images, csv_path)
     truth = annotated_boxes(csv_path)
-    counts = {s: sum(v == s for v in splits.values()) for s in split.SPLITS}
+    counts = {s: sum(v == s for v in splits.values()) for s in SPLITS}
     print(f"{args.data}: split.py {' '.join(SPLIT_ARGS)}, seed {split.DEFAULT_SEED}: {counts} photos; "
           "test photos are not read")
     fitted = {name: calibrate(name, images, truth, splits) for name in DETECTORS if args.detector in (name, "all")}

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from PIL import Image  # noqa: E402
 
 import split  # noqa: E402
+from facemask import CLASS_NAMES, SPLITS  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "kaggle-format"
 
@@ -49,8 +50,8 @@ def baseline(images_dir: Path, csv_path: Path, out: Path, ratios: list[str], see
     for crop in crops:
         per_photo.setdefault(crop.source, {"mask": 0, "no-mask": 0})[crop.label] += 1
     assignment = split.assign_splits(per_photo, split.parse_ratios(ratios), seed)
-    for split_name in split.SPLITS:
-        for label in split.LABELS:
+    for split_name in SPLITS:
+        for label in CLASS_NAMES:
             (out / split_name / label).mkdir(parents=True, exist_ok=True)
     for crop in crops:
         with Image.open(images_dir / crop.source) as image:  # decoded again for every face

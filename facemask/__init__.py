@@ -20,6 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 CLASS_NAMES = ["mask", "no-mask"]
+SPLITS = ("train", "valid", "test")
+# The image files a crop folder may hold (what the training pipeline and the evaluation read).
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 IMAGE_SIZE = (224, 224)
 # Every face crop, for training (split.py) and serving (detect, app, evaluation), is the face box widened by
 # this fraction of its size on every side. Kaggle boxes stop at the chin and the cheeks, cutting off the

@@ -31,12 +31,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from facemask import CLASS_NAMES, IMAGE_SIZE
+from facemask import CLASS_NAMES, IMAGE_EXTENSIONS, IMAGE_SIZE, SPLITS
 from facemask.images import load_image, to_model_input
 
-SPLITS = ("train", "valid", "test")
 # The image files a class folder is read for (the formats Keras' directory loader took, as before).
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 # The seed's ImageDataGenerator(rotation_range=40, width_shift_range=0.1, height_shift_range=0.1,
 # horizontal_flip=True); RandomRotation takes a fraction of a full turn.
 ROTATION_DEGREES = 40

@@ -54,15 +54,13 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, save_atomically
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, IMAGE_EXTENSIONS, save_atomically
 from facemask.images import ImageError, load_image
 from facemask.predict import predict_files
 
 if TYPE_CHECKING:
     import keras
 
-# The extensions keras.utils.image_dataset_from_directory reads, so evaluation sees what training saw.
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 ACCURACY_KEYS = ("accuracy", "categorical_accuracy", "acc")
 POSITIVE_CLASS = "no-mask"  # the class whose detection matters: the positive class of the ROC curve
 

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from conftest import REAL_SAMPLE, ROOT, SHARED, requires_shared
 
-import split
+from facemask import CLASS_NAMES, SPLITS
 
 HEADER = ["name", "x1", "x2", "y1", "y2", "classname"]
 # The full set's share, mask / (mask + no-mask) faces: 1,144 / (1,144 + 234) in
@@ -55,8 +55,8 @@ def test_sample_readme_credits_the_source_and_licence():
 
 
 def test_splitting_the_sample_puts_both_classes_in_every_split(real_sample_crops):
-    for name in split.SPLITS:
-        for label in split.LABELS:
+    for name in SPLITS:
+        for label in CLASS_NAMES:
             assert any((real_sample_crops / name / label).iterdir()), f"{name}/{label} is empty"
 
 

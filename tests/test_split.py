@@ -14,7 +14,7 @@ from conftest import ROOT, SHARED, requires_shared
 from PIL import Image
 
 import split
-from facemask import DEFAULT_MARGIN
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, SPLITS
 from facemask.images import face_box, load_image
 
 HEADER = ["name", "x1", "x2", "y1", "y2", "classname"]
@@ -280,7 +280,7 @@ def test_split_groups_by_photo_and_follows_ratios(tmp_path):
         assert (out / r["path"]).is_file() and r["path"].startswith(f"{r['split']}/{r['label']}/")
     assert all(len(s) == 1 for s in splits_of.values())  # no photo in two splits
     sizes = Counter(r["split"] for r in crops)
-    for name, share in zip(split.SPLITS, (0.6, 0.2, 0.2), strict=True):
+    for name, share in zip(SPLITS, (0.6, 0.2, 0.2), strict=True):
         assert abs(sizes[name] / len(crops) - share) <= 0.02
     assert len(list(out.rglob("*.png"))) == len(crops)
 
@@ -294,12 +294,12 @@ def test_assignment_is_stratified_and_within_two_points():
         counts[f"p{i}"] = Counter({"mask": masked, "no-mask": n - masked})
     ratios = np.array([0.7, 0.2, 0.1])
     assignment = split.assign_splits(counts, ratios, seed=3)
-    totals = {s: Counter() for s in split.SPLITS}
+    totals = {s: Counter() for s in SPLITS}
     for name, s in assignment.items():
         totals[s].update(counts[name])
     everything = sum(totals.values(), Counter())
     whole_mask_share = everything["mask"] / everything.total()
-    for s, share in zip(split.SPLITS, ratios, strict=True):
+    for s, share in zip(SPLITS, ratios, strict=True):
         assert abs(totals[s].total() / everything.total() - share) <= 0.02
         assert abs(totals[s]["mask"] / totals[s].total() - whole_mask_share) <= 0.02
 
@@ -512,8 +512,8 @@ def test_script_runs_end_to_end_with_a_pool(real_sample_dir, tmp_path):
 
 
 def test_sample_crops_fixture_layout(sample_crops):
-    for s in split.SPLITS:
-        for label in split.LABELS:
+    for s in SPLITS:
+        for label in CLASS_NAMES:
             assert any((sample_crops / s / label).iterdir()), f"{s}/{label} is empty"
 
 
@@ -544,7 +544,7 @@ def test_kaggle_format_all_boxes_accounted_for_no_leak_ratios_kept(tmp_path, cap
     assert all(len(s) == 1 for s in splits_of.values())
     sizes = Counter(r["split"] for r in crops)
     whole_mask = sum(r["label"] == "mask" for r in crops) / len(crops)
-    for name, share in zip(split.SPLITS, (0.80, 0.15, 0.05), strict=True):
+    for name, share in zip(SPLITS, (0.80, 0.15, 0.05), strict=True):
         assert abs(sizes[name] / len(crops) - share) <= 0.02
         in_split = [r for r in crops if r["split"] == name]
         assert abs(sum(r["label"] == "mask" for r in in_split) / len(in_split) - whole_mask) <= 0.03
