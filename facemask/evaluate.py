@@ -54,7 +54,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, IMAGE_EXTENSIONS, save_atomically
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, IMAGE_EXTENSIONS, SPLITS, save_atomically
+from facemask.cli import ArgumentParser
 from facemask.images import ImageError, load_image
 from facemask.predict import predict_files
 
@@ -400,18 +401,11 @@ def comparison_table(metrics_by_model: Mapping[str, Mapping]) -> pd.DataFrame:
 # ---------------------------------------------------------------- the commands
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage, then one line starting with "error:", exit 2
-        self.print_usage(sys.stderr)
-        self.exit(2, f"error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     # Not facemask.detect here: it loads TensorFlow, and --help or a usage error should answer at once.
     from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS
-    from facemask.evaluate_photos import MANIFEST_SPLITS
 
-    parser = _Parser(prog="python -m facemask.evaluate", description="Score a saved classifier on face crops "
+    parser = ArgumentParser(prog="python -m facemask.evaluate", description="Score a saved classifier on face crops "
                      "or, with a face detector, on annotated photos.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{crops,photos}")
     crops = commands.add_parser("crops", help="the classifier on a folder of crops (SPLIT_DIR/mask, SPLIT_DIR/no-mask)")
@@ -433,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     chosen.add_argument("--split-manifest", type=Path, metavar="MANIFEST",
                         help="split.py's manifest.csv: score only the photos of --split")
     chosen.add_argument("--photos-list", type=Path, metavar="FILE", help="score only these photos (one name a line)")
-    photos.add_argument("--split", choices=MANIFEST_SPLITS, default="test",
+    photos.add_argument("--split", choices=SPLITS, default="test",
                         help="with --split-manifest: which split's photos (default test)")
     for command in (crops, photos):
         command.add_argument("--reports", type=Path, default=Path("reports"), help="folder for the reports")

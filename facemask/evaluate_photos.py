@@ -30,7 +30,6 @@ from facemask.scoring import TrueFace, score_photos
 
 INCORRECT_AS = "no-mask"
 INCORRECT_NOTE = "face_with_mask_incorrect counted as no-mask (a mask under the nose does not protect)"
-MANIFEST_SPLITS = ("train", "valid", "test")
 
 
 class EvaluationError(Exception):
