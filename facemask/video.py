@@ -34,9 +34,10 @@ if TYPE_CHECKING:
     from facemask.detect import FaceMaskDetector
 
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"}
-# Faces are looked for on a copy of each frame at most this large. Webcam faces are big, and MTCNN's
-# cost grows with the pixel count: 320 instead of 640 is most of the way to 10 frames/s on 2 cores
-# (bench/detect_bench.py); faces under about 40 px in a 640x480 frame are then missed.
+# Faces are looked for on a copy of each frame at most this large. Webcam faces are big, and a
+# detector's cost grows with the pixel count: at 320 instead of 640, CenterFace video runs at 17
+# frames/s on a crowd and 27 on one face on 2 cores, against 11 and 15 (bench/detect_bench.py);
+# faces under about 25 px in a 640x480 frame are then missed.
 VIDEO_MAX_SIDE = 320
 # What a broken or foreign file makes imageio / ffmpeg raise, while opening or mid-stream.
 DECODE_ERRORS = (OSError, RuntimeError, ValueError, IndexError, StopIteration)
