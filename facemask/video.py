@@ -37,7 +37,7 @@ VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"}
 # Faces are looked for on a copy of each frame at most this large. Webcam faces are big, and a
 # detector's cost grows with the pixel count: at 320 instead of 640, CenterFace video runs at 17
 # frames/s on a crowd and 27 on one face on 2 cores, against 11 and 15 (bench/detect_bench.py);
-# faces under about 25 px in a 640x480 frame are then missed.
+# the smallest faces of a 640x480 frame are then missed (they are half as large in the copy).
 VIDEO_MAX_SIDE = 320
 # What a broken or foreign file makes imageio / ffmpeg raise, while opening or mid-stream.
 DECODE_ERRORS = (OSError, RuntimeError, ValueError, IndexError, StopIteration)
