@@ -72,13 +72,19 @@ def outcome(job) -> str:
 def test_a_burst_of_requests_is_answered_or_told_busy_within_bounds(server, tmp_path):
     from gradio_client import Client, handle_file
 
-    photo = tmp_path / "astronaut.jpg"
-    astronaut((640, 480)).save(photo, quality=90)
+    # A different photo per request, as from different users: Gradio caches an output under a hash of
+    # its content, so 30 identical results would be rewritten in one cache file while others download
+    # it (seen once: a download cut short, 0 of 32,267 bytes).
+    photos = []
+    for index in range(PHOTOS):
+        photos.append(tmp_path / f"astronaut-{index}.jpg")
+        astronaut((640, 480)).save(photos[-1], quality=60 + index)
+    photo = photos[0]
     clip = write_clip(tmp_path / "clip.mp4", frames=20)
     client = Client(server["url"], verbose=False, download_files=str(tmp_path / "downloads"),
                     analytics_enabled=False, max_workers=PHOTOS + VIDEOS)
     started = time.monotonic()
-    jobs = [client.submit(handle_file(str(photo)), api_name="/detect_photo") for _ in range(PHOTOS)]
+    jobs = [client.submit(handle_file(str(path)), api_name="/detect_photo") for path in photos]
     jobs += [client.submit(handle_file(str(clip)), api_name="/detect_video") for _ in range(VIDEOS)]
     with ThreadPoolExecutor(len(jobs)) as pool:
         outcomes = list(pool.map(outcome, jobs))
