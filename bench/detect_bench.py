@@ -41,79 +41,26 @@ sys.path.insert(0, str(ROOT))
 
 import imageio.v2 as imageio  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage import data as skimage_data  # noqa: E402
 
-from facemask import detect, predict  # noqa: E402
+from facemask import CLASS_NAMES, detect, predict  # noqa: E402
 from facemask.detect import FaceMaskDetector, draw_detections  # noqa: E402
 from facemask.detectors import CenterFaceDetector, MTCNNFaceDetector  # noqa: E402
+from facemask.evaluate_photos import read_truth  # noqa: E402
 from facemask.images import crop_face, load_image, to_model_input  # noqa: E402
+from facemask.scoring import SMALL_FACE  # noqa: E402
+from facemask.scoring import score_photos as score_photos_package  # noqa: E402
 from facemask.video import annotate_video  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from calibrate_boxes import split_of_photos  # noqa: E402  (split.py's own split, for the valid photos)
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "kaggle-format"
-CLASS_OF = {"face_with_mask": "mask", "face_no_mask": "no-mask", "face_with_mask_incorrect": "no-mask"}
-CLASSES = ("mask", "no-mask")
 ANCHORS = "YOLOv8m 0.91, Faster R-CNN 0.865, YOLOv5s 0.76"
 
 
 # --- quality -------------------------------------------------------------------------------------
-
-def read_truth(csv_path: Path) -> dict[str, list[tuple[tuple[int, int, int, int], str, str]]]:
-    """Per photo: (box, label, original class name) for every labelled face."""
-    rows = pd.read_csv(csv_path)
-    rows.columns = ["name", "xmin", "ymin", "xmax", "ymax", "classname"]  # the header is misleading
-    truth: dict[str, list] = defaultdict(list)
-    for row in rows.itertuples():
-        if row.classname in CLASS_OF:
-            truth[row.name].append(((row.xmin, row.ymin, row.xmax, row.ymax), CLASS_OF[row.classname], row.classname))
-    return dict(truth)
-
-
-def iou(a, b) -> float:
-    width = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    intersection = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
-    return intersection / union if union > 0 else 0.0
-
-
-def match_faces(detections, truth, min_score: float, min_iou: float = 0.5) -> list[tuple[int, object]]:
-    """Greedy, by detector score: each detection takes the best unmatched face at IoU >= min_iou."""
-    matches, taken = [], set()
-    for detection in sorted((d for d in detections if d.score >= min_score), key=lambda d: -d.score):
-        overlaps = [(iou(detection.box, box), i) for i, (box, _, _) in enumerate(truth) if i not in taken]
-        best = max(overlaps, default=(0.0, -1))
-        if best[0] >= min_iou:
-            taken.add(best[1])
-            matches.append((best[1], detection))
-    return matches
-
-
-def average_precision(found: dict[str, list], truth: dict[str, list], label: str) -> float:
-    """VOC all-point interpolated AP at IoU 0.5 for one class, detections scored score x P(label)."""
-    scored = [(d.score * (d.p_mask if label == "mask" else d.p_no_mask), name, d.box)
-              for name, detections in found.items() for d in detections]
-    positives = sum(lab == label for faces in truth.values() for _, lab, _ in faces)
-    taken: set[tuple[str, int]] = set()
-    hits = []
-    for _, name, box in sorted(scored, key=lambda s: -s[0]):
-        candidates = [(iou(box, b), i) for i, (b, lab, _) in enumerate(truth.get(name, [])) if lab == label]
-        best_iou, best = max(candidates, default=(0.0, -1))
-        hit = best_iou >= 0.5 and (name, best) not in taken  # the best face already taken: a duplicate
-        if hit:
-            taken.add((name, best))
-        hits.append(hit)
-    true_positives = np.cumsum(hits)
-    recall = np.concatenate([[0.0], true_positives / max(positives, 1), [1.0]])
-    precision = np.concatenate([[0.0], true_positives / np.arange(1, len(hits) + 1), [0.0]])
-    precision = np.maximum.accumulate(precision[::-1])[::-1]  # the precision envelope
-    steps = np.flatnonzero(recall[1:] != recall[:-1])
-    return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
-
 
 def detect_photos(detector: FaceMaskDetector, photos: dict[str, Image.Image]) -> tuple[dict[str, list], float]:
     """Every photo's detections (all faces the detector returns), and the face detector's ms per photo."""
@@ -127,50 +74,36 @@ def detect_photos(detector: FaceMaskDetector, photos: dict[str, Image.Image]) ->
 
 
 def score_photos(label: str, found: dict[str, list], truth: dict, threshold: float) -> None:
-    """Recall and precision at IoU 0.5, classifier accuracy on matched faces, AP and mAP on these photos."""
+    """The package's photo scores (facemask.scoring, as `evaluate photos` reports them) on these photos."""
     print(f"  {label} ({len(truth)} photos, {sum(map(len, truth.values()))} faces):")
     for min_score in (0.0, threshold):  # every face the detector returns, then the served threshold
-        matched_all = matched_big = total_big = correct = loose = kept = 0
-        per_class = defaultdict(lambda: [0, 0])
-        for name, faces in truth.items():
-            kept += sum(d.score >= min_score for d in found[name])
-            matches = match_faces(found[name], faces, min_score)
-            loose += len(match_faces(found[name], faces, min_score, min_iou=0.3))
-            matched_all += len(matches)
-            big = [i for i, (b, _, _) in enumerate(faces) if min(b[2] - b[0], b[3] - b[1]) >= 20]
-            total_big += len(big)
-            matched_big += sum(i in big for i, _ in matches)
-            for i, detection in matches:
-                per_class[faces[i][2]][0] += detection.label == faces[i][1]
-                per_class[faces[i][2]][1] += 1
-                correct += detection.label == faces[i][1]
-        total = sum(map(len, truth.values()))
-        print(f"    score >= {min_score:.2f}: recall@0.5 {matched_all / total:.3f} ({matched_all}/{total}), "
-              f"precision@0.5 {matched_all / max(kept, 1):.3f} ({matched_all}/{kept}), faces >= 20 px "
-              f"{matched_big / max(total_big, 1):.3f}, recall@0.3 {loose / total:.3f}; accuracy on matched "
-              f"{correct / max(matched_all, 1):.3f} ("
-              + ", ".join(f"{k} {c}/{n}" for k, (c, n) in sorted(per_class.items())) + ")")
-    aps = {label: average_precision(found, truth, label) for label in CLASSES}
-    print(f"    AP@0.5: mask {aps['mask']:.3f}, no-mask {aps['no-mask']:.3f}; "
-          f"mAP@0.5 {statistics.mean(aps.values()):.3f}")
+        scores = score_photos_package(found, truth, min_score)
+        print(f"    score >= {min_score:.2f}: recall@0.5 {scores['recall50']:.3f} "
+              f"({scores['matched']}/{scores['faces']}), "
+              f"precision@0.5 {scores['precision50']:.3f} ({scores['matched']}/{scores['detections']}), "
+              f"faces >= {SMALL_FACE} px {scores['recall50_large']:.3f}, recall@0.3 {scores['recall30']:.3f}; "
+              f"accuracy on matched {scores['accuracy_matched']:.3f}")
+    aps = scores["ap50"]
+    print(f"    AP@0.5: mask {aps['mask']:.3f}, no-mask {aps['no-mask']:.3f}; mAP@0.5 {scores['map50']:.3f}")
 
 
 def classifier_on_labelled_boxes(model, photos: dict[str, Image.Image], truth: dict, margin: float) -> None:
     crops, labels = [], []
     for name, faces in truth.items():
-        for box, label, _ in faces:
-            crops.append(crop_face(photos[name], box, margin))
-            labels.append(label)
+        for face in faces:
+            crops.append(crop_face(photos[name], face.box, margin))
+            labels.append(face.label)
     probabilities = predict.predict_proba(model, crops)
     predicted = np.where(probabilities[:, 0] >= probabilities[:, 1], "mask", "no-mask")
     labels = np.asarray(labels)
-    per_class = ", ".join(f"{c} {np.mean(predicted[labels == c] == c):.3f} (n={np.sum(labels == c)})" for c in CLASSES)
+    per_class = ", ".join(f"{c} {np.mean(predicted[labels == c] == c):.3f} (n={np.sum(labels == c)})"
+                          for c in CLASS_NAMES)
     print(f"  classifier alone on the {len(labels)} labelled boxes (margin {margin}): accuracy "
           f"{np.mean(predicted == labels):.3f}; per class: {per_class}")
 
 
 def quality(model, class_names, data: Path, limit: int | None) -> None:
-    truth = read_truth(data / "train.csv")
+    truth = read_truth(data / "train.csv")  # face_with_mask_incorrect as no-mask, as `evaluate photos` reads it
     names = sorted(truth)[:limit]
     truth = {name: truth[name] for name in names}
     photos = {name: load_image(data / "images" / name) for name in names}
@@ -289,7 +222,7 @@ def batched_vs_single(model, crops_per_frame: list, rounds: int = 3) -> None:
 
 
 def speed(model, class_names, data: Path, seconds: float, rounds: int) -> None:
-    truth = read_truth(data / "train.csv")
+    truth = read_truth(data / "train.csv")  # face_with_mask_incorrect as no-mask, as `evaluate photos` reads it
     crowd = [load_image(data / "images" / name) for name in sorted(truth) if len(truth[name]) >= 3][:5]
     single = [Image.fromarray(skimage_data.astronaut()).crop((0, 0, 512, 384))]  # 4:3, her face stays in view
     with tempfile.TemporaryDirectory(prefix="detect_bench_") as folder:
