@@ -16,6 +16,7 @@ from facemask import detect
 from facemask.detect import MASK_COLOUR, NO_MASK_COLOUR, Detection, FaceMaskDetector, draw_detections
 from facemask.detectors import BoxCalibration, MTCNNFaceDetector
 from facemask.images import crop_face, load_image
+from facemask.scoring import iou
 
 # The astronaut's face in skimage.data.astronaut() (512x512), checked by eye: forehead to chin.
 ASTRONAUT_FACE = (182, 64, 265, 171)
@@ -52,13 +53,6 @@ class FixedFaces:
     def find_faces(self, rgb):
         self.seen_shapes.append(rgb.shape)
         return list(self.faces)
-
-
-def iou(a, b) -> float:
-    width = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    intersection = width * height
-    return intersection / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_detect import ASTRONAUT_FACE, FakeModel, FixedFaces, iou
+from test_detect import ASTRONAUT_FACE, FakeModel, FixedFaces
 
 from facemask.detect import FaceMaskDetector, parse_args
 from facemask.detectors import (
@@ -17,6 +17,7 @@ from facemask.detectors import (
     make_face_detector,
     non_maximum_suppression,
 )
+from facemask.scoring import iou
 
 
 @pytest.fixture(scope="module")
