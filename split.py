@@ -52,14 +52,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, MAX_MARGIN, SPLITS
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, DEFAULT_SEED, MAX_MARGIN, SPLITS
 from facemask.cli import ArgumentParser, number_in
 from facemask.images import ImageError, clip_box, face_box, load_image, peek_image, to_rgb
 
 # Header name -> what the column really holds (the Kaggle trap: x2 is ymin, y1 is xmax).
 COORDINATE_COLUMNS = {"x1": "xmin", "x2": "ymin", "y1": "xmax", "y2": "ymax"}
 MASK_CLASS, NO_MASK_CLASS, INCORRECT_CLASS = "face_with_mask", "face_no_mask", "face_with_mask_incorrect"
-DEFAULT_SEED = 42
 # zlib level 1: crops are written once and read a few times; level 6 takes 2.4x as long for 3% less disk.
 PNG_COMPRESS_LEVEL = 1
 MANIFEST_COLUMNS = ["path", "split", "label", "source", "csv_line", "classname", "xmin", "ymin", "xmax", "ymax"]

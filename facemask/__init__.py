@@ -24,6 +24,8 @@ SPLITS = ("train", "valid", "test")
 # The image files a crop folder may hold (what the training pipeline and the evaluation read).
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 IMAGE_SIZE = (224, 224)
+# One default seed for every command (split, training, the generated sample): a run without --seed is repeatable.
+DEFAULT_SEED = 42
 # Every face crop, for training (split.py) and serving (detect, app, evaluation), is the face box widened by
 # this fraction of its size on every side. Kaggle boxes stop at the chin and the cheeks, cutting off the
 # lower edge of the mask, the very thing that tells a mask from a chin; 10% brings it back, and absorbs a
