@@ -31,7 +31,7 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(VENV)/bin/pyth
 # crops). DEMO_EPOCHS=30 trains longer; early stopping ends it when validation loss stops improving.
 demo: $(VENV)/.runtime-installed
 	$(PY) split.py sample/images sample/train.csv 70 15 15 --out $(DEMO)/data --force
-	$(PY) -m facemask.train --model scratch --data $(DEMO)/data --epochs $(DEMO_EPOCHS) \
+	$(PY) -m facemask.train --arch scratch --data $(DEMO)/data --epochs $(DEMO_EPOCHS) \
 		--out $(DEMO)/models --reports $(DEMO)/reports
 	$(PY) -m facemask.evaluate crops $(DEMO)/models/scratch.keras $(DEMO)/data/test \
 		--reports $(DEMO)/reports --name test-crops

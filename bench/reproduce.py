@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         models, reports = work / f"models-seed{seed}", work / f"reports-seed{seed}"
         model = models / "scratch.keras"
         if not model.is_file():
-            run([python, "-m", "facemask.train", "--model", "scratch", "--data", str(data), "--seed", str(seed),
+            run([python, "-m", "facemask.train", "--arch", "scratch", "--data", str(data), "--seed", str(seed),
                  "--out", str(models), "--reports", str(reports)], work / "logs" / f"train-seed{seed}.log")
         crops = reports / "test-crops_metrics.json"
         if not crops.is_file():

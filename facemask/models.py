@@ -116,8 +116,10 @@ def sidecar_path(path: Path | str) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def save_model(model: keras.Model, path: Path | str, class_names: list[str] = CLASS_NAMES) -> Path:
-    """Save in the native `.keras` format plus a JSON sidecar holding the class order.
+def save_model(model: keras.Model, path: Path | str, class_names: list[str] = CLASS_NAMES,
+               training: dict | None = None) -> Path:
+    """Save in the native `.keras` format plus a JSON sidecar holding the class order, the input size
+    and, from training, how the model was trained (`training`, see facemask.config.training_record).
 
     A compiled model is saved without its optimizer: Adam's two moment estimates per weight would
     triple the file (154 MB instead of 51 MB for the scratch CNN) and inference never needs them.
@@ -135,13 +137,16 @@ def save_model(model: keras.Model, path: Path | str, class_names: list[str] = CL
         model = lean
     model.save(path)
     meta = {"class_names": list(class_names), "image_size": list(model.input_shape[1:3]), "name": model.name}
+    if training is not None:
+        meta["training"] = training
     sidecar_path(path).write_text(json.dumps(meta, indent=2) + "\n")
     return path
 
 
 def read_sidecar(path: Path | str) -> dict:
     """The checked contents of a model's JSON sidecar: `class_names` (a list of distinct, non-empty
-    strings, at least two) and, when present, `image_size` ([height, width], positive integers).
+    strings, at least two) and, when present, `image_size` ([height, width], positive integers) and
+    `training` (an object: how the model was trained; models saved before it was recorded have none).
 
     The sidecar is a file anyone can edit or truncate beside the model, so every way it can be
     wrong is a ValueError naming it, which the commands print as one `error:` line.
@@ -175,6 +180,12 @@ def read_sidecar(path: Path | str) -> dict:
                 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
             raise ValueError(f"{path}: 'image_size' must be [height, width] in whole pixels, not {_json_kind(size)}")
         checked["image_size"] = tuple(size)
+    if "training" in meta:
+        # A record for people (and facemask.config.TrainConfig); only its being an object is checked.
+        if not isinstance(meta["training"], dict):
+            raise ValueError(f"{path}: 'training' must be an object (how the model was trained), "
+                             f"not {_json_kind(meta['training'])}")
+        checked["training"] = meta["training"]
     return checked
 
 

@@ -150,6 +150,8 @@ BAD_SIDECARS = {
     "image_size not the model's": ('{"class_names": ["mask", "no-mask"], "image_size": [224, 224]}',
                                    "'image_size' is [224, 224] but the model"),
     "not UTF-8": (b'{"class_names": ["m\xe4sk", "no-mask"]}', "cannot read the model's sidecar"),
+    "training not an object": ('{"class_names": ["mask", "no-mask"], "training": "vgg16"}',
+                               "'training' must be an object"),
 }
 
 
@@ -166,6 +168,14 @@ def bad_sidecar(request, tiny_saved, tmp_path):
 
 def test_read_sidecar_accepts_what_save_model_writes(tiny_saved):
     assert read_sidecar(sidecar_path(tiny_saved)) == {"class_names": CLASS_NAMES, "image_size": (16, 16)}
+
+
+def test_the_sidecar_keeps_how_the_model_was_trained(tmp_path):
+    # Written by training (see test_train.py); a sidecar without it, from an older model, still reads (above).
+    training = {"config": {"arch": "scratch", "seed": 42}, "versions": {"keras": keras.__version__}}
+    path = save_model(build_tiny(), tmp_path / "tiny.keras", training=training)
+    assert read_sidecar(sidecar_path(path)) == {"class_names": CLASS_NAMES, "image_size": (16, 16),
+                                                "training": training}
 
 
 def test_bad_sidecar_is_a_value_error_naming_the_sidecar(bad_sidecar):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import json
 
 import pytest
@@ -24,11 +26,11 @@ def test_notebook_runs_end_to_end(tmp_path):
     executed = tmp_path / "executed.ipynb"
     # DATA_DIR does not exist yet, so the notebook cuts the photos itself; "sample" rather than
     # "auto" so that a Kaggle download in this machine's kagglehub cache cannot make the test long.
+    # Quick-run values: the parameters cell itself holds TrainConfig's defaults (see below).
     parameters = {
-        "DATA_DIR": str(tmp_path / "data"), "PHOTOS": "sample",
-        "MODELS_DIR": str(tmp_path / "models"), "REPORTS_DIR": str(tmp_path / "reports"),
-        "EPOCHS": 1, "VGG16_EPOCHS": 1, "FINE_TUNE_EPOCHS": 1, "BATCH_SIZE": 8, "VGG16_WEIGHTS": None,
-        "SUBSET": 0.3, "SEED": 0,
+        "DATA": str(tmp_path / "data"), "PHOTOS": "sample",
+        "OUT": str(tmp_path / "models"), "REPORTS": str(tmp_path / "reports"),
+        "EPOCHS": 1, "FINE_TUNE_EPOCHS": 1, "BATCH_SIZE": 8, "WEIGHTS": None, "SUBSET": 0.3, "SEED": 0,
     }
     papermill.execute_notebook(str(NOTEBOOK), str(executed), parameters=parameters, cwd=str(ROOT),
                                kernel_name="python3", progress_bar=False)
@@ -45,6 +47,7 @@ def test_notebook_runs_end_to_end(tmp_path):
     assert (tmp_path / "data" / "manifest.csv").is_file()
     assert "no-mask recall" in outputs
     assert outputs.count("same predictions after loading: True") == 2
+    assert "'recipe': 'cached-features'" in outputs  # the sidecar's record of how VGG16 was trained
 
 
 def code_cells() -> list[str]:
@@ -59,19 +62,38 @@ def test_first_cell_sets_up_colab_only_from_a_url_the_user_sets():
     assert '"pip", "install"' in first and '"git", "clone"' in first
 
 
-def test_parameters_default_to_the_command_lines_defaults():
-    import ast
+# TrainConfig fields the parameters cell leaves out, and why.
+NOT_PARAMETERS = {"arch": "the notebook trains both networks, one config each"}
+# The notebook's own parameters (which photos to cut), not training settings, at their defaults.
+NOTEBOOK_ONLY = {"PHOTOS": "auto", "KAGGLE_DIR": None, "DOWNLOAD_KAGGLE": False}
 
-    from facemask.train import DEFAULT_EPOCHS, parse_args
 
-    (cell,) = [source for source in code_cells() if source.startswith('DATA_DIR = "data"')]
-    values = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell).body}
-    cli = parse_args(["--model", "scratch"])
-    assert values["EPOCHS"] == DEFAULT_EPOCHS["scratch"] and values["VGG16_EPOCHS"] == DEFAULT_EPOCHS["vgg16"]
-    assert values["FINE_TUNE_EPOCHS"] is cli.fine_tune_epochs is None  # phase 2: as many epochs as phase 1
-    assert (values["BATCH_SIZE"], values["SEED"], values["PRECISION"], values["SUBSET"], values["FINE_TUNE_FROM"]) == (
-        cli.batch_size, cli.seed, cli.precision, cli.subset, cli.fine_tune_from)
-    assert (values["DATA_DIR"], values["MODELS_DIR"], values["REPORTS_DIR"]) == (
-        str(cli.data), str(cli.out), str(cli.reports))
-    assert values["VGG16_WEIGHTS"] == parse_args(["--model", "vgg16"]).weights == "imagenet"
-    assert values["PHOTOS"] == "auto" and values["DOWNLOAD_KAGGLE"] is False
+def parameters_cell() -> dict:
+    """The names and values of the cell tagged "parameters", read without running the notebook."""
+    notebook = json.loads(NOTEBOOK.read_text())
+    (cell,) = [cell for cell in notebook["cells"] if "parameters" in cell["metadata"].get("tags", [])]
+    values = {}
+    for node in ast.parse("".join(cell["source"])).body:
+        # Plain `NAME = literal` lines only: what papermill overrides and what a reader can change.
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1, ast.unparse(node)
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
+
+
+def test_parameters_mirror_the_training_configs_defaults():
+    """Every TrainConfig field (but `arch`) is a parameter, its name in capitals, at the dataclass default:
+    no quick-run values here (the papermill test passes its own), so the notebook trains what
+    `python -m facemask.train` trains."""
+    from facemask.config import TrainConfig, config_from_parameters
+
+    values = parameters_cell()
+    fields = [field.name for field in dataclasses.fields(TrainConfig) if field.name not in NOT_PARAMETERS]
+    missing = {name.upper() for name in fields} - set(values)
+    assert not missing, f"TrainConfig fields missing from the parameters cell: {sorted(missing)}"
+    assert set(values) == {name.upper() for name in fields} | set(NOTEBOOK_ONLY), "parameters that are neither"
+    defaults = TrainConfig().to_json()  # JSON values: paths as strings, tuples as lists, as the cell writes them
+    drifted = {name.upper(): (values[name.upper()], defaults[name]) for name in fields
+               if values[name.upper()] != defaults[name] or type(values[name.upper()]) is not type(defaults[name])}
+    assert not drifted, f"parameters that differ from TrainConfig's defaults (notebook, dataclass): {drifted}"
+    assert {name: values[name] for name in NOTEBOOK_ONLY} == NOTEBOOK_ONLY
+    assert config_from_parameters(values) == TrainConfig()  # what the notebook builds from them
