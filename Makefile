@@ -33,7 +33,7 @@ demo: $(VENV)/.runtime-installed
 	$(PY) split.py sample/images sample/train.csv 70 15 15 --out $(DEMO)/data --force
 	$(PY) -m facemask.train --arch scratch --data $(DEMO)/data --epochs $(DEMO_EPOCHS) \
 		--out $(DEMO)/models --reports $(DEMO)/reports
-	$(PY) -m facemask.evaluate crops $(DEMO)/models/scratch.keras $(DEMO)/data/test \
+	$(PY) -m facemask.evaluate crops --model $(DEMO)/models/scratch.keras $(DEMO)/data/test \
 		--reports $(DEMO)/reports --name test-crops
 	$(PY) scripts/demo_photo.py $(DEMO)/data/manifest.csv sample/images > $(DEMO)/photo.txt
 	rm -rf $(DEMO)/out

@@ -92,11 +92,11 @@ def main(argv: list[str] | None = None) -> int:
                  "--out", str(models), "--reports", str(reports)], work / "logs" / f"train-seed{seed}.log")
         crops = reports / "test-crops_metrics.json"
         if not crops.is_file():
-            run([python, "-m", "facemask.evaluate", "crops", str(model), str(data / "test"), "--reports", str(reports),
-                 "--name", "test-crops"], work / "logs" / f"crops-seed{seed}.log")
+            run([python, "-m", "facemask.evaluate", "crops", "--model", str(model), str(data / "test"),
+                 "--reports", str(reports), "--name", "test-crops"], work / "logs" / f"crops-seed{seed}.log")
         photos = reports / "test_photos_metrics.json"
         if not photos.is_file():
-            run([python, "-m", "facemask.evaluate", "photos", str(model), str(KAGGLE / "images"),
+            run([python, "-m", "facemask.evaluate", "photos", "--model", str(model), str(KAGGLE / "images"),
                  str(KAGGLE / "train.csv"), "--split-manifest", str(data / "manifest.csv"), "--split", "test",
                  "--reports", str(reports), "--name", "test", *detector],
                 work / "logs" / f"photos-seed{seed}.log")

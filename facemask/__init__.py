@@ -19,6 +19,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from facemask.tf_startup import silence_tensorflow_start_up
+
 CLASS_NAMES = ["mask", "no-mask"]
 SPLITS = ("train", "valid", "test")
 # The image files a crop folder may hold (what the training pipeline and the evaluation read).
@@ -48,3 +50,8 @@ def save_atomically(path: Path, write: Callable[[Path], object]) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+# Here, in the package every command imports first, because it must come before TensorFlow is imported:
+# TF_CPP_MIN_LOG_LEVEL=2 (unless set) and TensorFlow's start-up lines filtered, so a command's first line is its own.
+silence_tensorflow_start_up()

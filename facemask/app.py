@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import os
 
-# Before gradio is imported: it reads these at import time.
+# Before gradio is imported: it reads these at import time. (TensorFlow's are set by the package, facemask/__init__.)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -52,7 +50,7 @@ from gradio.utils import get_upload_folder
 from PIL import Image
 from starlette.middleware import Middleware
 
-from facemask.cli import ArgumentParser, number_in
+from facemask.cli import ArgumentParser, fail, number_in, run
 from facemask.detect import Detection, FaceMaskDetector, draw_detections
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.images import MAX_PIXELS, ImageError, load_image
@@ -326,27 +324,25 @@ def serve_until_stopped(demo: gr.Blocks) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m facemask.app", description=__doc__.split("\n\n")[0])
     video = DEFAULT_VIDEO_LIMITS
-    parser.add_argument("--model", type=Path, required=True, help="a saved .keras classifier")
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1, this machine)")
-    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    parser.add_argument("--model", type=Path, required=True, metavar="FILE", help="a saved .keras classifier")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=number_in(int, 1, 65535), default=7860, help="port")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
     parser.add_argument("--max-upload-mb", type=number_in(float, 0, above=True), default=50,
-                        help="largest photo or video, uploaded or sent as a data URL (default: 50)")
+                        help="largest photo or video, uploaded or sent as a data URL")
     parser.add_argument("--max-video-seconds", type=number_in(float, 0, above=True), default=video.max_seconds,
-                        help=f"longest video (default: {video.max_seconds:g})")
+                        help="longest video")
     parser.add_argument("--max-video-fps", type=number_in(float, 0, above=True), default=video.max_fps,
-                        help=f"frames per second processed; faster videos are sampled (default: {video.max_fps:g})")
+                        help="frames per second processed; faster videos are sampled")
     parser.add_argument("--max-video-frames", type=number_in(int, 1), default=video.max_frames,
-                        help=f"most frames processed in one video, after sampling (default: {video.max_frames})")
+                        help="most frames processed in one video, after sampling")
     parser.add_argument("--max-frame-pixels", type=number_in(int, 1), default=video.max_frame_pixels,
-                        help=f"videos with larger frames are refused (default: {video.max_frame_pixels:,}, 4K UHD)")
+                        help="videos with larger frames are refused (the default is 4K UHD, 3840x2160)")
     parser.add_argument("--queue-size", type=number_in(int, 1), default=AppLimits.queue_size,
-                        help=f"requests waiting their turn; more are told the queue is full "
-                             f"(default: {AppLimits.queue_size})")
+                        help="requests waiting their turn; more are told the queue is full")
     parser.add_argument("--max-live-seconds", type=number_in(int, 1), default=AppLimits.live_seconds,
-                        help=f"how long one live webcam stream runs (default: {AppLimits.live_seconds})")
-    parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR,
-                        help=f"face detector (default: {DEFAULT_DETECTOR})")
+                        help="how long one live webcam stream runs")
+    parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
     return parser.parse_args(argv)
 
 
@@ -363,8 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         detector = FaceMaskDetector.from_path(args.model, face_detector=make_face_detector(args.detector))
     except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error)
     # Uploads, results and their folders in Gradio's cache: readable by this user only.
     os.umask(0o077)
     cache_before = subfolders(get_upload_folder())
@@ -372,8 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         local_url, share_url = launch(demo, args.host, args.port, args.share, args.max_upload_mb)
     except OSError as error:  # e.g. the port is taken
-        print(f"error: cannot serve on {args.host}:{args.port}: {error}", file=sys.stderr)
-        return 2
+        return fail(f"cannot serve on {args.host}:{args.port}: {error}")
     # SIGTERM (from a service manager or `kill`) stops it like Ctrl+C: Gradio then deletes its cached files.
     signal.signal(signal.SIGTERM, stop_on_signal)
     print(f"Serving the face mask detector on {local_url}" + (f" and {share_url}" if share_url else ""), flush=True)
@@ -384,4 +378,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

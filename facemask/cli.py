@@ -1,4 +1,29 @@
-"""What every command line of the project shares: usage errors as one `error:` line, checked numbers."""
+"""What every command line of the project shares: one parser, one help layout, one meaning per exit status.
+
+`split.py` and every `python -m facemask.*` command build their parser from `ArgumentParser` here, so:
+
+- `--help` shows each option's default the same way, "(default: X)", added by the formatter (a help
+  text never writes its own default, except one that is not a value, such as "the detector's own");
+  the description keeps the line breaks it was written with;
+- `prog` is what the user typed: `python -m facemask.detect`, `split.py`;
+- the same idea has the same flag everywhere: `--model FILE` is always a saved model file (the
+  architecture to train is `--arch`), `--min-size N` ignores faces smaller than N px, `--seed`
+  defaults to `facemask.DEFAULT_SEED`.
+
+Exit status, the same for every command:
+
+- 0: done.
+- 2 (USAGE_ERROR): the command line is wrong, found without reading any file: an unknown flag, a missing
+  argument, a number out of range, conflicting options. The usage and one line starting with
+  `error:` go to stderr, and nothing has been loaded or written.
+- 1 (RUNTIME_ERROR): the command line was fine but the work failed: a file or folder missing,
+  unreadable, corrupt or of the wrong kind (a missing model file included: whether a file exists is
+  known only by looking), an output folder that cannot be written, a port already taken. One line
+  `error: <file>: <what>` per problem; a command that works through several files keeps going past
+  an unreadable one and exits 1 at the end.
+- 130 (INTERRUPTED): stopped by Ctrl+C (`run` prints `error: interrupted`); SIGTERM ends a command
+  as the system does (143), except the web app, for which Ctrl+C and SIGTERM are the normal stop (0).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +31,54 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
+from typing import NoReturn
+
+RUNTIME_ERROR = 1
+USAGE_ERROR = 2
+INTERRUPTED = 130
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown as "(default: X)" where a default means something; descriptions keep their lines.
+
+    argparse's own defaults formatter also writes "(default: None)" on an option without a default,
+    "(default: False)" on a switch, and a default on a required option that never uses it; not here.
+    A help text that says "(default: ...)" itself (a default that is not a value) is left as it is.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        switch = action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction)  # store_true...
+        if action.default is None or action.required or switch or "(default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a usage error printed as the usage and one line starting with "error:", exit 2."""
+    """argparse, with `HelpFormatter`, and a usage error printed as the usage and one `error:` line, exit 2."""
 
-    def error(self, message: str) -> None:
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(2, f"error: {message}\n")
+        self.exit(USAGE_ERROR, f"error: {message}\n")
+
+
+def fail(message: object) -> int:
+    """Print `error: <message>` to stderr and return RUNTIME_ERROR, for `return fail(...)` in a main()."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return RUNTIME_ERROR
+
+
+def run(main: Callable[[], int | None]) -> NoReturn:
+    """`sys.exit(main())` for a command's `__main__`, with Ctrl+C as `error: interrupted` and exit 130."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        fail("interrupted")
+        code = INTERRUPTED
+    sys.exit(code)
 
 
 def number_in(kind: type, low: float, high: float = math.inf, above: bool = False) -> Callable[[str], float]:

@@ -13,16 +13,15 @@ documents these layers as its replacement. Pixels stay float32 in 0-255: each mo
 inside itself.
 
     python -m facemask.data counts data                      # images per split and class
-    python -m facemask.data link-split ../shared/datasets/crops /tmp/crops-split --seed 0
+
+Splitting is split.py's: it keeps every crop of a photo in one split, so near-duplicates never
+straddle train and test.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
-import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import pandas as pd
 import tensorflow as tf
 
 from facemask import CLASS_NAMES, IMAGE_EXTENSIONS, IMAGE_SIZE, SPLITS
+from facemask.cli import ArgumentParser, fail, run
 from facemask.images import load_image, to_model_input
 
 # The image files a class folder is read for (the formats Keras' directory loader took, as before).
@@ -210,64 +210,20 @@ def load_datasets(data_dir: Path | str, batch_size: int = 32, image_size: tuple[
     }
 
 
-def link_split(source: Path | str, out: Path | str, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
-               class_names: Sequence[str] = CLASS_NAMES) -> pd.DataFrame:
-    """Split a flat folder of class folders (source/mask, source/no-mask) into out/{train,valid,test}.
-
-    Stratified and seeded: each class is shuffled on its own and cut at the same fractions. The
-    files are absolute symlinks, so the real data is never copied. The split is built in a temporary
-    folder and renamed into place, so a failure leaves no half-written `out`. Returns the counts.
-    """
-    source, out = Path(source).resolve(), Path(out)
-    if len(fractions) != len(SPLITS) or min(fractions) < 0 or not np.isclose(sum(fractions), 1):
-        raise ValueError(f"fractions must be {len(SPLITS)} non-negative numbers summing to 1, got {list(fractions)}")
-    files = {name: list_images(source / name) for name in class_names}
-    for name, paths in files.items():
-        if not paths:
-            raise DataError(f"no images in {source / name}")
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"output folder {out} exists and is not empty; remove it or choose another")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    rng = np.random.default_rng(seed)
-    cuts = np.cumsum(fractions)[:-1]
-    for name, paths in files.items():
-        order = rng.permutation(len(paths))
-        bounds = [0, *np.round(cuts * len(paths)).astype(int), len(paths)]
-        for split, start, stop in zip(SPLITS, bounds[:-1], bounds[1:], strict=True):
-            target = staging / split / name
-            target.mkdir(parents=True)
-            for index in order[start:stop]:
-                os.symlink(paths[index], target / paths[index].name)
-    if out.exists():
-        out.rmdir()
-    staging.rename(out)
-    return count_images(out, class_names=class_names)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m facemask.data", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m facemask.data", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     counts = commands.add_parser("counts", help="print images per split and class")
-    counts.add_argument("data", type=Path)
-    linker = commands.add_parser("link-split", help="split class folders 80/10/10 into a folder of symlinks")
-    linker.add_argument("source", type=Path, help="folder with one sub-folder per class")
-    linker.add_argument("out", type=Path, help="new folder for train/valid/test (outside the project)")
-    linker.add_argument("--fractions", type=float, nargs=3, default=[0.8, 0.1, 0.1], metavar=("TRAIN", "VALID", "TEST"))
-    linker.add_argument("--seed", type=int, default=0)
+    counts.add_argument("data", type=Path, help="a data folder with train/, valid/ and test/, as split.py writes it")
     args = parser.parse_args(argv)
     try:
-        if args.command == "counts":
-            check_data_dir(args.data)
-            table = count_images(args.data)
-        else:
-            table = link_split(args.source, args.out, args.fractions, args.seed)
-    except (DataError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        check_data_dir(args.data)
+        table = count_images(args.data)
+    except (DataError, OSError) as error:
+        return fail(error)
     print(table.to_string())
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

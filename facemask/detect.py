@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, MAX_MARGIN, save_atomically
-from facemask.cli import ArgumentParser, number_in
+from facemask.cli import ArgumentParser, fail, number_in, run
 from facemask.detectors import (
     DEFAULT_DETECTOR,
     FACE_DETECTORS,
@@ -248,25 +248,23 @@ def check_out_dir(out: Path) -> str | None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m facemask.detect", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m facemask.detect", description=__doc__.split("\n\n")[0],
+                            epilog="Videos are written without their sound track.")
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="photos and/or videos")
-    parser.add_argument("--model", type=Path, required=True, help="a saved .keras classifier")
-    parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out/)")
+    parser.add_argument("--model", type=Path, required=True, metavar="FILE", help="a saved .keras classifier")
+    parser.add_argument("--out", type=Path, default=Path("out"), help="output folder")
     parser.add_argument("--margin", type=number_in(float, 0, MAX_MARGIN), default=DEFAULT_MARGIN,
-                        help=f"crop margin, a fraction of the face size, 0 to {MAX_MARGIN:g} "
-                             f"(default {DEFAULT_MARGIN}, as split.py cuts)")
-    parser.add_argument("--min-face", type=number_in(int, 0), default=0,
+                        help=f"crop margin around a face, a fraction of its size, 0 to {MAX_MARGIN:g} (split.py's too)")
+    parser.add_argument("--min-size", type=number_in(int, 0), default=0, metavar="N",
                         help="ignore faces whose shorter side is under N px")
-    parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR,
-                        help=f"face detector (default: {DEFAULT_DETECTOR})")
+    parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
     parser.add_argument("--threshold", type=number_in(float, 0, 1), default=None,
                         help="face detector confidence threshold, 0 to 1 (default: the detector's own)")
     parser.add_argument("--max-side", type=number_in(int, 1), default=1024,
                         help="detect faces on a copy of a photo at most this big")
     parser.add_argument("--video-max-side", type=number_in(int, 1), default=VIDEO_MAX_SIDE,
-                        help=f"the same for video frames (default {VIDEO_MAX_SIDE}: webcam faces are large, and "
-                             "it is what makes 17-27 frames/s on 2 cores)")
-    parser.epilog = "Videos are written without their sound track."
+                        help="the same for video frames (webcam faces are large, and it is what makes 17-27 "
+                             "frames/s on 2 cores)")
     return parser.parse_args(argv)
 
 
@@ -274,20 +272,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     problem = check_out_dir(args.out)  # before the model's seconds of loading
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return fail(problem)
     try:
         detector = FaceMaskDetector.from_path(args.model, face_detector=make_face_detector(args.detector),
-                                              margin=args.margin, min_face=args.min_face, threshold=args.threshold,
+                                              margin=args.margin, min_face=args.min_size, threshold=args.threshold,
                                               max_side=args.max_side)
     except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        print(f"error: {args.out}: cannot create the output folder ({error.strerror})", file=sys.stderr)
-        return 1
+        return fail(f"{args.out}: cannot create the output folder ({error.strerror})")
     failures = 0
     for path, stem in zip(args.inputs, output_stems(args.inputs), strict=True):
         try:
@@ -297,10 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(annotate_photo(path, args.out, detector, stem), flush=True)
         except (ImageError, VideoError, OSError) as error:
             failures += 1
-            message = str(error) if str(path) in str(error) else f"{path}: {error}"
-            print(f"error: {message}", file=sys.stderr, flush=True)
+            fail(error if str(path) in str(error) else f"{path}: {error}")
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -1,9 +1,9 @@
 """Evaluation: the numbers, the confusion matrix, the training curves and the mistakes.
 
-As commands (one `error:` line and exit 2 for a bad command line, 1 for bad input):
+As commands (one `error:` line and exit 2 for a bad command line, 1 for bad input; see facemask.cli):
 
-    python -m facemask.evaluate crops MODEL SPLIT_DIR [--reports DIR]
-    python -m facemask.evaluate photos MODEL IMAGES CSV [--detector NAME] [--reports DIR]
+    python -m facemask.evaluate crops --model FILE SPLIT_DIR [--reports DIR]
+    python -m facemask.evaluate photos --model FILE IMAGES CSV [--detector NAME] [--reports DIR]
                                 [--split-manifest data/manifest.csv [--split test] | --photos-list FILE]
 
 `crops` scores the classifier on a folder of face crops (`data/test`), as training does at its end.
@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -54,8 +53,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, IMAGE_EXTENSIONS, SPLITS, save_atomically
-from facemask.cli import ArgumentParser
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, IMAGE_EXTENSIONS, MAX_MARGIN, SPLITS, save_atomically
+from facemask.cli import ArgumentParser, fail, number_in, run
 from facemask.images import ImageError, load_image
 from facemask.predict import predict_files
 
@@ -409,26 +408,25 @@ def build_parser() -> argparse.ArgumentParser:
                      "or, with a face detector, on annotated photos.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{crops,photos}")
     crops = commands.add_parser("crops", help="the classifier on a folder of crops (SPLIT_DIR/mask, SPLIT_DIR/no-mask)")
-    crops.add_argument("model", type=Path, help="a .keras model saved by facemask")
-    crops.add_argument("split_dir", type=Path, help="e.g. data/test")
     photos = commands.add_parser("photos", help="face detector + classifier on annotated photos (Kaggle layout)")
-    photos.add_argument("model", type=Path, help="a .keras model saved by facemask")
+    for command in (crops, photos):
+        command.add_argument("--model", type=Path, required=True, metavar="FILE",
+                             help="a .keras model saved by facemask")
+    crops.add_argument("split_dir", type=Path, help="e.g. data/test")
     photos.add_argument("images", type=Path, help="folder of the photos the CSV names")
     photos.add_argument("csv", type=Path,
                         help="train.csv: name,x1,x2,y1,y2,classname (x1..y2 hold xmin,ymin,xmax,ymax)")
-    photos.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR,
-                        help=f"face detector (default {DEFAULT_DETECTOR})")
-    photos.add_argument("--threshold", type=float, default=None,
-                        help="detector score from which a face counts for recall and precision (default: "
+    photos.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
+    photos.add_argument("--threshold", type=number_in(float, 0, 1), default=None,
+                        help="detector score from which a face counts for recall and precision, 0 to 1 (default: "
                              "the detector's own, as detection uses it); AP ranks every face found")
-    photos.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                        help=f"crop margin, as the model was trained with (default {DEFAULT_MARGIN})")
+    photos.add_argument("--margin", type=number_in(float, 0, MAX_MARGIN), default=DEFAULT_MARGIN,
+                        help=f"crop margin, 0 to {MAX_MARGIN:g}, as the model was trained with")
     chosen = photos.add_mutually_exclusive_group()
     chosen.add_argument("--split-manifest", type=Path, metavar="MANIFEST",
                         help="split.py's manifest.csv: score only the photos of --split")
     chosen.add_argument("--photos-list", type=Path, metavar="FILE", help="score only these photos (one name a line)")
-    photos.add_argument("--split", choices=SPLITS, default="test",
-                        help="with --split-manifest: which split's photos (default test)")
+    photos.add_argument("--split", choices=SPLITS, default="test", help="with --split-manifest: which split's photos")
     for command in (crops, photos):
         command.add_argument("--reports", type=Path, default=Path("reports"), help="folder for the reports")
         command.add_argument("--name", default=None, help="report file prefix (default: the model's file name)")
@@ -457,12 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return crops_command(args) if args.command == "crops" else photos_command(args)
     except (EvaluationError, ImageError, FileNotFoundError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        return fail(error)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

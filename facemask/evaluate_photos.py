@@ -1,6 +1,6 @@
 """How good the whole pipeline is on annotated photos: face detector + mask classifier, scored per face.
 
-`python -m facemask.evaluate photos MODEL IMAGES CSV` (see facemask.evaluate) runs this. Photos in the
+`python -m facemask.evaluate photos --model FILE IMAGES CSV` (see facemask.evaluate) runs this. Photos in the
 Kaggle layout are read with split.py's own CSV reader (the header's x1,x2,y1,y2 hold xmin, ymin,
 xmax, ymax), `face_with_mask_incorrect` counted as no-mask: a mask under the nose does not protect.
 Only annotated photos are scored (a photo with no face row may simply be unlabelled), and, given
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -246,7 +245,6 @@ def load_classifier(path: Path):
     """The model and its class names; ValueError naming the file if it is missing or not our classifier."""
     if not path.is_file():  # answered before paying for the TensorFlow import
         raise ValueError(f"model file not found: {path}")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from facemask.models import load_model
 
     model, class_names = load_model(path)

@@ -1,6 +1,6 @@
 """[P(mask), P(no-mask)] for face images, from a saved model.
 
-    python -m facemask.predict models/scratch.keras face1.jpg face2.png
+    python -m facemask.predict --model models/scratch.keras face1.jpg face2.png
 
 prints one tab-separated line per image, in the order given:
 
@@ -16,8 +16,6 @@ or unreadable model is an `error:` line and exit status 1 before any image is re
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from facemask.cli import ArgumentParser, fail, number_in, run
 from facemask.images import ImageError, load_image, to_model_input
 
 if TYPE_CHECKING:  # keras is imported lazily so that `--help` and a missing model answer at once
@@ -82,49 +81,41 @@ def format_prediction(name: str, probabilities: np.ndarray, class_names: Sequenc
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m facemask.predict",
         description="Print file, label, P(mask) and P(no-mask) for each face image, one line per image.",
     )
-    parser.add_argument("model", help="a model saved by facemask (e.g. models/scratch.keras)")
-    parser.add_argument("images", nargs="+", help="face crops (any format Pillow reads)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
-    return args
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="face crops (any format Pillow reads)")
+    parser.add_argument("--model", type=Path, required=True, metavar="FILE",
+                        help="a model saved by facemask (e.g. models/scratch.keras)")
+    parser.add_argument("--batch-size", type=number_in(int, 1), default=32, help="images per model call")
+    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # Answer a wrong model path at once, before paying for the TensorFlow import.
-    if not Path(args.model).is_file():
-        print(f"error: model file not found: {args.model}", file=sys.stderr)
-        return 1
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not args.model.is_file():
+        return fail(f"model file not found: {args.model}")
     from facemask.models import load_model
 
     try:
         model, class_names = load_model(args.model)
     except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return fail(error)
     if model.output_shape[-1] != len(class_names):
-        print(f"error: {args.model}: the model has {model.output_shape[-1]} outputs "
-              f"but {len(class_names)} class names", file=sys.stderr)
-        return 1
+        return fail(f"{args.model}: the model has {model.output_shape[-1]} outputs but {len(class_names)} class names")
     failures = 0
     for path, outcome in predict_files(model, args.images, batch_size=args.batch_size):
         if isinstance(outcome, ImageError):
             failures += 1
-            print(f"error: {outcome}", file=sys.stderr, flush=True)
+            fail(outcome)
         else:
             print(format_prediction(str(path), outcome, class_names), flush=True)
     if failures:
-        print(f"error: {failures} of {len(args.images)} images could not be read", file=sys.stderr)
-        return 1
+        return fail(f"{failures} of {len(args.images)} images could not be read")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

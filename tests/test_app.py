@@ -289,7 +289,7 @@ def test_main_refuses_an_unreadable_model_before_serving(tmp_path, capsys):
 
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_text("not a model\n")
-    assert main(["--model", str(corrupt), "--port", str(free_port())]) == 2
+    assert main(["--model", str(corrupt), "--port", str(free_port())]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {corrupt}: not a readable Keras model")
 
@@ -301,7 +301,7 @@ def test_main_reports_a_taken_port(model_path, capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert main(["--model", str(model_path), "--port", str(port)]) == 2
+        assert main(["--model", str(model_path), "--port", str(port)]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot serve on 127.0.0.1:{port}: ")
 
@@ -317,7 +317,7 @@ def test_command_line_refuses_a_missing_model_and_serves_a_good_one(model_path, 
     good = run_app("--model", str(model_path), "--port", str(port), stderr=log)
     try:
         _, stderr = refused.communicate(timeout=240)
-        assert refused.returncode == 2
+        assert refused.returncode == 1
         assert stderr.strip().splitlines()[-1] == f"error: model file not found: {missing}"
         # The app prints its URL once it serves (and once SIGTERM is handled).
         ready, _, _ = select.select([good.stdout], [], [], 240)

@@ -1,9 +1,8 @@
-"""The input pipeline: shapes, labels and class order, augmentation on train only, weights, splits,
-extra training folders."""
+"""The input pipeline: shapes, labels and class order, augmentation on train only, weights, extra training
+folders, and the `counts` command."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import keras
@@ -18,7 +17,6 @@ from facemask.data import (
     check_data_dir,
     class_weights,
     count_images,
-    link_split,
     load_datasets,
     load_split,
     main,
@@ -171,42 +169,15 @@ def test_check_data_dir_rejects_an_empty_split_and_a_class_missing_from_train(da
         check_data_dir(data_dir)
 
 
-def test_link_split_is_stratified_seeded_and_made_of_symlinks(tmp_path):
-    rng = np.random.default_rng(0)
-    source = tmp_path / "crops"
-    write_images(source / "mask", "mask", 30, rng)
-    write_images(source / "no-mask", "no-mask", 20, rng)
-    table = link_split(source, tmp_path / "split", seed=1)
-    assert table.loc[:, "mask"].tolist() == [24, 3, 3] and table.loc[:, "no-mask"].tolist() == [16, 2, 2]
-    links = sorted((tmp_path / "split").glob("*/*/*"))
-    assert len(links) == 50 and all(link.is_symlink() for link in links)
-    # Every source file lands exactly once, under its own class.
-    targets = [Path(os.readlink(link)) for link in links]
-    assert sorted(targets) == sorted(source.resolve().glob("*/*.png"))
-    assert all(link.parent.name == target.parent.name for link, target in zip(links, targets, strict=True))
-    # Same seed, same split; another seed, another split.
-    link_split(source, tmp_path / "again", seed=1)
-    link_split(source, tmp_path / "other", seed=2)
-    names = {name: sorted(p.name for p in (tmp_path / name / "test").glob("*/*"))
-             for name in ("split", "again", "other")}
-    assert names["split"] == names["again"] != names["other"]
-    check_data_dir(tmp_path / "split")
-
-
-def test_link_split_refuses_to_overwrite_and_reports_bad_input(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    write_images(tmp_path / "crops" / "mask", "mask", 5, rng)
-    (tmp_path / "crops" / "no-mask").mkdir()
-    with pytest.raises(DataError, match="no images in .*no-mask"):
-        link_split(tmp_path / "crops", tmp_path / "split")
-    assert not (tmp_path / "split").exists()
-    write_images(tmp_path / "crops" / "no-mask", "no-mask", 5, rng)
-    assert main(["link-split", str(tmp_path / "crops"), str(tmp_path / "split")]) == 0
-    assert "train" in capsys.readouterr().out
-    assert main(["link-split", str(tmp_path / "crops"), str(tmp_path / "split")]) == 2
-    assert capsys.readouterr().err.startswith(f"error: output folder {tmp_path / 'split'} exists")
-    assert main(["counts", str(tmp_path / "missing")]) == 2
-    assert f"data folder not found: {tmp_path / 'missing'}" in capsys.readouterr().err
+def test_counts_command_prints_the_table_or_names_the_missing_folder(data_dir, tmp_path, capsys):
+    assert main(["counts", str(data_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [*CLASS_NAMES, "total"]
+    assert {line.split()[0]: line.split()[1:] for line in lines[2:]} == {
+        split: [str(COUNTS[split]["mask"]), str(COUNTS[split]["no-mask"]), str(sum(COUNTS[split].values()))]
+        for split in SPLITS}
+    assert main(["counts", str(tmp_path / "missing")]) == 1
+    assert capsys.readouterr().err == f"error: data folder not found: {tmp_path / 'missing'}\n"
 
 
 # ---------------------------------------------------------------- extra training folders

@@ -275,11 +275,11 @@ def test_cli_annotates_photos_and_reports_bad_files(tmp_path, tiny_model_path, a
 def test_cli_refuses_a_missing_or_broken_model_before_any_work(tmp_path, astronaut, capsys):
     astronaut.save(tmp_path / "a.jpg")
     assert detect.main(["--model", str(tmp_path / "none.keras"), str(tmp_path / "a.jpg"), "--out",
-                        str(tmp_path / "out")]) == 2
+                        str(tmp_path / "out")]) == 1
     assert "error: model file not found" in capsys.readouterr().err
     (tmp_path / "junk.keras").write_text("junk")
     assert detect.main(["--model", str(tmp_path / "junk.keras"), str(tmp_path / "a.jpg"), "--out",
-                        str(tmp_path / "out")]) == 2
+                        str(tmp_path / "out")]) == 1
     assert "not a readable Keras model" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -335,7 +335,7 @@ def model_never_loads(monkeypatch):
     ("--margin", "1e308", "'1e308' must be a number from 0 to 10"),
     ("--margin", "nan", "'nan' must be a number from 0 to 10"),
     ("--threshold", "1.5", "'1.5' must be a number from 0 to 1"),
-    ("--min-face", "-3", "'-3' must be a number at least 0"),
+    ("--min-size", "-3", "'-3' must be a number at least 0"),
     ("--max-side", "0", "'0' must be a number at least 1"),
     ("--video-max-side", "0", "'0' must be a number at least 1"),
     ("--max-side", "ten", "'ten' is not a number"),
@@ -353,7 +353,7 @@ def test_cli_bad_numbers_give_one_error_line_before_the_model_loads(tmp_path, ca
 def test_cli_an_unusable_output_folder_is_refused_before_the_model_loads(tmp_path, capsys, model_never_loads, where):
     (tmp_path / "taken").write_text("a file, not a folder")
     out = tmp_path / "taken" if where == "file" else tmp_path / "taken" / "out"
-    assert detect.main(["--model", "m.keras", "a.jpg", "--out", str(out)]) == 2
+    assert detect.main(["--model", "m.keras", "a.jpg", "--out", str(out)]) == 1
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and lines[0].startswith(f"error: {out}: ") and "not a folder" in lines[0]
     assert (tmp_path / "taken").read_text() == "a file, not a folder"

@@ -33,7 +33,7 @@ def use_truth_detector(monkeypatch, folder: Path, **options) -> None:
 
 
 def run_photos(folder: Path, model: Path, reports: Path, *extra: str) -> dict:
-    code = main(["photos", str(model), str(folder / "images"), str(folder / "train.csv"),
+    code = main(["photos", "--model", str(model), str(folder / "images"), str(folder / "train.csv"),
                  "--reports", str(reports), *extra])
     assert code == 0
     return json.loads(next(reports.glob("*_photos_metrics.json")).read_text())
@@ -54,7 +54,8 @@ def error_line(capsys, code: int, expected: int, *words: str) -> str:
 
 
 def test_crops_command_prints_and_writes_the_metrics(colour_model_file, sample_crops, tmp_path, capsys):
-    assert main(["crops", str(colour_model_file), str(sample_crops / "test"), "--reports", str(tmp_path)]) == 0
+    args = ["crops", "--model", str(colour_model_file), str(sample_crops / "test"), "--reports", str(tmp_path)]
+    assert main(args) == 0
     printed = capsys.readouterr().out
     metrics = json.loads((tmp_path / "colour_metrics.json").read_text())
     assert metrics["count"] == len(list((sample_crops / "test").glob("*/*.png")))
@@ -116,26 +117,26 @@ def test_photos_command_scores_only_the_test_photos_of_a_split(colour_model_file
 
 @pytest.fixture
 def photo_args(colour_model_file, sample_dir) -> list[str]:
-    return ["photos", str(colour_model_file), str(sample_dir / "images"), str(sample_dir / "train.csv")]
+    return ["photos", str(sample_dir / "images"), str(sample_dir / "train.csv"), "--model", str(colour_model_file)]
 
 
 def test_missing_csv(photo_args, tmp_path, capsys):
-    photo_args[3] = str(tmp_path / "no.csv")
+    photo_args[2] = str(tmp_path / "no.csv")
     error_line(capsys, main(photo_args), 1, str(tmp_path / "no.csv"), "not found")
 
 
 def test_empty_photo_folder(photo_args, tmp_path, capsys):
     (tmp_path / "images").mkdir()
-    photo_args[2] = str(tmp_path / "images")
+    photo_args[1] = str(tmp_path / "images")
     error_line(capsys, main(photo_args), 1, str(tmp_path / "images"), "empty")
-    photo_args[2] = str(tmp_path / "nowhere")
+    photo_args[1] = str(tmp_path / "nowhere")
     error_line(capsys, main(photo_args), 1, str(tmp_path / "nowhere"), "not found")
 
 
 def test_photos_of_another_set(photo_args, tmp_path, capsys):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "other.jpg").write_bytes(b"x")
-    photo_args[2] = str(tmp_path / "images")
+    photo_args[1] = str(tmp_path / "images")
     error_line(capsys, main(photo_args + ["--detector", "mtcnn"]), 1, "none of the", "could be read")
 
 
@@ -144,8 +145,8 @@ def test_model_not_a_model(photo_args, sample_crops, tmp_path, capsys, content):
     model = tmp_path / "model.keras"
     if content is not None:
         model.write_bytes(content)
-    for args in (photo_args, ["crops", "MODEL", str(sample_crops / "test")]):
-        args[1] = str(model)
+    for args in (photo_args, ["crops", str(sample_crops / "test"), "--model", "MODEL"]):
+        args[-1] = str(model)
         error_line(capsys, main(args), 1, str(model))
 
 
@@ -154,6 +155,9 @@ def test_unknown_detector_and_conflicting_options(photo_args, tmp_path, capsys):
     both = ["--split-manifest", "m.csv", "--photos-list", "p.txt"]
     error_line(capsys, main(photo_args + both), 2, "not allowed with")
     error_line(capsys, main(["pictures"]), 2, "invalid choice")
+    error_line(capsys, main(photo_args + ["--threshold", "1.5"]), 2, "--threshold", "from 0 to 1")
+    error_line(capsys, main(photo_args + ["--margin", "-1"]), 2, "--margin", "from 0 to 10")
+    error_line(capsys, main(photo_args[:-2]), 2, "required", "--model")
 
 
 def test_bad_photo_selections(photo_args, sample_crops, tmp_path, capsys):
@@ -161,16 +165,17 @@ def test_bad_photo_selections(photo_args, sample_crops, tmp_path, capsys):
     listed.write_text("not-annotated.jpg\n")
     error_line(capsys, main(photo_args + ["--photos-list", str(listed)]), 1, "without face rows", "not-annotated.jpg")
     error_line(capsys, main(photo_args + ["--photos-list", str(tmp_path / "none.txt")]), 1, "none.txt")
-    error_line(capsys, main(photo_args + ["--split-manifest", str(photo_args[3])]), 1, "not a split.py manifest")
+    error_line(capsys, main(photo_args + ["--split-manifest", str(photo_args[2])]), 1, "not a split.py manifest")
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("path,split,source\ntrain/mask/a.png,train,a.png\n")
     error_line(capsys, main(photo_args + ["--split-manifest", str(manifest)]), 1, "no photo in the 'test' split")
 
 
 def test_crops_of_a_missing_or_empty_split(colour_model_file, tmp_path, capsys):
-    error_line(capsys, main(["crops", str(colour_model_file), str(tmp_path / "none")]), 1, str(tmp_path / "none"))
+    error_line(capsys, main(["crops", "--model", str(colour_model_file), str(tmp_path / "none")]), 1,
+               str(tmp_path / "none"))
     (tmp_path / "empty" / "mask").mkdir(parents=True)
-    error_line(capsys, main(["crops", str(colour_model_file), str(tmp_path / "empty")]), 1, "no images")
+    error_line(capsys, main(["crops", "--model", str(colour_model_file), str(tmp_path / "empty")]), 1, "no images")
 
 
 # ---------------------------------------------------------------- the real data
@@ -183,7 +188,8 @@ def test_crops_command_on_real_crops(colour_model_file, tmp_path):
         (split_dir / label).mkdir(parents=True)
         for path in list_images(SHARED / "crops" / label)[:15]:
             os.symlink(path, split_dir / label / path.name)
-    assert main(["crops", str(colour_model_file), str(split_dir), "--reports", str(tmp_path / "reports")]) == 0
+    assert main(["crops", "--model", str(colour_model_file), str(split_dir), "--reports",
+                 str(tmp_path / "reports")]) == 0
     assert json.loads((tmp_path / "reports" / "colour_metrics.json").read_text())["count"] == 30
 
 

@@ -251,7 +251,7 @@ def test_predict_prints_one_error_line_for_the_p6_file_and_scores_the_others(tin
                                                                               capsys):
     from facemask.predict import main
 
-    assert main([str(tiny_model), *map(str, one_bad_between_good)]) == 1
+    assert main(["--model", str(tiny_model), *map(str, one_bad_between_good)]) == 1
     captured = capsys.readouterr()
     bad = one_bad_between_good[1]
     errors = [line for line in captured.err.splitlines() if line.startswith(f"error: {bad}")]

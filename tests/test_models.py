@@ -195,13 +195,13 @@ def test_predict_and_detect_print_one_error_line_for_a_bad_sidecar(bad_sidecar, 
 
     model, sidecar, expected = bad_sidecar
     astronaut.save(tmp_path / "face.png")
-    assert predict.main([str(model), str(tmp_path / "face.png")]) == 1
+    assert predict.main(["--model", str(model), str(tmp_path / "face.png")]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     (line,) = error_lines(captured.err)
     assert line.startswith(f"error: {sidecar}: ") and expected in line
-    # detect answers a bad model with exit status 2, before looking at any photo.
-    assert detect.main(["--model", str(model), str(tmp_path / "face.png"), "--out", str(tmp_path / "out")]) == 2
+    # detect answers a bad model with exit status 1 (a runtime error), before looking at any photo.
+    assert detect.main(["--model", str(model), str(tmp_path / "face.png"), "--out", str(tmp_path / "out")]) == 1
     captured = capsys.readouterr()
     (line,) = error_lines(captured.err)
     assert line.startswith(f"error: {sidecar}: ") and expected in line
@@ -224,10 +224,10 @@ def test_a_model_without_fixed_rgb_input_or_with_the_wrong_outputs_is_refused(sh
         load_model(model)
     assert expected in str(caught.value)
     astronaut.save(tmp_path / "face.png")
-    assert predict.main([str(model), str(tmp_path / "face.png")]) == 1
+    assert predict.main(["--model", str(model), str(tmp_path / "face.png")]) == 1
     (line,) = error_lines(capsys.readouterr().err)
     assert line.startswith(f"error: {model}: the model's") and expected in line
-    assert detect.main(["--model", str(model), str(tmp_path / "face.png"), "--out", str(tmp_path / "out")]) == 2
+    assert detect.main(["--model", str(model), str(tmp_path / "face.png"), "--out", str(tmp_path / "out")]) == 1
     (line,) = error_lines(capsys.readouterr().err)
     assert line.startswith(f"error: {model}: the model's") and expected in line
 
