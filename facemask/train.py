@@ -50,6 +50,7 @@ import numpy as np
 import tensorflow as tf
 
 from facemask import IMAGE_SIZE
+from facemask.cli import fail, run
 from facemask.config import PRECISIONS, TrainConfig, parse_config, training_record
 from facemask.data import DataError, class_weights, load_datasets, split_files
 from facemask.evaluate import evaluate_model, format_report
@@ -255,8 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config.check_files()
     except (DataError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error)
     print(describe_training_data(config.data / "train", config.extra_train), flush=True)
     model, history = train(config)
     print(f"saved {config.out / (config.arch + '.keras')} and {config.out / (config.arch + '_history.json')}")
@@ -269,4 +269,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -23,8 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # As a user runs them: without the TF_CPP_MIN_LOG_LEVEL that conftest sets for the tests' own TensorFlow.
 ENV = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
 TENSORFLOW_NOISE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:|absl|oneDNN|cuda|TensorFlow binary", re.IGNORECASE)
-TRAIN_REWRITE = pytest.mark.xfail(strict=True, reason="facemask.train's parser on facemask.cli, with --arch, "
-                                  "comes with the train rewrite: remove this mark once both are merged")
 
 # (how it is run, its usage's prog, arguments that must fail at run time naming {missing}, or None).
 # {missing} is a path that does not exist, {file} an ordinary file (not a folder).
@@ -32,7 +30,7 @@ COMMANDS = [
     pytest.param(["split.py"], "split.py",
                  ["{missing}", "sample/train.csv", "80", "10", "10", "--out", "{missing}-data"], id="split"),
     pytest.param(["-m", "facemask.train"], "python -m facemask.train",
-                 ["--arch", "scratch", "--data", "{missing}"], id="train", marks=TRAIN_REWRITE),
+                 ["--arch", "scratch", "--data", "{missing}"], id="train"),
     pytest.param(["-m", "facemask.predict"], "python -m facemask.predict", ["--model", "{missing}", "face.jpg"],
                  id="predict"),
     pytest.param(["-m", "facemask.detect"], "python -m facemask.detect",

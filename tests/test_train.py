@@ -107,7 +107,7 @@ def test_train_command_writes_model_history_and_reports(sample_crops, tmp_path):
 
 def test_train_command_rejects_a_missing_data_folder(tmp_path):
     result = run_cli("--arch", "scratch", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "models"))
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"error: data folder not found: {tmp_path / 'nowhere'}"
     assert not (tmp_path / "models").exists()
 
@@ -116,11 +116,11 @@ def test_train_command_rejects_incomplete_data_folders(sample_crops, tmp_path, c
     data = tmp_path / "data"
     (data / "train" / "mask").mkdir(parents=True)
     (data / "train" / "no-mask").mkdir()
-    assert main(["--arch", "scratch", "--data", str(data), "--out", str(tmp_path / "models")]) == 2
+    assert main(["--arch", "scratch", "--data", str(data), "--out", str(tmp_path / "models")]) == 1
     assert capsys.readouterr().err.startswith(f"error: no images in {data / 'train'} ")
-    assert main(["--arch", "vgg16", "--data", str(sample_crops), "--weights", str(tmp_path / "no.h5")]) == 2
+    assert main(["--arch", "vgg16", "--data", str(sample_crops), "--weights", str(tmp_path / "no.h5")]) == 1
     assert f"error: VGG16 weights file not found: {tmp_path / 'no.h5'}" in capsys.readouterr().err
-    assert main(["--arch", "scratch", "--data", str(sample_crops), "--extra-train", str(tmp_path / "crops")]) == 2
+    assert main(["--arch", "scratch", "--data", str(sample_crops), "--extra-train", str(tmp_path / "crops")]) == 1
     assert capsys.readouterr().err == f"error: extra training folder not found: {tmp_path / 'crops'}\n"
     assert not (tmp_path / "models").exists()
 
