@@ -51,10 +51,10 @@ from PIL import Image
 from starlette.middleware import Middleware
 
 from facemask.cli import ArgumentParser, fail, number_in, run
-from facemask.detect import Detection, FaceMaskDetector, draw_detections
+from facemask.detect import Detection, FaceMaskDetector
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.images import MAX_PIXELS, ImageError, load_image
-from facemask.live import LIVE_FRAME_NAME, STREAM_EVERY, SerialDetector, annotate_frame, inline_output, read_frame
+from facemask.live import LIVE_FRAME_NAME, STREAM_EVERY, SerialDetector, inline_output, read_frame
 from facemask.uploads import (
     DATA_URL_NAME,
     REFUSED,
@@ -65,7 +65,7 @@ from facemask.uploads import (
     remove_empty_subfolders,
     subfolders,
 )
-from facemask.video import VideoError, VideoLimits, annotate_video
+from facemask.video import VIDEO_MAX_SIDE, VideoError, VideoLimits, annotate_video
 
 FACE_COLUMNS = ["face", "label", "P(mask)", "P(no-mask)", "box (x0, y0, x1, y1)"]
 # Uploads and results in Gradio's cache older than an hour are deleted every half hour (and all at exit).
@@ -203,9 +203,9 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
             image = load_image(photo, name=name)
         except ImageError as error:
             raise user_error(readable(error, photo) if isinstance(photo, str) else str(error)) from error
-        detections = shared.detect(image)
+        annotated, detections = shared.annotate(image)
         # Returned as a picture, not a file: Gradio writes it into its own cache, so nothing of ours is left over.
-        return draw_detections(image, detections), faces_table(detections), mask_summary(detections)
+        return annotated, faces_table(detections), mask_summary(detections)
 
     def detect_video(video: str | None, progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008
         """The video with boxes on every frame, as an H.264 MP4, and a one-line summary."""
@@ -239,7 +239,7 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
             image = read_frame(frame, limits.video, upload_name(frame) if isinstance(frame, str) else LIVE_FRAME_NAME)
         except ImageError as error:
             raise user_error(readable(error, frame) if isinstance(frame, str) else str(error)) from error
-        annotated, detections = annotate_frame(shared, image)
+        annotated, detections = shared.annotate(image, VIDEO_MAX_SIDE)  # a small copy, as video frames
         return annotated, mask_summary(detections, "frame")
 
     with gr.Blocks(title="Face mask detection", delete_cache=CACHE_CLEANUP) as demo:
@@ -286,9 +286,15 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
     return demo
 
 
-def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
            max_upload_mb: float = 50) -> tuple[str, str | None]:
-    """Start serving in the background; returns the local URL and the public one (with share)."""
+    """Start serving in the background; returns the local URL and the public one (with share).
+
+    Port 0 (or None) serves on the first free port from 7860, which the URL names: Gradio binds each
+    port to find out (it cannot serve on one the system picks, as port 0 means to a socket), and
+    moves on to the next when another process takes one first, so two apps starting at once never
+    end up on one port.
+    """
     max_bytes = int(max_upload_mb * 1024 * 1024)
     # RequestGuard sits in front of Gradio: it caps request bodies (data URLs included) and refuses
     # file records that are not uploads before Gradio reads or downloads them. max_file_size makes
@@ -296,7 +302,7 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bo
     # for Node.js; run_history=False keeps people's photos out of the browser's storage (and the
     # page from offering to copy them to a Hugging Face bucket).
     _, local_url, share_url = demo.launch(
-        server_name=host, server_port=port, share=share, max_file_size=max_bytes,
+        server_name=host, server_port=port or None, share=share, max_file_size=max_bytes,
         app_kwargs={"middleware": [Middleware(RequestGuard, max_body=max_body_bytes(max_bytes))]},
         ssr_mode=False, run_history=False, quiet=True, prevent_thread_lock=True)
     return local_url, share_url

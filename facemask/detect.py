@@ -31,7 +31,6 @@ from facemask.cli import ArgumentParser, fail, number_in, run
 from facemask.detectors import (
     DEFAULT_DETECTOR,
     FACE_DETECTORS,
-    CenterFaceDetector,
     FaceDetector,
     make_face_detector,
 )
@@ -94,10 +93,9 @@ class FaceMaskDetector:
         small = image
         if scale < 1.0:
             small = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
-        # A copy shrunk for speed (video frames) is not enlarged again by a detector that upscales small images.
-        options = {"allow_upscale": False} if scale < 1.0 and isinstance(self.face_detector, CenterFaceDetector) else {}
         faces = []
-        for raw_box, score in self.face_detector.find_faces(np.asarray(small), **options):
+        # A copy shrunk for speed (video frames) is not enlarged again by a detector that upscales small images.
+        for raw_box, score in self.face_detector.find_faces(np.asarray(small), allow_upscale=scale >= 1.0):
             box = clip_box([v / scale for v in raw_box], width, height)
             face_width, face_height = box[2] - box[0], box[3] - box[1]
             if score >= self.threshold and min(face_width, face_height) >= max(1, self.min_face):
@@ -107,6 +105,11 @@ class FaceMaskDetector:
     def detect(self, image: Image.Image, max_side: int | None = None) -> list[Detection]:
         image = image if image.mode == "RGB" else image.convert("RGB")
         return self.classify(image, self.find_faces(image, max_side))
+
+    def annotate(self, image: Image.Image, max_side: int | None = None) -> tuple[Image.Image, list[Detection]]:
+        """The photo (or video frame) with its faces drawn (draw_detections), and the faces."""
+        detections = self.detect(image, max_side)
+        return draw_detections(image, detections), detections
 
     def classify(self, image: Image.Image, faces: list[tuple[Box, float]]) -> list[Detection]:
         """Crop the faces from the original photo and classify them all together."""
@@ -167,10 +170,9 @@ def annotate_photo(path: Path, out_dir: Path, detector: FaceMaskDetector, stem: 
     """Annotated copy and JSON of one photo, named after `stem` (default: the photo's); returns its summary."""
     stem = stem or path.stem
     image = load_image(path)
-    detections = detector.detect(image)
+    annotated, detections = detector.annotate(image)
     extension = path.suffix.lower() if path.suffix.lower() in SAVEABLE_PHOTO_EXTENSIONS else ".png"
     annotated_path = out_dir / f"{stem}_annotated{extension}"
-    annotated = draw_detections(image, detections)
     save_options = {"quality": 95} if extension in (".jpg", ".jpeg", ".webp") else {}
     save_atomically(annotated_path, lambda target: annotated.save(target, format=Image.registered_extensions()[
         extension], **save_options))

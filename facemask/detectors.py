@@ -25,11 +25,15 @@ class FaceDetector(Protocol):
     `threshold` is the confidence at which this detector's faces are worth showing: scores of
     different detectors mean different things (MTCNN's last stage alone keeps only faces above 0.8).
     A detector without one (a test double) has all its faces shown.
+
+    `allow_upscale=False` says that `rgb` is a copy the caller already shrank for speed (a video
+    frame searched at 320 px): a detector that enlarges small images to find small faces must
+    then take it as it is. A detector with no such upscaling (MTCNN) accepts and ignores it.
     """
 
     threshold: float
 
-    def find_faces(self, rgb: np.ndarray) -> list[RawFace]: ...
+    def find_faces(self, rgb: np.ndarray, allow_upscale: bool = True) -> list[RawFace]: ...
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,10 @@ class MTCNNFaceDetector:
                 # reduce_retracing: one graph serves every pyramid level and every number of candidates.
                 stage._model = tf.function(stage.model, reduce_retracing=True)
 
-    def find_faces(self, rgb: np.ndarray) -> list[RawFace]:
+    def find_faces(self, rgb: np.ndarray, allow_upscale: bool = True) -> list[RawFace]:
+        # allow_upscale is ignored: MTCNN has no upscaling of small images of its own. Its one resize
+        # below is what `min_face_size` means (faces that small in the pixels of `rgb`, whatever the
+        # array's size), the caller's setting, so it applies to a shrunk copy as to any array.
         scale = self.PYRAMID_MIN_FACE / self.min_face_size
         if scale != 1.0:
             height, width = rgb.shape[:2]

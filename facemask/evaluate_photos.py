@@ -19,12 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 from PIL import Image
 from tqdm import tqdm
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, save_atomically
 from facemask.images import ImageError, crop_face, load_image
+from facemask.metrics import compute_metrics
+from facemask.plots import plot_precision_recall
 from facemask.scoring import TrueFace, score_photos
 
 INCORRECT_AS = "no-mask"
@@ -146,8 +147,6 @@ def run_photos(detector, images: Path, truth: dict[str, list[TrueFace]], names: 
 
 def summarise(run: dict, threshold: float, model_class_names: Sequence[str]) -> dict:
     """The report: score_photos' numbers, the classifier on the annotated boxes, timing and counts."""
-    from facemask.evaluate import compute_metrics
-
     scores = score_photos(run["found"], run["truth"], threshold)
     curves = scores.pop("curves")
     on_boxes = None
@@ -168,26 +167,6 @@ def summarise(run: dict, threshold: float, model_class_names: Sequence[str]) -> 
         "boxes_outside_photo": run["outside"],
         "incorrect_rule": INCORRECT_NOTE,
     }, curves
-
-
-def plot_precision_recall(curves: dict, ap: dict, path: Path | None = None) -> Figure:
-    """Precision against recall per class at IoU 0.5, the AP in the legend."""
-    figure = Figure(figsize=(5.5, 4.5))
-    ax = figure.subplots()
-    for label, curve in curves.items():
-        value = "n/a" if ap[label] is None else f"{ap[label]:.3f}"
-        ax.plot(curve["recall"], curve["precision"], label=f"{label} (AP@0.5 {value})")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title("faces found and classified, IoU 0.5")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_atomically(path, lambda target: figure.savefig(target, format="png", dpi=100, bbox_inches="tight"))
-    return figure
 
 
 def write_json(report: dict, path: Path) -> None:

@@ -21,9 +21,9 @@ import gradio as gr
 from gradio.data_classes import ImageData
 from PIL import Image
 
-from facemask.detect import Detection, FaceMaskDetector
+from facemask.detect import Detection, FaceMaskDetector, draw_detections
 from facemask.images import MAX_PIXELS, load_image
-from facemask.video import VIDEO_MAX_SIDE, VideoLimits
+from facemask.video import VideoLimits
 
 LIVE_FRAME_NAME = "the webcam frame"
 STREAM_EVERY = 0.1  # seconds between frames the page sends at most; the server answers as fast as it can
@@ -47,6 +47,11 @@ class SerialDetector:
         with self._lock:
             return self.detector.detect(image, max_side)
 
+    def annotate(self, image: Image.Image, max_side: int | None = None) -> tuple[Image.Image, list[Detection]]:
+        """As FaceMaskDetector.annotate; the faces are drawn outside the lock, which only the models need."""
+        detections = self.detect(image, max_side)
+        return draw_detections(image, detections), detections
+
 
 def fit(image: Image.Image, max_side: int | None) -> Image.Image:
     """The image scaled down to `max_side` on its long side (None or smaller: unchanged)."""
@@ -62,15 +67,6 @@ def read_frame(frame: str | bytes, limits: VideoLimits, name: str = LIVE_FRAME_N
     before it is decoded, and scaled down to the video frame size limit."""
     max_pixels = min(MAX_PIXELS, limits.max_frame_pixels or MAX_PIXELS)
     return fit(load_image(frame, max_pixels=max_pixels, name=name), limits.max_frame_side)
-
-
-def annotate_frame(detector: SerialDetector | FaceMaskDetector, image: Image.Image,
-                   max_side: int = VIDEO_MAX_SIDE) -> tuple[Image.Image, list[Detection]]:
-    """The frame with its faces boxed and numbered, and the faces; found on a copy at most `max_side` large."""
-    from facemask.detect import draw_detections
-
-    detections = detector.detect(image, max_side)
-    return draw_detections(image, detections), detections
 
 
 def jpeg_data_url(image: Image.Image, quality: int = JPEG_QUALITY) -> str:

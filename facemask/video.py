@@ -18,10 +18,10 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import imageio.v2 as imageio
 import imageio_ffmpeg
@@ -29,9 +29,6 @@ import numpy as np
 from PIL import Image
 
 from facemask import partial_path
-
-if TYPE_CHECKING:
-    from facemask.detect import FaceMaskDetector
 
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"}
 # Faces are looked for on a copy of each frame at most this large. Webcam faces are big, and a
@@ -50,6 +47,17 @@ TRUNCATION_SHARE = 0.9
 
 class VideoError(ValueError):
     """A video that cannot be used; the message names the file and what is wrong."""
+
+
+class FrameAnnotator(Protocol):
+    """What annotating a video needs of a detector: facemask.detect.FaceMaskDetector is one.
+
+    `annotate(image, max_side)` gives the frame with its faces drawn and the faces found, looked for
+    on a copy at most `max_side` large (None: the detector's own setting). Typed here so that this
+    module needs nothing of facemask.detect, which imports it for the videos of its command line.
+    """
+
+    def annotate(self, image: Image.Image, max_side: int | None = None) -> tuple[Image.Image, Sequence[object]]: ...
 
 
 @dataclass(frozen=True)
@@ -149,7 +157,7 @@ def even_size(frame: np.ndarray) -> np.ndarray:
     return frame[: height - height % 2, : width - width % 2]
 
 
-def annotate_video(source: Path, destination: Path, detector: FaceMaskDetector, limits: VideoLimits | None = None,
+def annotate_video(source: Path, destination: Path, detector: FrameAnnotator, limits: VideoLimits | None = None,
                    progress: Callable[[int, int | None], None] | None = None,
                    max_side: int | None = VIDEO_MAX_SIDE) -> dict:
     """Write `destination` (an H.264 MP4) with every frame of `source` annotated; returns statistics.
@@ -184,12 +192,10 @@ def annotate_video(source: Path, destination: Path, detector: FaceMaskDetector, 
                     "size": plan.size or info.size, "warning": warning}
 
 
-def write_annotated(reader, source: Path, destination: Path, detector: FaceMaskDetector, plan: Plan,
+def write_annotated(reader, source: Path, destination: Path, detector: FrameAnnotator, plan: Plan,
                     limits: VideoLimits, progress: Callable[[int, int | None], None] | None,
                     max_side: int | None) -> dict:
     """Annotate the reader's frames into `destination`, through a hidden file renamed at the end."""
-    from facemask.detect import draw_detections  # detect imports this module, so import late
-
     destination.parent.mkdir(parents=True, exist_ok=True)
     # A hidden name beside the destination: the final rename stays on one file system.
     temporary = partial_path(destination)
@@ -201,10 +207,9 @@ def write_annotated(reader, source: Path, destination: Path, detector: FaceMaskD
         try:
             for frame in iterate_frames(reader, source):
                 check_running_limits(source, frames, plan.fps, limits)
-                image = Image.fromarray(even_size(frame))
-                detections = detector.detect(image, max_side)
-                faces += len(detections)
-                writer.append_data(np.asarray(draw_detections(image, detections)))
+                annotated, found = detector.annotate(Image.fromarray(even_size(frame)), max_side)
+                faces += len(found)
+                writer.append_data(np.asarray(annotated))
                 frames += 1
                 if progress is not None:
                     progress(frames, plan.expected_frames)

@@ -24,12 +24,10 @@ import io
 import json
 import os
 import re
-import socket
+import select
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -139,14 +137,14 @@ def annotated_photo(model: Path, photo: Path, width: int) -> tuple[Image.Image, 
 
 
 def curves_picture(history_path: Path) -> Image.Image:
-    from facemask.evaluate import plot_history
+    from facemask.plots import plot_history
 
     history = json.loads(history_path.read_text())
     return figure_image(plot_history(history))
 
 
 def confusion_picture(metrics_path: Path) -> Image.Image:
-    from facemask.evaluate import plot_confusion
+    from facemask.plots import plot_confusion
 
     metrics = json.loads(metrics_path.read_text())
     figure = plot_confusion(metrics["confusion_matrix"], metrics["class_names"])
@@ -156,45 +154,44 @@ def confusion_picture(metrics_path: Path) -> Image.Image:
 # ---------------------------------------------------------------- the app in Chromium
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+# The line `python -m facemask.app` prints once it serves, with the port it took.
+SERVING_LINE = re.compile(r"^Serving the face mask detector on (http://\S+/)")
 
 
-def wait_until_serving(url: str, process: subprocess.Popen, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise PictureError(f"the app exited with status {process.returncode} before serving")
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            time.sleep(1)
-    raise PictureError(f"the app did not answer on {url} within {seconds:.0f} s")
+def serving_url(process: subprocess.Popen, seconds: float) -> str:
+    """The URL the app prints once it serves; PictureError if it stops or stays silent for `seconds`."""
+    ready, _, _ = select.select([process.stdout], [], [], seconds)
+    line = process.stdout.readline() if ready else ""
+    served = SERVING_LINE.match(line)
+    if served is None:
+        if not ready:
+            raise PictureError(f"the app did not serve within {seconds:.0f} s")
+        process.wait(timeout=30)  # nothing, or not the expected line: the app is stopping
+        raise PictureError(f"the app exited with status {process.returncode} before serving")
+    return served.group(1)
 
 
 @contextmanager
 def running_app(model: Path) -> Iterator[str]:
-    """`python -m facemask.app` on a free local port, its uploads in a temporary folder; yields its URL."""
-    port = free_port()
+    """`python -m facemask.app` on a free local port, its uploads in a temporary folder; yields its URL.
+
+    `--port 0`: the app takes the first free port from 7860 as it binds it, and prints its URL, so no
+    port is picked here and freed again for another process to take in between.
+    """
     with tempfile.TemporaryDirectory(prefix="make-pictures-") as cache:
         env = os.environ | OFFLINE_ENV | {"GRADIO_TEMP_DIR": cache}
         command = [sys.executable, "-m", "facemask.app", "--model", str(model), "--host", "127.0.0.1",
-                   "--port", str(port)]
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+                   "--port", "0"]
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
         try:
-            url = f"http://127.0.0.1:{port}/"
-            wait_until_serving(url, process, APP_START_SECONDS)
-            yield url
+            yield serving_url(process, APP_START_SECONDS)
         finally:
             process.terminate()  # SIGTERM: the app stops as on Ctrl+C and deletes its cached files
             try:
-                process.wait(timeout=30)
+                process.communicate(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-                process.wait()
+                process.communicate()
 
 
 def app_screenshot(model: Path, photo: Path) -> Image.Image:

@@ -5,129 +5,23 @@ tests check the plumbing (faces found by MTCNN on a real photo, boxes drawn, tab
 worded, files cleaned up), not the classifier's accuracy. The numbered boxes, the summary line and
 the Live tab's stream endpoint are checked on the app around test doubles (fixed faces, a classifier
 that reads colours), whose answers are known in advance. The fixtures are shared with
-tests/test_app_browser.py.
+tests/test_app_browser.py (they live in conftest.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import select
 import socket
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
 import pytest
+from conftest import ROOT, FixedFaces, RecordingModel, run_app, served_url, serving, write_clip
 from PIL import Image
 
-# Offline, like the app: gradio_client would otherwise start a telemetry thread per Client.
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-ROOT = Path(__file__).resolve().parents[1]
-# The part of skimage's astronaut (public domain, 512x512) around her face, in a 4:3 frame.
-ASTRONAUT_4x3 = (64, 0, 448, 288)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def astronaut(size: tuple[int, int] | None = None) -> Image.Image:
-    from skimage import data
-
-    image = Image.fromarray(data.astronaut())
-    return image if size is None else image.crop(ASTRONAUT_4x3).resize(size, Image.BILINEAR)
-
-
-def write_clip(path: Path, frames: int = 10, size: tuple[int, int] = (160, 120), fps: int = 25) -> Path:
-    """A tiny H.264 clip of the astronaut drifting sideways, so the frames differ."""
-    still = np.asarray(astronaut(size))
-    with imageio.get_writer(path, fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=8,
-                            ffmpeg_log_level="error") as writer:
-        for i in range(frames):
-            writer.append_data(np.roll(still, i, axis=1))
-    return path
-
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    """The inputs: a face photo, a faceless one, a tiny clip and the bad files."""
-    folder = tmp_path_factory.mktemp("inputs")
-    paths = {name: folder / name for name in
-             ("astronaut.jpg", "grey.png", "clip.mp4", "notes.jpg", "truncated.jpg", "bomb.png", "noise.png")}
-    astronaut().save(paths["astronaut.jpg"], quality=92)
-    Image.new("RGB", (320, 240), (128, 128, 128)).save(paths["grey.png"])
-    write_clip(paths["clip.mp4"])
-    paths["notes.jpg"].write_text("shopping list: eggs, milk\n")  # an image's name, not an image's bytes
-    data = paths["astronaut.jpg"].read_bytes()
-    paths["truncated.jpg"].write_bytes(data[: len(data) // 2])
-    # 50 megapixels of one colour: a few kB as PNG, 150 MB once decoded, over load_image's 40 MP limit.
-    Image.new("1", (10_000, 5_000)).save(paths["bomb.png"])
-    # Random pixels do not compress: about 0.7 MB, over the strict app's 0.5 MB limit.
-    noise = np.random.default_rng(0).integers(0, 256, (480, 480, 3), dtype=np.uint8)
-    Image.fromarray(noise).save(paths["noise.png"])
-    return paths
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory) -> Path:
-    from facemask.models import build_scratch_cnn, save_model
-
-    return save_model(build_scratch_cnn(), tmp_path_factory.mktemp("models") / "scratch.keras")
-
-
-@pytest.fixture(scope="module")
-def app_dirs(tmp_path_factory):
-    """Gradio's cache and the system temporary folder, both redirected into pytest's tmp folders."""
-    cache, scratch = tmp_path_factory.mktemp("gradio-cache"), tmp_path_factory.mktemp("system-tmp")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRADIO_TEMP_DIR", str(cache))
-        patch.setattr(tempfile, "tempdir", str(scratch))
-        yield {"cache": cache, "tmp": scratch}
-
-
-@pytest.fixture(scope="module")
-def detector(model_path):
-    from facemask.detect import FaceMaskDetector
-
-    return FaceMaskDetector.from_path(model_path)
-
-
-@contextlib.contextmanager
-def serving(demo, launch_with_limits: bool = True):
-    """Serve a Blocks on a free port for the duration of the block; yields its URL."""
-    from facemask.app import launch
-
-    port = free_port()
-    if launch_with_limits:
-        url, _ = launch(demo, port=port)
-    else:  # a plain launch: only the app's own checks stand between an upload and the detector
-        _, url, _ = demo.launch(server_port=port, ssr_mode=False, quiet=True, prevent_thread_lock=True)
-    try:
-        yield url
-    finally:
-        demo.close()
-
-
-@pytest.fixture(scope="module")
-def app_url(detector, app_dirs):
-    """The app as `python -m facemask.app` serves it: 50 MB and 60 s limits."""
-    from facemask.app import build_app
-
-    with serving(build_app(detector)) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def strict_url(detector, app_dirs):
+def strict_url(app_detector, app_dirs):
     """The app with tiny limits (0.5 MB, 0.2 s, 3 frames) and neither Gradio's upload limit nor RequestGuard.
 
     What it refuses, the app's own checks refuse: they hold even when the app is launched some other way.
@@ -137,7 +31,7 @@ def strict_url(detector, app_dirs):
     from facemask.app import DEFAULT_VIDEO_LIMITS, AppLimits, build_app
 
     limits = AppLimits(max_upload_mb=0.5, video=replace(DEFAULT_VIDEO_LIMITS, max_seconds=0.2, max_frames=3))
-    with serving(build_app(detector, limits), launch_with_limits=False) as url:
+    with serving(build_app(app_detector, limits), launch_with_limits=False) as url:
         yield url
 
 
@@ -159,10 +53,10 @@ def detect_video(url: str, video: Path, tmp_path: Path):
     return client(url, tmp_path).predict(handle_file(str(video)), api_name="/detect_video")
 
 
-def test_photo_endpoint_boxes_the_astronaut(app_url, files, tmp_path):
+def test_photo_endpoint_boxes_the_astronaut(app_url, app_files, tmp_path):
     from facemask.detect import MASK_COLOUR, NO_MASK_COLOUR
 
-    annotated_path, table, status = detect_photo(app_url, files["astronaut.jpg"], tmp_path)
+    annotated_path, table, status = detect_photo(app_url, app_files["astronaut.jpg"], tmp_path)
     assert table["headers"] == ["face", "label", "P(mask)", "P(no-mask)", "box (x0, y0, x1, y1)"]
     assert len(table["data"]) == 1, table
     index, label, p_mask, p_no_mask, box = table["data"][0]
@@ -183,13 +77,13 @@ def test_photo_endpoint_boxes_the_astronaut(app_url, files, tmp_path):
     # nearer the label's colour than the photo was there, and nearer it than the other label's colour.
     rows = slice((y0 + y1) // 2 - 10, (y0 + y1) // 2 + 10)
     edge = annotated[rows, x0]
-    photo = np.asarray(Image.open(files["astronaut.jpg"]).convert("RGB"), dtype=int)[rows, x0]
+    photo = np.asarray(Image.open(app_files["astronaut.jpg"]).convert("RGB"), dtype=int)[rows, x0]
     assert np.abs(edge - colour).mean() < np.abs(photo - colour).mean() / 2, edge
     assert (np.abs(edge - colour).sum(axis=1) < np.abs(edge - other).sum(axis=1)).all(), edge
 
 
-def test_photo_without_a_face_says_so(app_url, files, tmp_path):
-    annotated_path, table, status = detect_photo(app_url, files["grey.png"], tmp_path)
+def test_photo_without_a_face_says_so(app_url, app_files, tmp_path):
+    annotated_path, table, status = detect_photo(app_url, app_files["grey.png"], tmp_path)
     assert table["data"] == []
     assert status.startswith("No face found")
     assert Image.open(annotated_path).size == (320, 240)
@@ -200,21 +94,21 @@ def test_photo_without_a_face_says_so(app_url, files, tmp_path):
     ("truncated.jpg", "truncated"),
     ("bomb.png", "pixels, over the"),
 ])
-def test_bad_photo_gives_a_readable_error_and_the_server_keeps_serving(app_url, files, tmp_path, app_dirs, name,
+def test_bad_photo_gives_a_readable_error_and_the_server_keeps_serving(app_url, app_files, tmp_path, app_dirs, name,
                                                                        words):
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError) as raised:
-        detect_photo(app_url, files[name], tmp_path)
+        detect_photo(app_url, app_files[name], tmp_path)
     message = str(raised.value)
     assert message.startswith(f"{name}: ") and words in message
     assert str(app_dirs["cache"]) not in message  # the page shows the user's file name, not server paths
-    _, table, _ = detect_photo(app_url, files["astronaut.jpg"], tmp_path)
+    _, table, _ = detect_photo(app_url, app_files["astronaut.jpg"], tmp_path)
     assert len(table["data"]) == 1
 
 
-def test_video_endpoint_returns_a_browser_playable_mp4(app_url, files, tmp_path, app_dirs):
-    video_path, status = detect_video(app_url, files["clip.mp4"], tmp_path)
+def test_video_endpoint_returns_a_browser_playable_mp4(app_url, app_files, tmp_path, app_dirs):
+    video_path, status = detect_video(app_url, app_files["clip.mp4"], tmp_path)
     assert Path(video_path).suffix == ".mp4"
     with imageio.get_reader(video_path, format="FFMPEG") as reader:
         meta = reader.get_meta_data()
@@ -227,21 +121,21 @@ def test_video_endpoint_returns_a_browser_playable_mp4(app_url, files, tmp_path,
     assert not list(app_dirs["tmp"].glob("facemask-*"))
 
 
-def test_bad_video_gives_a_readable_error(app_url, files, tmp_path, app_dirs):
+def test_bad_video_gives_a_readable_error(app_url, app_files, tmp_path, app_dirs):
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError, match=r"^notes\.jpg: not a readable video"):
-        detect_video(app_url, files["notes.jpg"], tmp_path)
+        detect_video(app_url, app_files["notes.jpg"], tmp_path)
     assert not list(app_dirs["tmp"].glob("facemask-*"))
 
 
-def test_limits_on_video_length_and_upload_size(strict_url, files, tmp_path, app_dirs):
+def test_limits_on_video_length_and_upload_size(strict_url, app_files, tmp_path, app_dirs):
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError, match=r"^clip\.mp4: the video lasts 0\.4 s, over the 0\.2 s limit"):
-        detect_video(strict_url, files["clip.mp4"], tmp_path)
+        detect_video(strict_url, app_files["clip.mp4"], tmp_path)
     with pytest.raises(AppError, match=r"^noise\.png: 0\.7 MB is over the 0\.5 MB limit"):
-        detect_photo(strict_url, files["noise.png"], tmp_path)
+        detect_photo(strict_url, app_files["noise.png"], tmp_path)
     assert not list(app_dirs["tmp"].glob("facemask-*"))
 
 
@@ -268,20 +162,14 @@ def test_the_app_writes_nothing_into_its_package(app_url):
     assert not list((ROOT / "facemask").glob("*.pyi"))
 
 
-def test_concurrent_requests_are_queued_and_all_answered(app_url, files, tmp_path):
+def test_concurrent_requests_are_queued_and_all_answered(app_url, app_files, tmp_path):
     from gradio_client import handle_file
 
     api = client(app_url, tmp_path)
-    jobs = [api.submit(handle_file(str(files["astronaut.jpg"])), api_name="/detect_photo") for _ in range(3)]
-    jobs.append(api.submit(handle_file(str(files["clip.mp4"])), api_name="/detect_video"))
+    jobs = [api.submit(handle_file(str(app_files["astronaut.jpg"])), api_name="/detect_photo") for _ in range(3)]
+    jobs.append(api.submit(handle_file(str(app_files["clip.mp4"])), api_name="/detect_video"))
     assert [len(job.result(timeout=300)[1]["data"]) for job in jobs[:3]] == [1, 1, 1]
     assert jobs[3].result(timeout=300)[1].startswith("10 frames")
-
-
-def run_app(*args: str, stderr=subprocess.PIPE) -> subprocess.Popen:
-    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen([sys.executable, "-m", "facemask.app", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=stderr, text=True)
 
 
 def test_main_refuses_an_unreadable_model_before_serving(tmp_path, capsys):
@@ -289,42 +177,38 @@ def test_main_refuses_an_unreadable_model_before_serving(tmp_path, capsys):
 
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_text("not a model\n")
-    assert main(["--model", str(corrupt), "--port", str(free_port())]) == 1
+    assert main(["--model", str(corrupt), "--port", "0"]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {corrupt}: not a readable Keras model")
 
 
-def test_main_reports_a_taken_port(model_path, capsys):
+def test_main_reports_a_taken_port(app_model_file, capsys):
     from facemask.app import main
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert main(["--model", str(model_path), "--port", str(port)]) == 1
+        assert main(["--model", str(app_model_file), "--port", str(port)]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot serve on 127.0.0.1:{port}: ")
 
 
-def test_command_line_refuses_a_missing_model_and_serves_a_good_one(model_path, tmp_path):
+def test_command_line_refuses_a_missing_model_and_serves_a_good_one(app_model_file, tmp_path):
     """Two processes at once: each imports TensorFlow and Gradio, which takes a while on two cores."""
     import httpx
 
     missing = tmp_path / "missing.keras"
-    port = free_port()
     log = (tmp_path / "app.log").open("w")  # a file, not a pipe: nobody reads it while the app runs
     refused = run_app("--model", str(missing))
-    good = run_app("--model", str(model_path), "--port", str(port), stderr=log)
+    good = run_app("--model", str(app_model_file), "--port", "0", stderr=log)  # 0: the first free port
     try:
         _, stderr = refused.communicate(timeout=240)
         assert refused.returncode == 1
         assert stderr.strip().splitlines()[-1] == f"error: model file not found: {missing}"
-        # The app prints its URL once it serves (and once SIGTERM is handled).
-        ready, _, _ = select.select([good.stdout], [], [], 240)
-        first_line = good.stdout.readline() if ready else ""
-        assert first_line == f"Serving the face mask detector on http://127.0.0.1:{port}/\n", (
-            first_line + (tmp_path / "app.log").read_text())
-        config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=10)
+        # The app prints its URL, with the port it took, once it serves (and once SIGTERM is handled).
+        url = served_url(good, tmp_path / "app.log")
+        config = httpx.get(f"{url}config", timeout=10)
         assert config.status_code == 200 and config.json()["title"] == "Face mask detection"
         good.terminate()  # SIGTERM: the app stops as on Ctrl+C
         good.communicate(timeout=60)
@@ -371,11 +255,11 @@ def call(url: str, api_name: str, data: list, timeout: float = 120) -> tuple[int
 
 
 @pytest.fixture(scope="module")
-def outside_paths(files, app_dirs) -> dict[str, str]:
+def outside_paths(app_files, app_dirs) -> dict[str, str]:
     """An image the server can read but nobody uploaded, a path that does not exist, one climbing out."""
-    return {"existing image": str(files["astronaut.jpg"]),
-            "missing file": str(files["astronaut.jpg"].parent / "missing.png"),
-            "climbing out": f"{app_dirs['cache']}/../{files['astronaut.jpg'].parent.name}/astronaut.jpg",
+    return {"existing image": str(app_files["astronaut.jpg"]),
+            "missing file": str(app_files["astronaut.jpg"].parent / "missing.png"),
+            "climbing out": f"{app_dirs['cache']}/../{app_files['astronaut.jpg'].parent.name}/astronaut.jpg",
             "relative": "astronaut.jpg",
             "url": "http://files.example.invalid/astronaut.jpg"}
 
@@ -401,7 +285,7 @@ def test_a_path_outside_the_uploads_is_refused_unopened_and_unnamed(app_url, out
         answers.add(call(app_url, "detect_live", [record]))
     # One answer for all: nothing tells whether the file exists, what it is or how big.
     assert answers == {(400, REFUSED)}
-    assert "files.example.invalid" not in looked_up  # the URL was not even resolved
+    assert "app_files.example.invalid" not in looked_up  # the URL was not even resolved
     assert opened  # RequestGuard read every request
 
 
@@ -452,25 +336,25 @@ def data_url(path: Path, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
-def test_a_data_url_photo_is_detected(app_url, files):
-    status, answer = call(app_url, "detect_photo", [{"url": data_url(files["astronaut.jpg"], "image/jpeg")}])
+def test_a_data_url_photo_is_detected(app_url, app_files):
+    status, answer = call(app_url, "detect_photo", [{"url": data_url(app_files["astronaut.jpg"], "image/jpeg")}])
     assert status == 200 and answer.startswith("complete:") and '"1 face:' in answer
 
 
-def test_data_urls_meet_the_byte_and_pixel_limits_before_decoding(strict_url, files, app_dirs):
+def test_data_urls_meet_the_byte_and_pixel_limits_before_decoding(strict_url, app_files, app_dirs):
     before = sorted(app_dirs["cache"].rglob("*"))
     # 0.7 MB, over the strict app's 0.5 MB: refused from the URL's length, before base64 decoding.
-    assert call(strict_url, "detect_photo", [{"url": data_url(files["noise.png"])}]) == (
+    assert call(strict_url, "detect_photo", [{"url": data_url(app_files["noise.png"])}]) == (
         200, "error: the pasted image: 0.7 MB is over the 0.5 MB limit")
     # A few kB of PNG that would decode to 50 megapixels: refused from its header.
-    status, answer = call(strict_url, "detect_photo", [{"url": data_url(files["bomb.png"])}])
+    status, answer = call(strict_url, "detect_photo", [{"url": data_url(app_files["bomb.png"])}])
     assert answer.startswith('error: the pasted image: 10000x5000 is 50,000,000 pixels, over the 40,000,000 limit')
     assert call(strict_url, "detect_photo", [{"url": "data:image/png;base64,@@@@"}])[1].startswith(
         'error: the pasted image: not valid base64')
     assert sorted(app_dirs["cache"].rglob("*")) == before  # nothing was decoded into Gradio's cache
 
 
-def test_a_request_body_over_the_limit_is_refused_before_it_is_read(app_url, files):
+def test_a_request_body_over_the_limit_is_refused_before_it_is_read(app_url, app_files):
     """A 55 MB PNG as a data URL is a 74 MB JSON body: refused from its length (HTTP 413), not parsed."""
     import httpx
 
@@ -480,14 +364,14 @@ def test_a_request_body_over_the_limit_is_refused_before_it_is_read(app_url, fil
                             content=b'{"data": [{"url": "data:image/png;base64,' + b"A" * body_size + b'"}]}',
                             headers={"content-type": "application/json"})
     assert refused.status_code == 413 and refused.json()["detail"] == "The request is over the size limit of this app."
-    assert call(app_url, "detect_photo", [{"url": data_url(files["astronaut.jpg"], "image/jpeg")}])[1].startswith(
+    assert call(app_url, "detect_photo", [{"url": data_url(app_files["astronaut.jpg"], "image/jpeg")}])[1].startswith(
         "complete:")  # and the server still serves
 
 
 def test_video_limits_on_frames(strict_url, tmp_path):
     from gradio_client.exceptions import AppError
 
-    clip = write_clip(tmp_path / "short.mp4", frames=5, fps=30)  # 0.17 s, under 0.2 s, but 5 frames
+    clip = write_clip(tmp_path / "short.mp4", frames=5, fps=30, size=(160, 120))  # 0.17 s, under 0.2 s, but 5 frames
     with pytest.raises(AppError, match=r"^short\.mp4: 5 frames at 30 fps, over the 3 frame limit"):
         detect_video(strict_url, clip, tmp_path)
 
@@ -495,7 +379,7 @@ def test_video_limits_on_frames(strict_url, tmp_path):
 def test_a_high_frame_rate_video_is_sampled_and_says_so(app_url, tmp_path):
     import re
 
-    clip = write_clip(tmp_path / "fast.mp4", frames=240, fps=240)  # 1 s at 240 fps
+    clip = write_clip(tmp_path / "fast.mp4", frames=240, fps=240, size=(160, 120))  # 1 s at 240 fps
     _, status = detect_video(app_url, clip, tmp_path)
     # 30 frames, or a few more: ffmpeg's rate conversion may hold the last frame a little longer.
     assert re.match(r"^3[0-3] frames \(1\.[01] s at 30 fps\)", status) and "Sampled from 240 fps." in status, status
@@ -552,12 +436,10 @@ def painted_photo(path: Path, scale: float = 1) -> Path:
 @pytest.fixture(scope="module")
 def fake_app(app_dirs):
     """The app around doubles: three fixed faces, classified by their colour; fast, and known in advance."""
-    from conftest import RecordingFaces, RecordingModel
-
     from facemask.app import build_app
     from facemask.detect import FaceMaskDetector
 
-    faces = RecordingFaces(*FAKE_FACES)
+    faces = FixedFaces(*FAKE_FACES)
     with serving(build_app(FaceMaskDetector(RecordingModel(), face_detector=faces))) as url:
         yield {"url": url, "faces": faces}
 
@@ -616,7 +498,8 @@ def test_a_live_frame_comes_back_boxed_numbered_and_counted_without_touching_the
     assert annotated.size == (640, 320) and box_edges_colours(annotated, scale=2) == FAKE_LABELS
     assert [text.split(" ")[:2] for text in drawn_texts] == [["1", "mask"], ["2", "no-mask"], ["3", "mask"]]
     # Faces were looked for on a small copy of the frame, as in videos.
-    assert fake_app["faces"].sizes[-1] == (VIDEO_MAX_SIDE, VIDEO_MAX_SIDE // 2)
+    assert fake_app["faces"].shapes[-1] == (VIDEO_MAX_SIDE // 2, VIDEO_MAX_SIDE, 3)
+    assert fake_app["faces"].upscales[-1] is False  # a copy shrunk for speed, not to be enlarged again
     assert sorted(app_dirs["cache"].rglob("*")) == before
 
 

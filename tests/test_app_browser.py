@@ -13,13 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_app  # tests/ is on sys.path under pytest
+from conftest import astronaut_photo
 from PIL import Image
-from test_app import astronaut
-
-# The app, its model and its input files: the API tests' fixtures.
-app_dirs, app_url, detector, files, model_path = (
-    test_app.app_dirs, test_app.app_url, test_app.detector, test_app.files, test_app.model_path)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--no-sandbox",
@@ -47,7 +42,7 @@ def write_y4m(path: Path, image: Image.Image, frames: int = 2) -> Path:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     sync_api = pytest.importorskip("playwright.sync_api")
-    camera = write_y4m(tmp_path_factory.mktemp("camera") / "astronaut.y4m", astronaut((320, 240)))
+    camera = write_y4m(tmp_path_factory.mktemp("camera") / "astronaut.y4m", astronaut_photo((320, 240)))
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera}"])
@@ -115,10 +110,10 @@ def new_colour_pixels(result: Image.Image, before: Image.Image, label: str) -> i
     return int(box_coloured(result, label).sum() - box_coloured(before, label).sum())
 
 
-def test_uploaded_photo_is_detected_without_a_click_and_comes_back_boxed_with_a_faces_table(page, files, tmp_path):
+def test_uploaded_photo_is_detected_without_a_click_and_comes_back_boxed_with_a_faces_table(page, app_files, tmp_path):
     from playwright.sync_api import expect
 
-    upload_photo(page, files["astronaut.jpg"])  # no button: the upload starts detection
+    upload_photo(page, app_files["astronaut.jpg"])  # no button: the upload starts detection
     expect(page.locator("#photo-status textarea")).to_have_value(re.compile(r"^1 face: "))
     expect(face_rows(page)).to_have_count(2)
     row = face_rows(page).nth(1).inner_text()
@@ -130,7 +125,7 @@ def test_uploaded_photo_is_detected_without_a_click_and_comes_back_boxed_with_a_
     result = annotated_photo(page)
     assert result.size == (512, 512)
     # Pixels of the label's colour appear (the box and its tag) where the uploaded photo had none.
-    assert new_colour_pixels(result, astronaut(), label) > 200
+    assert new_colour_pixels(result, astronaut_photo(), label) > 200
     page.locator("#photo-output").screenshot(path=str(tmp_path / "annotated_in_browser.png"))
 
 
@@ -150,13 +145,13 @@ def test_webcam_snapshot_is_detected(page, tmp_path):
     page.screenshot(path=str(tmp_path / "webcam_in_browser.png"))
 
 
-def test_non_image_upload_shows_a_readable_error_and_the_page_recovers(page, files):
+def test_non_image_upload_shows_a_readable_error_and_the_page_recovers(page, app_files):
     from playwright.sync_api import expect
 
-    upload_photo(page, files["notes.jpg"])
+    upload_photo(page, app_files["notes.jpg"])
     expect(page.get_by_text("notes.jpg: not an image (no format Pillow can read)")).to_be_visible()
     # The same page, a real photo next: the server and the page carry on.
-    upload_photo(page, files["astronaut.jpg"])
+    upload_photo(page, app_files["astronaut.jpg"])
     expect(page.locator("#photo-status textarea")).to_have_value(re.compile(r"^1 face: "))
 
 
@@ -170,12 +165,12 @@ def annotated_video_plays(page, size: tuple[int, int]) -> None:
     assert (width, height) == size
 
 
-def test_uploaded_video_comes_back_annotated_and_plays(page, files):
+def test_uploaded_video_comes_back_annotated_and_plays(page, app_files):
     from playwright.sync_api import expect
 
     page.get_by_role("tab", name="Video").click()
     page.locator("#video-input button[aria-label='Upload file']").click()
-    page.locator("#video-input input[type=file]").set_input_files(str(files["clip.mp4"]))
+    page.locator("#video-input input[type=file]").set_input_files(str(app_files["clip.mp4"]))
     page.locator("#video-button").click()
     expect(page.locator("#video-status textarea")).to_have_value(re.compile(r"^10 frames \(0\.4 s at 25 fps\)"))
     annotated_video_plays(page, (160, 120))
@@ -230,7 +225,7 @@ def test_live_tab_boxes_the_astronaut_on_the_streamed_webcam(page, tmp_path):
     start.click()  # stop streaming: the live lane is free for the next viewer
 
     # The page may mirror the webcam: compare with the camera's picture the same way round.
-    camera = astronaut((320, 240))
+    camera = astronaut_photo((320, 240))
     flipped = camera.transpose(Image.FLIP_LEFT_RIGHT)
     mirrored = difference(frame, flipped) < difference(frame, camera)
     camera = flipped if mirrored else camera

@@ -7,20 +7,13 @@ afterwards, its cached files are readable by its user only, and SIGTERM leaves i
 
 from __future__ import annotations
 
-import os
-import select
 import stat
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import test_app  # tests/ is on sys.path under pytest
-from test_app import astronaut, free_port, write_clip
-
-model_path = test_app.model_path
+from conftest import astronaut_photo, run_app, served_url, write_clip
 
 PHOTOS, VIDEOS, QUEUE_SIZE = 30, 2, 16
 # Peak resident memory of the server: TensorFlow, Gradio and the model take about 1 GB at rest here
@@ -38,21 +31,17 @@ def peak_rss_mb(pid: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def server(model_path, tmp_path_factory):
-    """The app in its own process, its Gradio cache in a folder of its own; stopped with SIGTERM."""
+def server(app_model_file, tmp_path_factory):
+    """The app in its own process on the first free port, its Gradio cache in a folder of its own; stopped
+    with SIGTERM."""
     cache = tmp_path_factory.mktemp("load-cache")
     log = tmp_path_factory.mktemp("load-log") / "app.log"
-    port = free_port()
-    env = os.environ | {"GRADIO_TEMP_DIR": str(cache), "TF_CPP_MIN_LOG_LEVEL": "2"}
     with open(log, "w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "facemask.app", "--model", str(model_path), "--port",
-                                    str(port), "--queue-size", str(QUEUE_SIZE)],
-                                   cwd=test_app.ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        process = run_app("--model", str(app_model_file), "--port", "0", "--queue-size", str(QUEUE_SIZE),
+                          stderr=stderr, env={"GRADIO_TEMP_DIR": str(cache)})
     try:
-        ready, _, _ = select.select([process.stdout], [], [], 240)
-        line = process.stdout.readline() if ready else ""
-        assert line.startswith("Serving the face mask detector on "), line + log.read_text()
-        yield {"url": f"http://127.0.0.1:{port}/", "process": process, "cache": cache, "log": log}
+        url = served_url(process, log)
+        yield {"url": url, "process": process, "cache": cache, "log": log}
     finally:
         if process.poll() is None:
             process.kill()
@@ -78,9 +67,9 @@ def test_a_burst_of_requests_is_answered_or_told_busy_within_bounds(server, tmp_
     photos = []
     for index in range(PHOTOS):
         photos.append(tmp_path / f"astronaut-{index}.jpg")
-        astronaut((640, 480)).save(photos[-1], quality=60 + index)
+        astronaut_photo((640, 480)).save(photos[-1], quality=60 + index)
     photo = photos[0]
-    clip = write_clip(tmp_path / "clip.mp4", frames=20)
+    clip = write_clip(tmp_path / "clip.mp4", frames=20, fps=25, size=(160, 120))
     client = Client(server["url"], verbose=False, download_files=str(tmp_path / "downloads"),
                     analytics_enabled=False, max_workers=PHOTOS + VIDEOS)
     started = time.monotonic()

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ASTRONAUT_FACE, ROOT, FixedFaces, RecordingModel
 from PIL import Image
 
 from facemask import detect
@@ -18,41 +18,9 @@ from facemask.detectors import BoxCalibration, MTCNNFaceDetector
 from facemask.images import crop_face, load_image
 from facemask.scoring import iou
 
-# The astronaut's face in skimage.data.astronaut() (512x512), checked by eye: forehead to chin.
-ASTRONAUT_FACE = (182, 64, 265, 171)
 # The detectors' own boxes, as drawn by their networks: the calibration to the Kaggle annotation
-# convention (brows to below the chin, tested in test_detectors.py) moves them off this box.
+# convention (brows to below the chin, tested in test_detectors.py) moves them off ASTRONAUT_FACE.
 RAW = BoxCalibration()
-
-
-class FakeModel:
-    """Stands in for a Keras classifier: says "mask" for greenish crops, "no-mask" otherwise.
-
-    It records every model call, so tests can check that all faces go through one batched call.
-    """
-
-    input_shape = (None, 224, 224, 3)
-    output_shape = (None, 2)
-
-    def __init__(self):
-        self.batches: list[np.ndarray] = []
-
-    def predict_on_batch(self, batch):
-        self.batches.append(batch)
-        greenish = batch[..., 1].mean(axis=(1, 2)) > batch[..., 0].mean(axis=(1, 2))
-        return np.where(greenish[:, None], [[0.9, 0.1]], [[0.2, 0.8]]).astype(np.float32)
-
-
-class FixedFaces:
-    """A face detector double returning fixed boxes; remembers the size of the array it was given."""
-
-    def __init__(self, faces):
-        self.faces = faces
-        self.seen_shapes: list[tuple[int, ...]] = []
-
-    def find_faces(self, rgb):
-        self.seen_shapes.append(rgb.shape)
-        return list(self.faces)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +29,7 @@ def mtcnn() -> MTCNNFaceDetector:
 
 
 def two_patch_photo() -> Image.Image:
-    """Grey photo with a green patch (left) and a red patch (right) for the fake classifier."""
+    """Grey photo with a green patch (left) and a red patch (right) for the classifier double (RecordingModel)."""
     pixels = np.full((300, 400, 3), 128, dtype=np.uint8)
     pixels[50:150, 20:120] = (40, 200, 40)
     pixels[100:250, 250:390] = (200, 40, 40)
@@ -76,6 +44,8 @@ def test_mtcnn_finds_the_astronaut(mtcnn, astronaut):
     box, score = faces[0]
     assert score > 0.9
     assert iou(box, ASTRONAUT_FACE) > 0.7
+    # MTCNN takes allow_upscale, as every FaceDetector does, and has no upscaling for it to turn off.
+    assert mtcnn.find_faces(np.asarray(astronaut), allow_upscale=False) == faces
 
 
 @pytest.mark.parametrize("min_face_size", [10, 40])
@@ -87,8 +57,8 @@ def test_mtcnn_min_face_sizes_away_from_20_work(min_face_size, astronaut):
 
 
 def test_all_faces_of_a_photo_are_classified_in_one_batched_call():
-    model = FakeModel()
-    faces = FixedFaces([((20, 50, 120, 150), 0.99), ((250, 100, 390, 250), 0.95)])
+    model = RecordingModel()
+    faces = FixedFaces((20, 50, 120, 150), (250, 100, 390, 250), scores=(0.99, 0.95))
     detections = FaceMaskDetector(model, face_detector=faces, margin=0.0).detect(two_patch_photo())
     assert len(model.batches) == 1 and model.batches[0].shape == (2, 224, 224, 3)
     assert [d.label for d in detections] == ["mask", "no-mask"]
@@ -100,35 +70,45 @@ def test_all_faces_of_a_photo_are_classified_in_one_batched_call():
 
 
 def test_no_face_means_no_classifier_call():
-    model = FakeModel()
-    assert FaceMaskDetector(model, face_detector=FixedFaces([])).detect(two_patch_photo()) == []
+    model = RecordingModel()
+    assert FaceMaskDetector(model, face_detector=FixedFaces()).detect(two_patch_photo()) == []
     assert model.batches == []
 
 
 def test_boxes_are_clipped_inside_the_image():
-    faces = FixedFaces([((-30, -10, 60, 80), 0.99), ((350, 200, 460, 330), 0.99), ((500, 10, 560, 50), 0.99)])
-    detections = FaceMaskDetector(FakeModel(), face_detector=faces).detect(two_patch_photo())
+    faces = FixedFaces((-30, -10, 60, 80), (350, 200, 460, 330), (500, 10, 560, 50))
+    detections = FaceMaskDetector(RecordingModel(), face_detector=faces).detect(two_patch_photo())
     # The third box lies wholly outside the 400x300 photo: nothing is left of it.
     assert [d.box for d in detections] == [(0, 0, 60, 80), (350, 200, 400, 300)]
 
 
 def test_threshold_and_min_face_filter_faces():
-    faces = FixedFaces([((20, 50, 120, 150), 0.99), ((250, 100, 390, 250), 0.5), ((10, 10, 25, 25), 0.99)])
-    detector = FaceMaskDetector(FakeModel(), face_detector=faces, threshold=0.9, min_face=20)
+    faces = FixedFaces((20, 50, 120, 150), (250, 100, 390, 250), (10, 10, 25, 25), scores=(0.99, 0.5, 0.99))
+    detector = FaceMaskDetector(RecordingModel(), face_detector=faces, threshold=0.9, min_face=20)
     assert [d.box for d in detector.detect(two_patch_photo())] == [(20, 50, 120, 150)]
 
 
 def test_large_photos_are_downscaled_for_detection_and_boxes_mapped_back():
-    faces = FixedFaces([((10, 20, 60, 80), 0.99)])
+    faces = FixedFaces((10, 20, 60, 80))
     photo = Image.new("RGB", (4000, 2000), (128, 128, 128))
-    detections = FaceMaskDetector(FakeModel(), face_detector=faces, max_side=1000).detect(photo)
-    assert faces.seen_shapes == [(500, 1000, 3)]
+    detections = FaceMaskDetector(RecordingModel(), face_detector=faces, max_side=1000).detect(photo)
+    assert faces.shapes == [(500, 1000, 3)]
     assert detections[0].box == (40, 80, 240, 320)
+
+
+def test_the_face_detector_may_enlarge_a_photo_only_when_it_was_not_shrunk():
+    # Every FaceDetector is told; one that upscales small images (CenterFace) must not undo the shrinking.
+    faces = FixedFaces()
+    detector = FaceMaskDetector(RecordingModel(), face_detector=faces, max_side=1000)
+    for size in ((4000, 2000), (1000, 500), (400, 300)):
+        detector.detect(Image.new("RGB", size))
+    assert faces.shapes == [(500, 1000, 3), (500, 1000, 3), (300, 400, 3)]
+    assert faces.upscales == [False, True, True]
 
 
 def test_upscaled_astronaut_is_found_at_the_upscaled_place(mtcnn, astronaut):
     photo = astronaut.resize((2048, 2048), Image.BILINEAR)
-    detections = FaceMaskDetector(FakeModel(), face_detector=mtcnn, max_side=512).detect(photo)
+    detections = FaceMaskDetector(RecordingModel(), face_detector=mtcnn, max_side=512).detect(photo)
     assert len(detections) == 1
     assert iou(detections[0].box, [4 * v for v in ASTRONAUT_FACE]) > 0.7
 
@@ -141,8 +121,8 @@ def test_crops_take_the_margin_and_stay_inside():
 
 def test_the_classifier_sees_the_crop_from_the_original_photo():
     # The detector sees a 100 px copy; the crop must still come from the full 400 px photo.
-    model = FakeModel()
-    faces = FixedFaces([((5, 12.5, 30, 37.5), 0.99)])  # the green patch, in the copy's pixels
+    model = RecordingModel()
+    faces = FixedFaces((5, 12.5, 30, 37.5))  # the green patch, in the copy's pixels
     detections = FaceMaskDetector(model, face_detector=faces, max_side=100, margin=0.0).detect(two_patch_photo())
     assert detections[0].box == (20, 50, 120, 150) and detections[0].label == "mask"
     assert model.batches[0][0, ..., 1].mean() == pytest.approx(200, abs=1)
@@ -161,7 +141,7 @@ def test_exif_rotated_photo_is_upright_and_its_face_found(tmp_path, mtcnn, astro
     photo = load_image(path)
     assert photo.size == (512, 400) and photo.mode == "RGB"
     assert np.abs(np.asarray(photo, dtype=float) - np.asarray(upright, dtype=float)).mean() < 5
-    detections = FaceMaskDetector(FakeModel(), face_detector=mtcnn).detect(photo)
+    detections = FaceMaskDetector(RecordingModel(), face_detector=mtcnn).detect(photo)
     assert len(detections) == 1 and iou(detections[0].box, ASTRONAUT_FACE) > 0.7
 
 
@@ -219,7 +199,7 @@ def test_mtcnn_finds_most_labelled_faces_on_real_photos(mtcnn, real_sample_dir):
     boxes.columns = ["name", "xmin", "ymin", "xmax", "ymax", "classname"]  # the header is misleading
     boxes = boxes[(boxes.xmax - boxes.xmin >= 30) & (boxes.ymax - boxes.ymin >= 30)]
     names = sorted(boxes.name.unique())[:8]
-    detector = FaceMaskDetector(FakeModel(), face_detector=mtcnn)
+    detector = FaceMaskDetector(RecordingModel(), face_detector=mtcnn)
     matched = total = 0
     for name in names:
         photo = load_image(folder / "images" / name)
@@ -235,28 +215,13 @@ def test_mtcnn_finds_most_labelled_faces_on_real_photos(mtcnn, real_sample_dir):
 
 # --- command line --------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory):
-    """A small untrained classifier with the real contract: raw RGB 224x224x3 in, 2-way softmax out."""
-    import keras
-
-    from facemask.models import save_model
-
-    inputs = keras.Input(shape=(224, 224, 3))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 8, strides=8, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(2, activation="softmax")(x)
-    return save_model(keras.Model(inputs, outputs), tmp_path_factory.mktemp("model") / "tiny.keras")
-
-
-def test_cli_annotates_photos_and_reports_bad_files(tmp_path, tiny_model_path, astronaut, capsys):
+def test_cli_annotates_photos_and_reports_bad_files(tmp_path, colour_model_file, astronaut, capsys):
     astronaut.save(tmp_path / "astronaut.jpg", quality=95)
     (tmp_path / "broken.png").write_bytes(b"not a png")
     astronaut.convert("RGBA").save(tmp_path / "portrait.png")
     out = tmp_path / "out"
-    code = detect.main(["--model", str(tiny_model_path), str(tmp_path / "astronaut.jpg"), str(tmp_path / "broken.png"),
-                        str(tmp_path / "portrait.png"), "--out", str(out)])
+    code = detect.main(["--model", str(colour_model_file), str(tmp_path / "astronaut.jpg"),
+                        str(tmp_path / "broken.png"), str(tmp_path / "portrait.png"), "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 1
     assert f"error: {tmp_path / 'broken.png'}: not an image" in captured.err
@@ -284,9 +249,9 @@ def test_cli_refuses_a_missing_or_broken_model_before_any_work(tmp_path, astrona
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_runs_as_a_module(tmp_path, tiny_model_path, astronaut):
+def test_cli_runs_as_a_module(tmp_path, colour_model_file, astronaut):
     astronaut.save(tmp_path / "astronaut.png")
-    result = subprocess.run([sys.executable, "-m", "facemask.detect", "--model", str(tiny_model_path),
+    result = subprocess.run([sys.executable, "-m", "facemask.detect", "--model", str(colour_model_file),
                              str(tmp_path / "astronaut.png"), "--out", str(tmp_path / "out")],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -298,13 +263,13 @@ def error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("error:")]
 
 
-def test_cli_inputs_sharing_a_stem_get_one_output_each(tmp_path, tiny_model_path, astronaut, capsys):
+def test_cli_inputs_sharing_a_stem_get_one_output_each(tmp_path, colour_model_file, astronaut, capsys):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         astronaut.save(tmp_path / folder / "x.jpg")
     astronaut.save(tmp_path / "a" / "x.png")
     out = tmp_path / "out"
-    code = detect.main(["--model", str(tiny_model_path), str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg"),
+    code = detect.main(["--model", str(colour_model_file), str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg"),
                         str(tmp_path / "a" / "x.png"), "--out", str(out)])
     printed = capsys.readouterr().out.splitlines()
     assert code == 0

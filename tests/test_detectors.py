@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
-from test_detect import ASTRONAUT_FACE, FakeModel, FixedFaces
+from conftest import ASTRONAUT_FACE, FixedFaces, RecordingModel
 
 from facemask.detect import FaceMaskDetector, parse_args
 from facemask.detectors import (
@@ -13,6 +15,7 @@ from facemask.detectors import (
     FACE_DETECTORS,
     BoxCalibration,
     CenterFaceDetector,
+    FaceDetector,
     decode_centerface,
     make_face_detector,
     non_maximum_suppression,
@@ -76,8 +79,8 @@ class SpyCenterFace(CenterFaceDetector):
 def test_a_copy_shrunk_for_speed_is_not_enlarged_again(astronaut):
     spy = SpyCenterFace()
     frame = astronaut.resize((640, 480))
-    FaceMaskDetector(FakeModel(), face_detector=spy, max_side=320).find_faces(frame)  # the video default
-    FaceMaskDetector(FakeModel(), face_detector=spy, max_side=1024).find_faces(astronaut.resize((400, 300)))
+    FaceMaskDetector(RecordingModel(), face_detector=spy, max_side=320).find_faces(frame)  # the video default
+    FaceMaskDetector(RecordingModel(), face_detector=spy, max_side=1024).find_faces(astronaut.resize((400, 300)))
     assert spy.calls == [((240, 320, 3), False), ((300, 400, 3), True)]
 
 
@@ -149,11 +152,19 @@ def test_the_shipped_calibrations_shorten_and_lower_the_box():
 
 def test_centerface_is_the_default_and_each_detector_brings_its_threshold(centerface):
     assert DEFAULT_DETECTOR == "centerface" and list(FACE_DETECTORS) == ["centerface", "mtcnn"]
-    assert FaceMaskDetector(FakeModel(), face_detector=centerface).threshold == pytest.approx(0.4)
-    assert FaceMaskDetector(FakeModel(), face_detector=FixedFaces([])).threshold == 0.0  # a double: all its faces
-    assert FaceMaskDetector(FakeModel(), face_detector=centerface, threshold=0.7).threshold == 0.7
+    assert FaceMaskDetector(RecordingModel(), face_detector=centerface).threshold == pytest.approx(0.4)
+    assert FaceMaskDetector(RecordingModel(), face_detector=FixedFaces()).threshold == 0.0  # a double: all its faces
+    assert FaceMaskDetector(RecordingModel(), face_detector=centerface, threshold=0.7).threshold == 0.7
     with pytest.raises(ValueError, match="unknown face detector 'yolo'; choose one of centerface, mtcnn"):
         make_face_detector("yolo")
+
+
+def test_every_detector_takes_allow_upscale_as_the_interface_says():
+    # FaceMaskDetector passes it to whichever detector it holds, with no special case for any of them.
+    expected = inspect.signature(FaceDetector.find_faces).parameters["allow_upscale"]
+    for name, detector in FACE_DETECTORS.items():
+        found = inspect.signature(detector.find_faces).parameters.get("allow_upscale")
+        assert found is not None and found.default is expected.default is True, name
 
 
 def test_detector_options_of_the_commands():

@@ -9,24 +9,15 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import build_colour_model
+from conftest import build_colour_model, colour_probabilities
 from matplotlib.figure import Figure
 from PIL import Image
 
-from facemask.evaluate import (
-    comparison_table,
-    compute_metrics,
-    evaluate_model,
-    format_report,
-    plot_confusion,
-    plot_history,
-    plot_images,
-    plot_misclassified,
-    predict_directory,
-)
+from facemask.evaluate import comparison_table, evaluate_model, format_report, predict_directory
 from facemask.images import ImageError
+from facemask.metrics import compute_metrics
+from facemask.plots import plot_confusion, plot_history, plot_images, plot_misclassified
 
-WEIGHT = 0.01
 HISTORY = {
     "loss": [0.9, 0.6, 0.5, 0.4],
     "val_loss": [1.0, 0.7, 0.65, 0.6],
@@ -36,8 +27,8 @@ HISTORY = {
 
 
 def p_no_mask(rgb: tuple[int, int, int]) -> float:
-    """The colour model's P(no-mask) for a uniform image, by hand: a logistic of the logit gap."""
-    return float(1 / (1 + np.exp(-2 * WEIGHT * (rgb[2] - rgb[0]))))
+    """The colour model's P(no-mask) for a uniform image, by hand."""
+    return float(colour_probabilities(rgb)[1])
 
 
 # Files of a small test split, true class -> [(relative path, colour)]. The purple "mask" crop is
@@ -60,7 +51,7 @@ def make_split(root: Path, split: dict[str, list[tuple[str, tuple[int, int, int]
 
 @pytest.fixture(scope="module")
 def colour_model() -> keras.Model:
-    return build_colour_model(weight=WEIGHT)
+    return build_colour_model()
 
 
 def hand_made_predictions() -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import FixedFaces
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -223,18 +224,6 @@ def test_truncated_ppm_headers_are_image_errors_naming_the_file(tmp_path, data, 
         load_image(io.BytesIO(data))
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """A saved classifier with the project's contract: raw RGB (16x16 here) in, 2-way softmax out."""
-    import keras
-
-    from facemask.models import save_model
-
-    inputs = keras.Input(shape=(16, 16, 3))
-    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs))
-    return save_model(keras.Model(inputs, outputs), tmp_path_factory.mktemp("model") / "tiny.keras")
-
-
 @pytest.fixture
 def one_bad_between_good(tmp_path) -> list[Path]:
     """`printf 'P6' > bad.jpg` between two readable photos."""
@@ -247,11 +236,11 @@ def one_bad_between_good(tmp_path) -> list[Path]:
     return paths
 
 
-def test_predict_prints_one_error_line_for_the_p6_file_and_scores_the_others(tiny_model, one_bad_between_good,
-                                                                              capsys):
+def test_predict_prints_one_error_line_for_the_p6_file_and_scores_the_others(colour_model_file,
+                                                                              one_bad_between_good, capsys):
     from facemask.predict import main
 
-    assert main(["--model", str(tiny_model), *map(str, one_bad_between_good)]) == 1
+    assert main(["--model", str(colour_model_file), *map(str, one_bad_between_good)]) == 1
     captured = capsys.readouterr()
     bad = one_bad_between_good[1]
     errors = [line for line in captured.err.splitlines() if line.startswith(f"error: {bad}")]
@@ -261,20 +250,14 @@ def test_predict_prints_one_error_line_for_the_p6_file_and_scores_the_others(tin
                                                                              str(one_bad_between_good[2])]
 
 
-class NoFaces:
-    """A face detector double: finds nothing, so the test needs no MTCNN."""
-
-    def find_faces(self, rgb):
-        return []
-
-
-def test_detect_prints_one_error_line_for_the_p6_file_and_annotates_the_others(tiny_model, one_bad_between_good,
-                                                                               tmp_path, monkeypatch, capsys):
+def test_detect_prints_one_error_line_for_the_p6_file_and_annotates_the_others(colour_model_file,
+                                                                               one_bad_between_good, tmp_path,
+                                                                               monkeypatch, capsys):
     from facemask import detect
 
-    monkeypatch.setattr(detect, "make_face_detector", lambda name: NoFaces())
+    monkeypatch.setattr(detect, "make_face_detector", lambda name: FixedFaces())  # no face: no MTCNN needed
     out = tmp_path / "out"
-    assert detect.main(["--model", str(tiny_model), *map(str, one_bad_between_good), "--out", str(out)]) == 1
+    assert detect.main(["--model", str(colour_model_file), *map(str, one_bad_between_good), "--out", str(out)]) == 1
     captured = capsys.readouterr()
     bad = one_bad_between_good[1]
     assert [line for line in captured.err.splitlines() if line.startswith("error:")] == [

@@ -10,38 +10,17 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import COLOUR_SIZE, ROOT, build_colour_model, colour_probabilities
 from PIL import Image
 
 from facemask.images import ImageError, load_image, to_model_input
 from facemask.models import save_model
 from facemask.predict import main, predict_files, predict_proba
 
-ROOT = Path(__file__).resolve().parents[1]
-
-SIZE = 16
-WEIGHT = 0.01  # logits = +-WEIGHT * (mean red - mean blue): strong colours give confident, unequal probabilities
-
-
-def build_colour_model() -> keras.Model:
-    """A real Keras classifier with the project's contract (raw RGB in, 2-way softmax out) and known
-    weights: reddish crops are "mask", bluish crops "no-mask", so expected probabilities can be computed."""
-    inputs = keras.Input(shape=(SIZE, SIZE, 3), name="rgb")
-    x = keras.layers.GlobalAveragePooling2D()(inputs)
-    outputs = keras.layers.Dense(2, activation="softmax", name="probabilities")(x)
-    model = keras.Model(inputs, outputs, name="colour")
-    kernel = np.array([[WEIGHT, -WEIGHT], [0.0, 0.0], [-WEIGHT, WEIGHT]], dtype=np.float32)
-    model.get_layer("probabilities").set_weights([kernel, np.zeros(2, dtype=np.float32)])
-    return model
-
-
-def expected_probabilities(rgb: tuple[int, int, int]) -> np.ndarray:
-    """The colour model's output for a uniform image, computed by hand."""
-    logits = np.array([WEIGHT * (rgb[0] - rgb[2]), WEIGHT * (rgb[2] - rgb[0])])
-    return np.exp(logits) / np.exp(logits).sum()
-
 
 @pytest.fixture(scope="module")
 def colour_model() -> keras.Model:
+    """Known weights: reddish crops are "mask", bluish crops "no-mask", so expected probabilities can be computed."""
     return build_colour_model()
 
 
@@ -176,12 +155,12 @@ def test_predict_proba_gives_the_models_probabilities_for_a_batch(colour_model, 
     assert probabilities.shape == (len(images), 2) and probabilities.dtype == np.float32
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
     # JPEG is lossy, so the red image decodes a unit or two off its colour: 0.02 of probability at most.
-    expected = np.stack([expected_probabilities(rgb) for rgb in images.values()])
+    expected = np.stack([colour_probabilities(rgb) for rgb in images.values()])
     np.testing.assert_allclose(probabilities, expected, atol=0.02)
     assert probabilities[:, 0].round(3).tolist() != probabilities[:, 1].round(3).tolist()
 
     # Arrays, and a batch already at the model's size, give the same answer as PIL images.
-    batch = to_model_input(loaded, (SIZE, SIZE))
+    batch = to_model_input(loaded, (COLOUR_SIZE, COLOUR_SIZE))
     np.testing.assert_allclose(predict_proba(colour_model, batch), probabilities, atol=1e-6)
     np.testing.assert_allclose(predict_proba(colour_model, [np.asarray(im) for im in loaded]), probabilities, atol=1e-6)
     assert predict_proba(colour_model, []).shape == (0, 2)
