@@ -1,17 +1,26 @@
 """Face mask detection with Keras CNNs: one module per stage of the data's journey.
 
-sample   - a small generated data set in the Kaggle layout (photos + train.csv), hand-made pixels
-sources  - which photos to crop: the Kaggle download when present, else the real sample in sample/
-data     - the tf.data input pipeline and augmentation
-models   - the scratch CNN and the fine-tuned VGG16, saving and loading
-train    - training (and `python -m facemask.train`)
-images   - the one image reader, face cropper (one margin) and resizer, for training and serving alike
-evaluate - metrics, curves and the misclassified grid; `python -m facemask.evaluate crops|photos`
+sample    - a small generated data set in the Kaggle layout (photos + train.csv), hand-made pixels
+sources   - which photos to crop: the Kaggle download when present, else the real sample in sample/
+images    - the one image reader, face cropper (one margin) and resizer, for training and serving alike
+data      - the tf.data input pipeline and augmentation (`python -m facemask.data counts`)
+models    - the scratch CNN and the fine-tuned VGG16, saving and loading (with a JSON sidecar)
+config    - the training configuration (TrainConfig), from which the train command line is made
+train     - training (`python -m facemask.train`)
+predict   - [P(mask), P(no-mask)] for images (`python -m facemask.predict`)
+metrics   - the classifier's numbers on labelled crops: accuracy, balanced accuracy, ROC AUC, confusion
+plots     - the figures: training curves, confusion matrix, image grids, mistakes, precision-recall
+evaluate  - a classifier scored on a crop folder, its report files (`python -m facemask.evaluate crops|photos`)
 evaluate_photos - face detector + classifier scored on annotated photos (the `photos` command)
-scoring  - IoU, face matching, precision-recall and VOC average precision
-predict  - [P(mask), P(no-mask)] for images (and `python -m facemask.predict`)
-detect   - find faces, classify them, draw green/red boxes (and `python -m facemask.detect`)
-app      - the Gradio web front-end (`python -m facemask.app`)
+scoring   - IoU, face matching, precision-recall and VOC average precision
+detectors - the face detectors (CenterFace, MTCNN) behind one interface
+detect    - find faces, classify them, draw green/red boxes (`python -m facemask.detect`)
+video     - the same, frame by frame, for a video file
+live      - the web app's webcam stream
+uploads   - the web app's checks on every file a request names
+app       - the Gradio web front-end (`python -m facemask.app`)
+cli       - what every command line shares: parser, help layout, exit statuses
+tf_startup - TensorFlow's start-up lines kept off the terminal
 """
 
 import os

@@ -332,7 +332,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     video = DEFAULT_VIDEO_LIMITS
     parser.add_argument("--model", type=Path, required=True, metavar="FILE", help="a saved .keras classifier")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=number_in(int, 1, 65535), default=7860, help="port")
+    parser.add_argument("--port", type=number_in(int, 0, 65535), default=7860,
+                        help="port; 0: the first free port from 7860")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
     parser.add_argument("--max-upload-mb", type=number_in(float, 0, above=True), default=50,
                         help="largest photo or video, uploaded or sent as a data URL")
