@@ -14,9 +14,11 @@ detect   - find faces, classify them, draw green/red boxes (and `python -m facem
 app      - the Gradio web front-end (`python -m facemask.app`)
 """
 
+import contextlib
 import os
+import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 CLASS_NAMES = ["mask", "no-mask"]
@@ -48,3 +50,34 @@ def save_atomically(path: Path, write: Callable[[Path], object]) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path, replace: bool = False) -> Iterator[Path]:
+    """Yield a hidden folder beside `path` to fill; on success it becomes `path`, on any failure it goes.
+
+    So `path` appears whole or not at all, Ctrl-C included. An empty `path` is taken over; a non-empty
+    one is a FileExistsError unless `replace`, and then swapped out only once the new folder is complete.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = partial_path(path)
+    temporary.mkdir()  # a plain mkdir: the folder gets the umask's usual permissions, unlike mkdtemp's 0700
+    try:
+        yield temporary
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        if not path.exists():
+            temporary.rename(path)
+        elif not replace:
+            raise FileExistsError(f"{path}: folder exists and is not empty")
+        else:
+            previous = partial_path(path)
+            path.rename(previous)
+            try:
+                temporary.rename(path)
+            except BaseException:
+                previous.rename(path)  # put the previous folder back before reporting the failure
+                raise
+            shutil.rmtree(previous)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)

@@ -22,7 +22,6 @@ import argparse
 import functools
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from facemask import CLASS_NAMES, IMAGE_EXTENSIONS, IMAGE_SIZE, SPLITS
+from facemask import CLASS_NAMES, IMAGE_EXTENSIONS, IMAGE_SIZE, SPLITS, atomic_folder
 from facemask.images import load_image, to_model_input
 
 # The image files a class folder is read for (the formats Keras' directory loader took, as before).
@@ -227,21 +226,17 @@ def link_split(source: Path | str, out: Path | str, fractions: Sequence[float] =
             raise DataError(f"no images in {source / name}")
     if out.exists() and any(out.iterdir()):
         raise DataError(f"output folder {out} exists and is not empty; remove it or choose another")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     rng = np.random.default_rng(seed)
     cuts = np.cumsum(fractions)[:-1]
-    for name, paths in files.items():
-        order = rng.permutation(len(paths))
-        bounds = [0, *np.round(cuts * len(paths)).astype(int), len(paths)]
-        for split, start, stop in zip(SPLITS, bounds[:-1], bounds[1:], strict=True):
-            target = staging / split / name
-            target.mkdir(parents=True)
-            for index in order[start:stop]:
-                os.symlink(paths[index], target / paths[index].name)
-    if out.exists():
-        out.rmdir()
-    staging.rename(out)
+    with atomic_folder(out) as staging:
+        for name, paths in files.items():
+            order = rng.permutation(len(paths))
+            bounds = [0, *np.round(cuts * len(paths)).astype(int), len(paths)]
+            for split, start, stop in zip(SPLITS, bounds[:-1], bounds[1:], strict=True):
+                target = staging / split / name
+                target.mkdir(parents=True)
+                for index in order[start:stop]:
+                    os.symlink(paths[index], target / paths[index].name)
     return count_images(out, class_names=class_names)
 
 
