@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,8 +26,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from reproduce import SPLIT_ARGS  # noqa: E402
 
-import split  # noqa: E402
-from facemask import SPLITS  # noqa: E402
+from facemask import SPLITS, split  # noqa: E402
 from facemask.detectors import BoxCalibration, CenterFaceDetector, MTCNNFaceDetector  # noqa: E402
 from facemask.images import load_image  # noqa: E402
 
@@ -39,14 +37,8 @@ DETECTORS = {"centerface": CenterFaceDetector, "mtcnn": MTCNNFaceDetector}
 
 def split_of_photos(images: Path, csv_path: Path) -> dict[str, str]:
     """Photo name -> train/valid/test, exactly as split.py assigns them with SPLIT_ARGS."""
-    args = split.build_parser().parse_args([str(images), str(csv_path), *SPLIT_ARGS])
-    faces, _ = split.apply_class_rules(split.read_rows(csv_path), args.incorrect)
-    photos, _ = split.inspect_photos(images, list(dict.fromkeys(row.name for row, _ in faces)))
-    crops, _ = split.plan_crops(faces, photos, args.margin, args.min_size)
-    per_photo: dict = {}
-    for crop in crops:
-        per_photo.setdefault(crop.source, Counter())[crop.label] += 1
-    return split.assign_splits(per_photo, split.parse_ratios([args.train, args.valid, args.test]), args.seed)
+    planned = split.plan(split.parse_args([str(images), str(csv_path), *SPLIT_ARGS]))
+    return {crop.source: crop.split for crop in planned.crops}
 
 
 def annotated_boxes(csv_path: Path) -> dict[str, np.ndarray]:

@@ -148,7 +148,7 @@ def check_csv(data: bytes, scratch: Path) -> str:
     """Any bytes as a CSV: a SplitError naming it, or rows whose boxes are finite and can be cut."""
     import math
 
-    import split
+    from facemask import split
 
     path = scratch / "fuzzed.csv"
     path.write_bytes(data)
@@ -211,10 +211,10 @@ def instrument(target: str) -> None:
             Image.init()  # imports every format plugin now, inside the instrumentation
             import facemask.images  # noqa: F401
     elif target == "csv":
-        import PIL.Image  # noqa: F401  (split.py reads photos; its CSV reader is what is fuzzed)
+        import PIL.Image  # noqa: F401  (facemask.split reads photos; its CSV reader is what is fuzzed)
 
-        with atheris.instrument_imports(include=["split", "csv"]):
-            import split  # noqa: F401
+        with atheris.instrument_imports(include=["facemask.split", "csv"]):
+            from facemask import split  # noqa: F401
     else:
         import keras  # noqa: F401  (facemask.models builds models; its sidecar reader is what is fuzzed)
 
@@ -299,5 +299,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))  # split.py and facemask/ from the repository, however this is started
+    sys.path.insert(0, str(ROOT))  # facemask/ from the repository, however this is started
     sys.exit(main())

@@ -74,7 +74,7 @@ def link_subset(source: Path, out: Path, images: int, seed: int = 0) -> int:
 
 def sample_train_folder(workdir: Path) -> Path:
     """The generated sample cut by split.py; its train split."""
-    import split
+    from facemask import split
     from facemask.sample import make_sample
 
     make_sample(workdir / "sample", photos=120, seed=0)

@@ -2,6 +2,7 @@
 
 sample    - a small generated data set in the Kaggle layout (photos + train.csv), hand-made pixels
 sources   - which photos to crop: the Kaggle download when present, else the real sample in sample/
+split     - Kaggle photos + train.csv to train/valid/test face crops, grouped by photo (`split.py`)
 images    - the one image reader, face cropper (one margin) and resizer, for training and serving alike
 data      - the tf.data input pipeline and augmentation (`python -m facemask.data counts`)
 models    - the scratch CNN and the fine-tuned VGG16, saving and loading (with a JSON sidecar)
@@ -23,9 +24,11 @@ cli       - what every command line shares: parser, help layout, exit statuses
 tf_startup - TensorFlow's start-up lines kept off the terminal
 """
 
+import contextlib
 import os
+import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from facemask.tf_startup import silence_tensorflow_start_up
@@ -59,6 +62,37 @@ def save_atomically(path: Path, write: Callable[[Path], object]) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path, replace: bool = False) -> Iterator[Path]:
+    """Yield a hidden folder beside `path` to fill; on success it becomes `path`, on any failure it goes.
+
+    So `path` appears whole or not at all, Ctrl-C included. An empty `path` is taken over; a non-empty
+    one is a FileExistsError unless `replace`, and then swapped out only once the new folder is complete.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = partial_path(path)
+    temporary.mkdir()  # a plain mkdir: the folder gets the umask's usual permissions, unlike mkdtemp's 0700
+    try:
+        yield temporary
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        if not path.exists():
+            temporary.rename(path)
+        elif not replace:
+            raise FileExistsError(f"{path}: folder exists and is not empty")
+        else:
+            previous = partial_path(path)
+            path.rename(previous)
+            try:
+                temporary.rename(path)
+            except BaseException:
+                previous.rename(path)  # put the previous folder back before reporting the failure
+                raise
+            shutil.rmtree(previous)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 # Here, in the package every command imports first, because it must come before TensorFlow is imported:

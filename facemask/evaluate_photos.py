@@ -1,8 +1,9 @@
 """How good the whole pipeline is on annotated photos: face detector + mask classifier, scored per face.
 
-`python -m facemask.evaluate photos --model FILE IMAGES CSV` (see facemask.evaluate) runs this. Photos in the
-Kaggle layout are read with split.py's own CSV reader (the header's x1,x2,y1,y2 hold xmin, ymin,
-xmax, ymax), `face_with_mask_incorrect` counted as no-mask: a mask under the nose does not protect.
+`python -m facemask.evaluate photos --model FILE IMAGES CSV` (see facemask.evaluate) runs this. Photos
+in the Kaggle layout are read with split.py's own CSV reader, `facemask.split.read_rows` (the header's
+x1,x2,y1,y2 hold xmin, ymin, xmax, ymax), `face_with_mask_incorrect` counted as no-mask: a mask
+under the nose does not protect.
 Only annotated photos are scored (a photo with no face row may simply be unlabelled), and, given
 split.py's manifest, only the photos of one split: detection must be scored on photos the classifier
 never trained on.
@@ -27,6 +28,7 @@ from facemask.images import ImageError, crop_face, load_image
 from facemask.metrics import compute_metrics
 from facemask.plots import plot_precision_recall
 from facemask.scoring import TrueFace, score_photos
+from facemask.split import SplitError, apply_class_rules, read_rows
 
 INCORRECT_AS = "no-mask"
 INCORRECT_NOTE = "face_with_mask_incorrect counted as no-mask (a mask under the nose does not protect)"
@@ -36,24 +38,13 @@ class EvaluationError(Exception):
     """Bad input found while evaluating; the command prints it as one `error:` line and exits 1."""
 
 
-def _split_module():
-    """split.py, the project's top-level script: its CSV reader is the one reader of the Kaggle layout."""
-    try:
-        import split
-    except ModuleNotFoundError:  # run from outside the project's root: split.py sits beside the package
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        import split
-    return split
-
-
 def read_truth(csv_path: Path) -> dict[str, list[TrueFace]]:
     """Per photo named in the CSV with at least one face row: its faces, incorrect masks as no-mask."""
-    split = _split_module()
     try:
-        rows = split.read_rows(csv_path)
-    except split.SplitError as error:
+        rows = read_rows(csv_path)  # split.py's reader: the one reader of the Kaggle layout
+    except SplitError as error:
         raise EvaluationError(str(error)) from None
-    faces, _ = split.apply_class_rules(rows, INCORRECT_AS)
+    faces, _ = apply_class_rules(rows, INCORRECT_AS)
     truth: dict[str, list[TrueFace]] = {}
     for row, label in faces:
         truth.setdefault(row.name, []).append(TrueFace((row.xmin, row.ymin, row.xmax, row.ymax), label, row.classname))

@@ -27,7 +27,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # split.py is a top-level script, imported by its tests
+sys.path.insert(0, str(ROOT))  # this checkout's facemask/, whatever else is installed
 SHARED = ROOT.parent / "shared" / "datasets"
 REAL_SAMPLE = ROOT / "sample"  # 60 CC0 photos of the Kaggle set, committed (scripts/make_sample.py)
 
@@ -46,7 +46,7 @@ def real_sample_dir() -> Path:
 @pytest.fixture(scope="session")
 def real_sample_crops(real_sample_dir, tmp_path_factory) -> Path:
     """The real sample cropped by split.py into train/valid/test x mask/no-mask (70/15/15)."""
-    import split
+    from facemask import split
 
     out = tmp_path_factory.mktemp("real-crops") / "data"
     code = split.main([str(real_sample_dir / "images"), str(real_sample_dir / "train.csv"), "70", "15", "15",
@@ -69,7 +69,7 @@ def sample_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sample_crops(sample_dir, tmp_path_factory) -> Path:
     """The generated sample cropped by split.py into train/valid/test x mask/no-mask (70/15/15)."""
-    import split
+    from facemask import split
 
     out = tmp_path_factory.mktemp("crops") / "data"
     code = split.main([str(sample_dir / "images"), str(sample_dir / "train.csv"), "70", "15", "15", "--out", str(out)])
@@ -207,7 +207,9 @@ class TruthFaceDetector:
     def __init__(self, images_dir: Path, csv_path: Path, miss_every: int = 0, false_faces: bool = False):
         import hashlib
 
-        import split
+        import numpy as np
+
+        from facemask import split
         from facemask.images import load_image
 
         self._hash = lambda rgb: hashlib.sha1(np.ascontiguousarray(rgb).tobytes() + str(rgb.shape).encode()).hexdigest()

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 from conftest import SHARED, FixedFaces, RecordingModel, requires_shared
 
-import split
-from facemask import DEFAULT_MARGIN
+from facemask import DEFAULT_MARGIN, split
 from facemask.data import load_split, split_files
 from facemask.detect import FaceMaskDetector
 from facemask.images import load_image

@@ -83,7 +83,7 @@ def test_every_image_seed_is_read_as_rgb_of_its_size(name):
 
 
 def test_csv_and_sidecar_seeds_are_accepted(scratch):
-    import split
+    from facemask import split
     from facemask.models import read_sidecar
 
     for name, data in CSV_SEEDS.items():
@@ -280,7 +280,7 @@ def test_detect_prints_one_error_line_for_the_p6_file_and_annotates_the_others(c
     "a.jpg,0.0,0.0,1.0,8.98846567431158e+307,face_with_mask",
 ])
 def test_coordinates_beyond_any_photo_are_a_split_error_naming_line_and_column(tmp_path, row):
-    import split
+    from facemask import split
 
     path = tmp_path / "train.csv"
     path.write_text(f"name,x1,x2,y1,y2,classname\n{row}\n")
@@ -291,7 +291,7 @@ def test_coordinates_beyond_any_photo_are_a_split_error_naming_line_and_column(t
 def test_split_command_reports_a_huge_coordinate_as_one_error_line(tmp_path, capsys):
     from PIL import Image
 
-    import split
+    from facemask import split
 
     (tmp_path / "images").mkdir()
     Image.new("RGB", (64, 64)).save(tmp_path / "images" / "a.jpg")

@@ -1,4 +1,4 @@
-"""split.py: every rule on tiny photos and CSVs made here, plus the real Kaggle-layout data when present."""
+"""split.py (facemask.split): every rule on tiny photos and CSVs made here, plus the real data when present."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import pytest
 from conftest import ROOT, SHARED, requires_shared
 from PIL import Image
 
-import split
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, SPLITS
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, SPLITS, split
 from facemask.images import face_box, load_image
 
 HEADER = ["name", "x1", "x2", "y1", "y2", "classname"]
@@ -41,12 +40,20 @@ def write_csv(path: Path, rows: list, header=HEADER) -> Path:
     return path
 
 
+def exit_code(argv: list[str]) -> int:
+    """split.main's exit code, usage errors included (argparse exits with 2)."""
+    try:
+        return split.main(argv)
+    except SystemExit as exited:
+        return exited.code
+
+
 def run(tmp_path: Path, rows: list, *extra: str, header=HEADER, ratios=("100", "0", "0"), out=None):
     """split.main on tmp_path/images + a CSV of `rows`; returns (exit code, output folder)."""
     csv_path = write_csv(tmp_path / "train.csv", rows, header)
     out = out or tmp_path / "data"
     argv = [str(tmp_path / "images"), str(csv_path), *ratios, "--out", str(out), "--workers", "1", *extra]
-    return split.main(argv), out
+    return exit_code(argv), out
 
 
 def manifest(out: Path) -> list[dict]:
@@ -329,6 +336,15 @@ def test_same_seed_gives_byte_identical_output_whatever_the_workers(tmp_path):
     assert assignment != {r["source"]: r["split"] for r in manifest(other)}
 
 
+def test_the_real_sample_gives_the_same_bytes_every_run_whatever_the_workers(real_sample_dir, tmp_path):
+    argv = [str(real_sample_dir / "images"), str(real_sample_dir / "train.csv"), "70", "15", "15"]
+    for name, workers in (("one", "1"), ("two", "2"), ("again", "1")):
+        assert split.main([*argv, "--out", str(tmp_path / name), "--workers", workers]) == 0
+    one = tree_bytes(tmp_path / "one")
+    assert "manifest.csv" in one and len(one) == len(manifest(tmp_path / "one")) + 1
+    assert one == tree_bytes(tmp_path / "two") == tree_bytes(tmp_path / "again")
+
+
 # ---------------------------------------------------------------- the output folder
 
 
@@ -485,9 +501,9 @@ def test_missing_and_unreadable_photos_are_warned_counted_and_skipped(tmp_path, 
 
 
 def test_help_and_usage_errors_in_process(capsys):
-    assert split.main(["--help"]) == 0
+    assert exit_code(["--help"]) == 0
     assert "usage:" in capsys.readouterr().out
-    assert split.main(["images", "train.csv", "80", "20"]) == 2
+    assert exit_code(["images", "train.csv", "80", "20"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("usage:") and "error: the following arguments are required: test" in err
 
@@ -500,7 +516,7 @@ def test_script_prints_usage_for_too_few_arguments(args):
     assert "Traceback" not in result.stderr
 
 
-def test_script_runs_end_to_end_with_a_pool(real_sample_dir, tmp_path):
+def test_script_runs_end_to_end_with_two_workers(real_sample_dir, tmp_path):
     out = tmp_path / "data"
     cmd = [sys.executable, str(ROOT / "split.py"), str(real_sample_dir / "images"), str(real_sample_dir / "train.csv"),
            "0.7", "0.15", "0.15", "--out", str(out), "--workers", "2"]
@@ -593,8 +609,8 @@ def test_sigterm_mid_run_leaves_no_partial_output(tmp_path, monkeypatch, capsys)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is split.main's only
 
 
-def test_sigterm_to_the_script_with_a_pool_leaves_no_partial_output(tmp_path):
-    """As `timeout` does it: SIGTERM to the parent only, while its worker processes cut photos."""
+def test_sigterm_to_the_script_with_two_workers_leaves_no_partial_output(tmp_path):
+    """As `timeout` does it: SIGTERM to the process, while its two worker threads cut photos."""
     import signal
     import time
 
@@ -609,7 +625,7 @@ def test_sigterm_to_the_script_with_a_pool_leaves_no_partial_output(tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not any(p.is_file() for p in tmp_path.glob(".data.partial-*/train/mask/*")):
+        while not any(p.is_file() for p in tmp_path.glob(".data.*.partial/train/mask/*")):
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "no crop was written in 120 s"
             time.sleep(0.05)
