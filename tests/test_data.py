@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facemask import CLASS_NAMES
+from facemask import CLASS_NAMES, SPLITS
 from facemask.data import (
-    SPLITS,
     DataError,
     check_data_dir,
     class_weights,
