@@ -30,6 +30,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from facemask.tf_startup import silence_tensorflow_start_up
 
@@ -48,18 +49,21 @@ DEFAULT_SEED = 42
 DEFAULT_MARGIN = 0.1
 MAX_MARGIN = 10.0  # a larger margin would crop mostly background (and overflow on absurd values)
 
+T = TypeVar("T")
+
 
 def partial_path(path: Path) -> Path:
     """A hidden, unique name beside `path` for writing before the final rename (same file system)."""
     return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
 
 
-def save_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary file beside `path`, so a failure leaves no half-written file."""
+def save_atomically(path: Path, write: Callable[[Path], T]) -> T:
+    """Write through a temporary file beside `path`, so a failure leaves no half-written file; `write`'s result."""
     temporary = partial_path(path)
     try:
-        write(temporary)
+        result = write(temporary)
         os.replace(temporary, path)
+        return result
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -14,7 +14,6 @@ frames. A small file can hold thousands of huge frames: the header, not the file
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
 import time
@@ -28,7 +27,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
-from facemask import partial_path
+from facemask import save_atomically
 
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"}
 # Faces are looked for on a copy of each frame at most this large. Webcam faces are big, and a
@@ -195,34 +194,36 @@ def annotate_video(source: Path, destination: Path, detector: FrameAnnotator, li
 def write_annotated(reader, source: Path, destination: Path, detector: FrameAnnotator, plan: Plan,
                     limits: VideoLimits, progress: Callable[[int, int | None], None] | None,
                     max_side: int | None) -> dict:
-    """Annotate the reader's frames into `destination`, through a hidden file renamed at the end."""
+    """Annotate the reader's frames into `destination`, which appears only once the video is whole."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    # A hidden name beside the destination: the final rename stays on one file system.
-    temporary = partial_path(destination)
+    stats = save_atomically(destination, lambda temporary: encode_annotated(
+        reader, source, temporary, detector, plan, limits, progress, max_side))
+    return stats | {"output": str(destination)}
+
+
+def encode_annotated(reader, source: Path, target: Path, detector: FrameAnnotator, plan: Plan,
+                     limits: VideoLimits, progress: Callable[[int, int | None], None] | None,
+                     max_side: int | None) -> dict:
+    """Detect, draw and encode every frame into `target` (H.264); frames, faces and frames per second."""
+    writer = imageio.get_writer(target, format="FFMPEG", fps=plan.fps, codec="libx264",
+                                pixelformat="yuv420p", macro_block_size=1, ffmpeg_log_level="error",
+                                output_params=["-movflags", "+faststart"])
+    frames, faces, started = 0, 0, time.perf_counter()
     try:
-        writer = imageio.get_writer(temporary, format="FFMPEG", fps=plan.fps, codec="libx264",
-                                    pixelformat="yuv420p", macro_block_size=1, ffmpeg_log_level="error",
-                                    output_params=["-movflags", "+faststart"])
-        frames, faces, started = 0, 0, time.perf_counter()
-        try:
-            for frame in iterate_frames(reader, source):
-                check_running_limits(source, frames, plan.fps, limits)
-                annotated, found = detector.annotate(Image.fromarray(even_size(frame)), max_side)
-                faces += len(found)
-                writer.append_data(np.asarray(annotated))
-                frames += 1
-                if progress is not None:
-                    progress(frames, plan.expected_frames)
-        finally:
-            writer.close()
-        elapsed = time.perf_counter() - started
-        if frames == 0:
-            raise VideoError(f"{source}: the video has no frames")
-        os.replace(temporary, destination)
+        for frame in iterate_frames(reader, source):
+            check_running_limits(source, frames, plan.fps, limits)
+            annotated, found = detector.annotate(Image.fromarray(even_size(frame)), max_side)
+            faces += len(found)
+            writer.append_data(np.asarray(annotated))
+            frames += 1
+            if progress is not None:
+                progress(frames, plan.expected_frames)
     finally:
-        temporary.unlink(missing_ok=True)
-    return {"frames": frames, "faces": faces, "output": str(destination),
-            "processing_fps": frames / elapsed if elapsed > 0 else float("inf")}
+        writer.close()
+    elapsed = time.perf_counter() - started
+    if frames == 0:
+        raise VideoError(f"{source}: the video has no frames")
+    return {"frames": frames, "faces": faces, "processing_fps": frames / elapsed if elapsed > 0 else float("inf")}
 
 
 def check_running_limits(source: Path, frames: int, fps: float, limits: VideoLimits) -> None:

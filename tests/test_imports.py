@@ -76,7 +76,7 @@ def test_the_graph_sees_top_level_and_late_imports():
     assert {"facemask", "facemask.detect", "facemask.video", "facemask.plots"} <= set(graph)
     assert "facemask.video" in graph["facemask.detect"]  # at the top of detect.py
     assert "facemask.evaluate_photos" in graph["facemask.evaluate"]  # inside main()
-    assert "facemask" in graph["facemask.video"]  # from facemask import partial_path
+    assert "facemask" in graph["facemask.video"]  # from facemask import save_atomically
 
 
 def test_no_module_of_the_package_imports_itself_back():
