@@ -20,7 +20,6 @@ Every row of a picked photo is kept, in the source file's order.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import shutil
 import sys
@@ -30,6 +29,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from facemask.cli import ArgumentParser, fail, number_in  # noqa: E402
+
+SAMPLE_SEED = 0
 HEADER = ["name", "x1", "x2", "y1", "y2", "classname"]
 LABELS = {"face_with_mask": "mask", "face_no_mask": "no-mask", "face_with_mask_incorrect": "incorrect"}
 MAX_FILE_BYTES = 150_000  # "well under 300 KB": all the set's JPEGs and its smallest PNGs
@@ -125,7 +129,7 @@ faces over many photos, so that `split.py ... 70 15 15` puts no-mask crops in ev
 """)
 
 
-def make_sample(source: Path, out: Path, count: int = 60, seed: int = 0) -> list[str]:
+def make_sample(source: Path, out: Path, count: int = 60, seed: int = SAMPLE_SEED) -> list[str]:
     """Copy the picked photos and their rows into out/images and out/train.csv; returns their names."""
     rows = read_rows(source / "train.csv")
     faces = faces_per_photo(rows)
@@ -149,16 +153,16 @@ def make_sample(source: Path, out: Path, count: int = 60, seed: int = 0) -> list
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="scripts/make_sample.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "datasets" / "kaggle-format",
-                        help="folder with images/ and train.csv (default: ../shared/datasets/kaggle-format)")
-    parser.add_argument("--out", type=Path, default=ROOT / "sample", help="where to write (default: sample/)")
-    parser.add_argument("--photos", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=0)
+                        help="folder with images/ and train.csv")
+    parser.add_argument("--out", type=Path, default=ROOT / "sample", help="where to write")
+    parser.add_argument("--photos", type=number_in(int, 1), default=60, help="how many photos to pick")
+    # Not DEFAULT_SEED: 0 is the seed the committed sample/ was picked with, so a re-run gives the same files.
+    parser.add_argument("--seed", type=number_in(int, 0), default=SAMPLE_SEED, help="seed of the pick")
     args = parser.parse_args(argv)
     if not (args.source / "train.csv").is_file():
-        print(f"error: {args.source / 'train.csv'} not found", file=sys.stderr)
-        return 2
+        return fail(f"{args.source / 'train.csv'}: not found")
     picked = make_sample(args.source, args.out, args.photos, args.seed)
     print(f"{len(picked)} photos written to {args.out}")
     return 0
