@@ -68,7 +68,7 @@ class FaceMaskDetector:
     """Face detector + mask classifier: `detect(photo)` gives one Detection per face."""
 
     def __init__(self, model, class_names: Sequence[str] = CLASS_NAMES, face_detector: FaceDetector | None = None,
-                 margin: float = DEFAULT_MARGIN, min_face: int = 0, threshold: float | None = None,
+                 margin: float = DEFAULT_MARGIN, min_size: int = 0, threshold: float | None = None,
                  max_side: int = 1024):
         if sorted(class_names) != sorted(CLASS_NAMES):
             raise ValueError(f"the model's classes are {list(class_names)}; detection needs {CLASS_NAMES}")
@@ -76,7 +76,7 @@ class FaceMaskDetector:
         self.class_names = list(class_names)
         self.face_detector = face_detector if face_detector is not None else make_face_detector(DEFAULT_DETECTOR)
         self.margin = margin
-        self.min_face = min_face
+        self.min_size = min_size
         # Each detector's scores mean something else: by default, its own threshold (none: keep all).
         self.threshold = threshold if threshold is not None else getattr(self.face_detector, "threshold", 0.0)
         self.max_side = max_side
@@ -98,7 +98,7 @@ class FaceMaskDetector:
         for raw_box, score in self.face_detector.find_faces(np.asarray(small), allow_upscale=scale >= 1.0):
             box = clip_box([v / scale for v in raw_box], width, height)
             face_width, face_height = box[2] - box[0], box[3] - box[1]
-            if score >= self.threshold and min(face_width, face_height) >= max(1, self.min_face):
+            if score >= self.threshold and min(face_width, face_height) >= max(1, self.min_size):
                 faces.append((box, score))
         return faces
 
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(problem)
     try:
         detector = FaceMaskDetector.from_path(args.model, face_detector=make_face_detector(args.detector),
-                                              margin=args.margin, min_face=args.min_size, threshold=args.threshold,
+                                              margin=args.margin, min_size=args.min_size, threshold=args.threshold,
                                               max_side=args.max_side)
     except (OSError, ValueError) as error:
         return fail(error)

@@ -84,7 +84,7 @@ def test_boxes_are_clipped_inside_the_image():
 
 def test_threshold_and_min_face_filter_faces():
     faces = FixedFaces((20, 50, 120, 150), (250, 100, 390, 250), (10, 10, 25, 25), scores=(0.99, 0.5, 0.99))
-    detector = FaceMaskDetector(RecordingModel(), face_detector=faces, threshold=0.9, min_face=20)
+    detector = FaceMaskDetector(RecordingModel(), face_detector=faces, threshold=0.9, min_size=20)
     assert [d.box for d in detector.detect(two_patch_photo())] == [(20, 50, 120, 150)]
 
 
