@@ -68,7 +68,7 @@ class TrainConfig:
                               type=number_in(int, 1))
     learning_rate: float = setting(1e-3, "Adam's learning rate (VGG16: of phase 1)",
                                    type=number_in(float, 0, above=True))
-    patience: int = setting(6, "early-stopping patience in epochs; the learning rate drops 5x after half of it",
+    patience: int = setting(10, "early-stopping patience in epochs; the learning rate drops 5x after half of it",
                             type=number_in(int, 0))
     class_weights: bool = setting(True, "weight the classes by their rarity in the training crops")
     seed: int = setting(DEFAULT_SEED, "seed of the weights' initialisation, shuffling and augmentation",
