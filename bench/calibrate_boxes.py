@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,10 +29,11 @@ from reproduce import SPLIT_ARGS  # noqa: E402
 
 from facemask import SPLITS, split  # noqa: E402
 from facemask.detectors import BoxCalibration, CenterFaceDetector, MTCNNFaceDetector  # noqa: E402
+from facemask.evaluate_photos import read_truth  # noqa: E402
 from facemask.images import load_image  # noqa: E402
+from facemask.scoring import TrueFace, match_faces  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "kaggle-format"
-FACE_CLASSES = (split.MASK_CLASS, split.NO_MASK_CLASS, split.INCORRECT_CLASS)  # one box convention for all three
 DETECTORS = {"centerface": CenterFaceDetector, "mtcnn": MTCNNFaceDetector}
 
 
@@ -41,52 +43,21 @@ def split_of_photos(images: Path, csv_path: Path) -> dict[str, str]:
     return {crop.source: crop.split for crop in planned.crops}
 
 
-def annotated_boxes(csv_path: Path) -> dict[str, np.ndarray]:
-    """Photo name -> (n, 4) annotated face boxes xmin, ymin, xmax, ymax (split.py's reader, the right columns)."""
-    boxes: dict[str, list] = {}
-    for row in split.read_rows(csv_path):
-        if row.classname in FACE_CLASSES:
-            boxes.setdefault(row.name, []).append((row.xmin, row.ymin, row.xmax, row.ymax))
-    return {name: np.asarray(b, dtype=np.float64) for name, b in boxes.items()}
+def detect_all(detector, images: Path, names: list[str]) -> dict[str, list[tuple[tuple, float]]]:
+    """Photo name -> (box, score) of the faces above the detector's threshold, uncalibrated."""
+    return {name: [face for face in detector.find_faces(np.asarray(load_image(images / name)))
+                   if face[1] >= detector.threshold] for name in names}
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of a (n, 4) with every box of b (m, 4)."""
-    low = np.maximum(a[:, None, :2], b[None, :, :2])
-    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    overlap = np.prod(np.clip(high - low, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return overlap / np.maximum(area_a[:, None] + area_b[None, :] - overlap, 1e-9)
+def calibrated(faces: list[tuple[tuple, float]], calibration: BoxCalibration) -> list[SimpleNamespace]:
+    """The faces as facemask.scoring matches them (a box and a score), their boxes calibrated."""
+    boxes = calibration.apply(np.asarray([box for box, _ in faces], dtype=np.float64).reshape(-1, 4))
+    return [SimpleNamespace(box=tuple(box), score=score) for box, (_, score) in zip(boxes, faces, strict=True)]
 
 
-def match(detected: np.ndarray, truth: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
-    """(detection, annotation) pairs: detections in score order (as given) take their best free face."""
-    if len(detected) == 0 or len(truth) == 0:
-        return []
-    overlaps, taken, pairs = iou_matrix(detected, truth), set(), []
-    for i, row in enumerate(overlaps):
-        free = [(value, j) for j, value in enumerate(row) if j not in taken]
-        value, j = max(free, default=(0.0, -1))
-        if value >= min_iou:
-            taken.add(j)
-            pairs.append((i, j))
-    return pairs
-
-
-def detect_all(detector, images: Path, names: list[str]) -> dict[str, np.ndarray]:
-    """Photo name -> (n, 4) boxes above the detector's threshold, best score first, uncalibrated."""
-    found = {}
-    for name in names:
-        faces = [f for f in detector.find_faces(np.asarray(load_image(images / name))) if f[1] >= detector.threshold]
-        faces.sort(key=lambda face: -face[1])
-        found[name] = np.asarray([box for box, _ in faces], dtype=np.float64).reshape(-1, 4)
-    return found
-
-
-def recall_precision(found: dict[str, np.ndarray], truth: dict[str, np.ndarray], calibration: BoxCalibration,
+def recall_precision(found: dict[str, list], truth: dict[str, list[TrueFace]], calibration: BoxCalibration,
                      min_iou: float = 0.5) -> tuple[float, float]:
-    matched = sum(len(match(calibration.apply(found[n]), truth[n], min_iou)) for n in found)
+    matched = sum(len(match_faces(calibrated(found[n], calibration), truth[n], min_iou)) for n in found)
     return matched / max(sum(len(truth[n]) for n in found), 1), matched / max(sum(len(found[n]) for n in found), 1)
 
 
@@ -95,7 +66,10 @@ def calibrate(name: str, images: Path, truth: dict[str, np.ndarray], splits: dic
     train = sorted(n for n, s in splits.items() if s == "train")
     valid = sorted(n for n, s in splits.items() if s == "valid")
     found = detect_all(detector, images, train + valid)
-    pairs = [(found[n][i], truth[n][j]) for n in train for i, j in match(found[n], truth[n], 0.3)]
+    pairs = []  # (detected box, annotated box) of every face matched at IoU 0.3 in the training photos
+    for n in train:
+        faces = calibrated(found[n], BoxCalibration())
+        pairs += [(faces[d].box, truth[n][f].box) for f, d in match_faces(faces, truth[n], 0.3)]
     fitted = BoxCalibration.fit(np.asarray([p[0] for p in pairs]), np.asarray([p[1] for p in pairs]))
     print(f"{name}: fitted on {len(pairs)} matched faces of {len(train)} training photos (threshold "
           f"{detector.threshold}): {fitted}")
@@ -118,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data}: needs images/ and train.csv (the Kaggle layout)", file=sys.stderr)
         return 2
     splits = split_of_photos(images, csv_path)
-    truth = annotated_boxes(csv_path)
+    truth = read_truth(csv_path)  # the photo evaluation's reader: all three face classes
     counts = {s: sum(v == s for v in splits.values()) for s in SPLITS}
     print(f"{args.data}: split.py {' '.join(SPLIT_ARGS)}, seed {split.DEFAULT_SEED}: {counts} photos; "
           "test photos are not read")
