@@ -34,7 +34,6 @@ from facemask import CLASS_NAMES, IMAGE_EXTENSIONS, IMAGE_SIZE, SPLITS
 from facemask.cli import ArgumentParser, fail, run
 from facemask.images import load_image, to_model_input
 
-# The image files a class folder is read for (the formats Keras' directory loader took, as before).
 # The seed's ImageDataGenerator(rotation_range=40, width_shift_range=0.1, height_shift_range=0.1,
 # horizontal_flip=True); RandomRotation takes a fraction of a full turn.
 ROTATION_DEGREES = 40

@@ -217,8 +217,8 @@ def load_classifier(path: Path):
         raise ValueError(f"model file not found: {path}")
     from facemask.models import load_model
 
-    model, class_names = load_model(path)
-    if sorted(class_names) != sorted(CLASS_NAMES) or model.output_shape[-1] != len(CLASS_NAMES):
+    model, class_names = load_model(path)  # which checks one output per class name
+    if sorted(class_names) != sorted(CLASS_NAMES):
         raise ValueError(f"{path}: the model has {model.output_shape[-1]} outputs for classes {class_names}; "
                          f"expected {CLASS_NAMES}")
     return model, class_names

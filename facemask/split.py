@@ -34,7 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, DEFAULT_SEED, MAX_MARGIN, SPLITS, atomic_folder
-from facemask.cli import ArgumentParser, number_in
+from facemask.cli import ArgumentParser, fail, number_in
 from facemask.images import Box, ImageError, clip_box, face_box, load_image, peek_image
 
 # Header name -> what the column really holds (the Kaggle trap: x2 is ymin, y1 is xmax).
@@ -416,8 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(args)
         return 0
     except (SplitError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return fail(e)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM as Terminated
         terminated = isinstance(e, Terminated)
         what, signum = ("terminated (SIGTERM)", signal.SIGTERM) if terminated else ("interrupted", signal.SIGINT)
