@@ -49,7 +49,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from facemask import IMAGE_SIZE
+from facemask import IMAGE_SIZE, save_atomically
 from facemask.cli import fail, run
 from facemask.config import PRECISIONS, TrainConfig, parse_config, training_record
 from facemask.data import DataError, class_weights, load_datasets, split_files
@@ -128,7 +128,8 @@ def history_dict(*histories: keras.callbacks.History) -> dict[str, list[float]]:
 
 def save_history(history: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(history, indent=2) + "\n")
+    payload = json.dumps(history, indent=2) + "\n"
+    save_atomically(path, lambda target: target.write_text(payload))
     return path
 
 
