@@ -12,7 +12,6 @@ never trained on.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -28,7 +27,7 @@ from facemask.images import ImageError, crop_face, load_image
 from facemask.metrics import compute_metrics
 from facemask.plots import plot_precision_recall
 from facemask.scoring import TrueFace, score_photos
-from facemask.split import SplitError, apply_class_rules, read_rows
+from facemask.split import SplitError, apply_class_rules, read_manifest, read_rows
 
 INCORRECT_AS = "no-mask"
 INCORRECT_NOTE = "face_with_mask_incorrect counted as no-mask (a mask under the nose does not protect)"
@@ -65,12 +64,9 @@ def photos_from_list(path: Path) -> list[str]:
 def photos_from_manifest(path: Path, split_name: str) -> list[str]:
     """The photos (`source`) of one split of a split.py manifest.csv: e.g. its test photos."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise EvaluationError(f"{path}: cannot read the manifest ({error})") from None
-    if not rows or not {"split", "source"} <= set(rows[0]):
-        raise EvaluationError(f"{path}: not a split.py manifest (no rows with 'split' and 'source' columns)")
+        rows = read_manifest(path)
+    except SplitError as error:
+        raise EvaluationError(str(error)) from None
     names = sorted({row["source"] for row in rows if row["split"] == split_name})
     if not names:
         raise EvaluationError(f"{path}: no photo in the {split_name!r} split")

@@ -316,6 +316,18 @@ def write_crops(plan: Plan, images_dir: Path, folder: Path, workers: int) -> tup
     return crops, lost
 
 
+def read_manifest(path: Path, columns: Sequence[str] = ("split", "source")) -> list[dict[str, str]]:
+    """The rows of a manifest.csv this module wrote (a row a crop); SplitError if unreadable or without `columns`."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise SplitError(f"{path}: cannot read the manifest ({error})") from None
+    if not rows or not set(columns) <= set(rows[0]):
+        raise SplitError(f"{path}: not a split.py manifest (no rows with {', '.join(columns)} columns)")
+    return rows
+
+
 def check_out(out: Path, force: bool, inputs: list[Path]) -> None:
     """Refuse, before any work, a non-empty output folder without --force, and --force over the inputs."""
     if not out.exists():

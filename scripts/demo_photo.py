@@ -11,10 +11,13 @@ runs detection on it, and scripts/make_pictures.py uses the same choice for the 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from facemask.split import SplitError, read_manifest  # noqa: E402
 
 
 class PickError(Exception):
@@ -24,12 +27,9 @@ class PickError(Exception):
 def faces_of_test_photos(manifest: Path) -> dict[str, list[str]]:
     """The labels of the faces of every test-split photo, by photo name (the manifest's `source`)."""
     try:
-        with manifest.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise PickError(f"{manifest}: cannot read the manifest ({error})") from None
-    if not rows or not {"split", "source", "label"} <= set(rows[0]):
-        raise PickError(f"{manifest}: not a split.py manifest (no rows with split, source and label columns)")
+        rows = read_manifest(manifest, columns=("split", "source", "label"))
+    except SplitError as error:
+        raise PickError(str(error)) from None
     faces: dict[str, list[str]] = {}
     for row in rows:
         if row["split"] == "test":
