@@ -40,8 +40,9 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -192,17 +193,21 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
     """The three-tab page; photos and videos run one at a time, beside one live stream. Launch it with `launch`."""
     shared = SerialDetector(detector)  # the photo, video and live lanes take turns on it
 
+    def read_input(value: str | bytes, read: Callable[..., Image.Image], pasted_name: str) -> Image.Image:
+        """`read(value, name=...)` of an uploaded file (its size checked first) or of pasted bytes; gr.Error if bad."""
+        uploaded = isinstance(value, str)
+        if uploaded:
+            check_size(value, limits.max_upload_mb)
+        try:
+            return read(value, name=upload_name(value) if uploaded else pasted_name)
+        except ImageError as error:
+            raise user_error(readable(error, value) if uploaded else str(error)) from error
+
     def detect_photo(photo: str | bytes | None) -> tuple[Image.Image | None, pd.DataFrame, str]:
         """Boxes on every face of a photo, a table of them and a one-line summary."""
         if photo is None:  # the photo was cleared (detection runs on every change): clear the results
             return None, faces_table([]), "No photo yet: take a webcam snapshot or upload a photo."
-        if isinstance(photo, str):
-            check_size(photo, limits.max_upload_mb)
-        name = upload_name(photo) if isinstance(photo, str) else DATA_URL_NAME
-        try:
-            image = load_image(photo, name=name)
-        except ImageError as error:
-            raise user_error(readable(error, photo) if isinstance(photo, str) else str(error)) from error
+        image = read_input(photo, load_image, DATA_URL_NAME)
         annotated, detections = shared.annotate(image)
         # Returned as a picture, not a file: Gradio writes it into its own cache, so nothing of ours is left over.
         return annotated, faces_table(detections), mask_summary(detections)
@@ -233,12 +238,8 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
         """Boxes on one webcam frame and its summary line; called for each frame while the stream runs."""
         if frame is None:
             return None, "Waiting for the webcam."
-        if isinstance(frame, str):  # an uploaded file, from an API client: a browser sends data URLs
-            check_size(frame, limits.max_upload_mb)
-        try:
-            image = read_frame(frame, limits.video, upload_name(frame) if isinstance(frame, str) else LIVE_FRAME_NAME)
-        except ImageError as error:
-            raise user_error(readable(error, frame) if isinstance(frame, str) else str(error)) from error
+        # A path is an uploaded file, from an API client: a browser sends data URLs.
+        image = read_input(frame, partial(read_frame, limits=limits.video), LIVE_FRAME_NAME)
         annotated, detections = shared.annotate(image, VIDEO_MAX_SIDE)  # a small copy, as video frames
         return annotated, mask_summary(detections, "frame")
 

@@ -34,7 +34,7 @@ from facemask.detectors import (
     FaceDetector,
     make_face_detector,
 )
-from facemask.images import Box, ImageError, clip_box, crop_face, load_image
+from facemask.images import Box, ImageError, clip_box, crop_face, load_image, shrink
 from facemask.models import load_model
 from facemask.predict import predict_proba
 from facemask.video import VIDEO_EXTENSIONS, VIDEO_MAX_SIDE, VideoError, annotate_video
@@ -89,10 +89,9 @@ class FaceMaskDetector:
     def find_faces(self, image: Image.Image, max_side: int | None = None) -> list[tuple[Box, float]]:
         """Faces found on a copy no larger than max_side (default: the detector's), boxes in the original."""
         width, height = image.size
-        scale = min(1.0, (max_side or self.max_side) / max(width, height))
-        small = image
-        if scale < 1.0:
-            small = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
+        max_side = max_side or self.max_side
+        scale = min(1.0, max_side / max(width, height))
+        small = shrink(image, max_side)
         faces = []
         # A copy shrunk for speed (video frames) is not enlarged again by a detector that upscales small images.
         for raw_box, score in self.face_detector.find_faces(np.asarray(small), allow_upscale=scale >= 1.0):

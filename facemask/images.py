@@ -152,6 +152,15 @@ def to_model_input(images: Sequence[Image.Image | np.ndarray], image_size: tuple
     return batch
 
 
+def shrink(image: Image.Image, max_side: int | None) -> Image.Image:
+    """The image scaled down to `max_side` on its long side (None, or no larger already: unchanged)."""
+    width, height = image.size
+    if max_side is None or max(width, height) <= max_side:
+        return image
+    scale = max_side / max(width, height)
+    return image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
+
+
 def clip_box(box: Sequence[float], width: int, height: int) -> Box:
     """Round a box to whole pixels and keep it inside the image."""
     x0, y0, x1, y1 = (int(round(v)) for v in box)

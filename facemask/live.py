@@ -22,7 +22,7 @@ from gradio.data_classes import ImageData
 from PIL import Image
 
 from facemask.detect import Detection, FaceMaskDetector, draw_detections
-from facemask.images import MAX_PIXELS, load_image
+from facemask.images import MAX_PIXELS, load_image, shrink
 from facemask.video import VideoLimits
 
 LIVE_FRAME_NAME = "the webcam frame"
@@ -53,20 +53,11 @@ class SerialDetector:
         return draw_detections(image, detections), detections
 
 
-def fit(image: Image.Image, max_side: int | None) -> Image.Image:
-    """The image scaled down to `max_side` on its long side (None or smaller: unchanged)."""
-    width, height = image.size
-    if max_side is None or max(width, height) <= max_side:
-        return image
-    scale = max_side / max(width, height)
-    return image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
-
-
 def read_frame(frame: str | bytes, limits: VideoLimits, name: str = LIVE_FRAME_NAME) -> Image.Image:
     """A streamed frame as an RGB image: refused (ImageError) over the video frame pixel limit
     before it is decoded, and scaled down to the video frame size limit."""
     max_pixels = min(MAX_PIXELS, limits.max_frame_pixels or MAX_PIXELS)
-    return fit(load_image(frame, max_pixels=max_pixels, name=name), limits.max_frame_side)
+    return shrink(load_image(frame, max_pixels=max_pixels, name=name), limits.max_frame_side)
 
 
 def jpeg_data_url(image: Image.Image, quality: int = JPEG_QUALITY) -> str:

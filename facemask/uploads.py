@@ -89,8 +89,9 @@ def body_problem(body: bytes) -> str | None:
         value = json.loads(body)
     except (ValueError, RecursionError):
         return None  # not JSON: Gradio refuses it on its own, and there is no path in it to follow
+    roots = upload_roots()  # resolved once per body, not once per path
     paths = (path for path in file_paths(value) if path is not None)
-    return REFUSED if any(not is_uploaded(path) for path in paths) else None
+    return REFUSED if any(not is_uploaded(path, roots) for path in paths) else None
 
 
 Receive = Callable[[], Awaitable[dict]]

@@ -178,7 +178,10 @@ def annotate_video(source: Path, destination: Path, detector: FrameAnnotator, li
     except DECODE_ERRORS as error:
         raise VideoError(f"{source}: not a readable video ({first_line(error)})") from error
     try:
-        stats = write_annotated(reader, source, destination, detector, plan, limits, progress, max_side)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        # Through a temporary file: `destination` appears only once the video is whole.
+        stats = save_atomically(destination, lambda temporary: encode_annotated(
+            reader, source, temporary, detector, plan, limits, progress, max_side))
     finally:
         reader.close()
     expected = plan.expected_frames
@@ -188,17 +191,7 @@ def annotate_video(source: Path, destination: Path, detector: FrameAnnotator, li
                    "the file looks truncated or damaged")
     return stats | {"fps_source": info.fps, "fps_output": plan.fps, "seconds_source": stats["frames"] / plan.fps,
                     "expected_frames": expected, "sampled": plan.fps < info.fps, "has_audio": info.has_audio,
-                    "size": plan.size or info.size, "warning": warning}
-
-
-def write_annotated(reader, source: Path, destination: Path, detector: FrameAnnotator, plan: Plan,
-                    limits: VideoLimits, progress: Callable[[int, int | None], None] | None,
-                    max_side: int | None) -> dict:
-    """Annotate the reader's frames into `destination`, which appears only once the video is whole."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    stats = save_atomically(destination, lambda temporary: encode_annotated(
-        reader, source, temporary, detector, plan, limits, progress, max_side))
-    return stats | {"output": str(destination)}
+                    "size": plan.size or info.size, "warning": warning, "output": str(destination)}
 
 
 def encode_annotated(reader, source: Path, target: Path, detector: FrameAnnotator, plan: Plan,
