@@ -351,6 +351,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-live-seconds", type=number_in(int, 1), default=AppLimits.live_seconds,
                         help="how long one live webcam stream runs")
     parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
+    parser.add_argument("--face-threshold", type=number_in(float, 0, 1), default=None,
+                        help="face detector confidence from which a face is kept, 0 to 1 (default: the detector's "
+                             "own)")
+    parser.add_argument("--threshold", type=number_in(float, 0, 1), default=None,
+                        help="decision threshold: a face is boxed red (no mask) when its P(no-mask) is at least "
+                             "this, 0 to 1 (default: the model's own, chosen on validation; 0.5 for older models)")
     return parser.parse_args(argv)
 
 
@@ -365,7 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     limits = limits_from(args)
     try:
-        detector = FaceMaskDetector.from_path(args.model, face_detector=make_face_detector(args.detector))
+        detector = FaceMaskDetector.from_path(args.model, face_detector=make_face_detector(args.detector),
+                                              face_threshold=args.face_threshold, no_mask_threshold=args.threshold)
     except (OSError, ValueError) as error:
         return fail(error)
     # Uploads, results and their folders in Gradio's cache: readable by this user only.
