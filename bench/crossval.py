@@ -132,20 +132,23 @@ def write_fold(crops: Path, rows: list[dict[str, str]], assignment: dict[str, st
 
 
 def predictions(model, part_dir: Path) -> dict[str, np.ndarray]:
-    """Labels, face sizes and P(no-mask) of every crop of a fold's part, plain and with the mirrored face."""
+    """Labels, face sizes, photos and P(no-mask) of every crop of a fold's part, plain and with the mirrored
+    face averaged in."""
     from facemask.evaluate import crop_face_sizes, find_manifest, predict_directory
+    from facemask.images import load_image, to_model_input
     from facemask.predict import predict_proba
 
     files, labels, probabilities = predict_directory(model, part_dir)
     sizes, note = crop_face_sizes(files, find_manifest(part_dir))
     if sizes is None:
         raise SystemExit(f"error: {note}")
-    from facemask.images import load_image, to_model_input
-
+    with open(find_manifest(part_dir), newline="") as f:
+        photo_of = {(part_dir.parent / row["path"]).resolve(): row["source"] for row in csv.DictReader(f)}
     size = tuple(model.input_shape[1:3])
     mirrored = to_model_input([load_image(f) for f in files], size)[:, :, ::-1]
     flipped = predict_proba(model, mirrored)
-    return {"labels": labels, "sizes": sizes, "p": probabilities[:, 1], "p_flip": flipped[:, 1]}
+    return {"labels": labels, "sizes": sizes, "photos": np.array([photo_of[Path(f).resolve()] for f in files]),
+            "p": probabilities[:, 1], "p_flip": flipped[:, 1]}
 
 
 def scores(labels: np.ndarray, p: np.ndarray, sizes: np.ndarray, threshold: float) -> dict:
@@ -187,7 +190,8 @@ def run_fold(name: str, overrides: dict, fold_dir: Path, out: Path, seed: int, f
 
     result_path = out / "result.json"
     result = json.loads(result_path.read_text()) if result_path.is_file() else None
-    config = TrainConfig(**{**overrides, "data": fold_dir, "out": out, "reports": out / "reports", "seed": seed})
+    # The candidate may name its own training seed (an ensemble's members); the folds stay the same.
+    config = TrainConfig(**{"seed": seed, **overrides, "data": fold_dir, "out": out, "reports": out / "reports"})
     model_path = out / f"{config.arch}.keras"
     if result is None:
         keras.backend.clear_session()
@@ -201,14 +205,70 @@ def run_fold(name: str, overrides: dict, fold_dir: Path, out: Path, seed: int, f
         model, _ = load_model(model_path)
         threshold = decision_threshold(model_path)
         valid = predictions(model, fold_dir / "valid")
+        np.savez(out / "valid_predictions.npz", **valid)
         flip_threshold = choose_threshold(valid["labels"], (valid["p"] + valid["p_flip"]) / 2)
         result["no_mask_threshold"], result["flip_threshold"] = threshold, flip_threshold
         result["valid"] = part_report(valid, threshold, flip_threshold)
         if final:
-            result["test"] = part_report(predictions(model, fold_dir / "test"), threshold, flip_threshold)
+            test = predictions(model, fold_dir / "test")
+            np.savez(out / "test_predictions.npz", **test)
+            result["test"] = part_report(test, threshold, flip_threshold)
         payload = json.dumps(result, indent=2) + "\n"
         save_atomically(result_path, lambda target: target.write_text(payload))
     return result
+
+
+# Rules for the decision threshold, compared by cross-fitting on the valid parts (--threshold-rules).
+THRESHOLD_RULES = {
+    "0.5": lambda labels, p: 0.5,
+    "best balanced accuracy (the training default)": choose_threshold,
+    "halfway from 0.5 to the best balanced accuracy's": lambda labels, p: (choose_threshold(labels, p) + 0.5) / 2,
+}
+
+
+def valid_predictions(out: Path, fold_dir: Path) -> dict[str, np.ndarray]:
+    """The valid part's predictions of a finished run, from its file, or from its model (older runs)."""
+    saved = out / "valid_predictions.npz"
+    if not saved.is_file():
+        import keras
+
+        from facemask.models import load_model
+
+        keras.backend.clear_session()
+        model, _ = load_model(next(out.glob("*.keras")))
+        np.savez(saved, **predictions(model, fold_dir / "valid"))
+    with np.load(saved) as found:
+        return dict(found)
+
+
+def cross_fitted(found: dict[str, np.ndarray], seed: int) -> dict[str, dict]:
+    """Each threshold rule fitted on half the valid photos and scored on the other half, and the other way
+    round; the figures of the two scored halves pooled. Honest for the rules, since no face decides its own."""
+    photos = np.unique(found["photos"])
+    first = set(np.random.default_rng(seed).permutation(photos)[: len(photos) // 2])
+    half = np.array([photo in first for photo in found["photos"]])
+    report = {}
+    for name, rule in THRESHOLD_RULES.items():
+        labels, predicted = [], []
+        for fit, score in ((half, ~half), (~half, half)):
+            threshold = rule(found["labels"][fit], found["p"][fit])
+            labels.append(found["labels"][score])
+            predicted.append((found["p"][score] >= threshold).astype(int))
+        labels, predicted = np.concatenate(labels), np.concatenate(predicted)
+        recalls = [float((predicted[labels == k] == k).mean()) for k in (0, 1)]
+        report[name] = {"accuracy": float((predicted == labels).mean()), "mask_recall": recalls[0],
+                        "no_mask_recall": recalls[1], "balanced_accuracy": sum(recalls) / 2}
+    return report
+
+
+def format_rules(per_candidate: dict[str, list[dict]]) -> str:
+    figures = ("accuracy", "mask_recall", "no_mask_recall", "balanced_accuracy")
+    lines = ["| candidate | threshold rule | " + " | ".join(figures) + " |", "|" + " --- |" * (2 + len(figures))]
+    for name, folds in per_candidate.items():
+        for rule in THRESHOLD_RULES:
+            cells = [mean_std([fold[rule][figure] for fold in folds]) for figure in figures]
+            lines.append(f"| {name} | {rule} | " + " | ".join(f"{m:.3f}±{s:.3f}" for m, s in cells) + " |")
+    return "\n".join(lines)
 
 
 def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
@@ -293,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also score the fold test parts: the final report, once the recipe is chosen")
     parser.add_argument("--reference", default=None, metavar="NAME",
                         help="also print each candidate's fold-by-fold difference from this one (paired)")
+    parser.add_argument("--threshold-rules", action="store_true",
+                        help="train nothing: compare rules for the decision threshold on the finished folds' valid "
+                             "parts, each rule fitted on half the photos and scored on the other half")
     parser.add_argument("--summary-only", action="store_true",
                         help="train nothing: summarise the folds already done (while another run trains)")
     parser.add_argument("--with", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
@@ -307,6 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     assignments = make_folds(rows, args.folds, args.seed)
     folds = [write_fold(work / "crops", rows, assignment, work / f"folds-{args.folds}" / f"fold{i}")
              for i, assignment in enumerate(assignments)]
+    if args.threshold_rules:
+        rules = {name: [cross_fitted(valid_predictions(out, fold_dir), args.seed + i)
+                        for i, fold_dir in enumerate(folds)
+                        if ((out := work / "runs" / name / f"fold{i}") / "result.json").is_file()]
+                 for name in args.candidates}
+        print("VALIDATION parts, cross-fitted by halves of photos (mean±std over the folds):")
+        print(format_rules({name: folds for name, folds in rules.items() if folds}))
+        return 0
     results: dict[str, list[dict]] = {}
     for name in args.candidates:
         for i, fold_dir in enumerate(folds):
