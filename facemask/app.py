@@ -51,7 +51,7 @@ from gradio.utils import get_upload_folder
 from PIL import Image
 from starlette.middleware import Middleware
 
-from facemask.cli import ArgumentParser, fail, number_in, run
+from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
 from facemask.detect import Detection, FaceMaskDetector
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.images import MAX_PIXELS, ImageError, load_image
@@ -351,12 +351,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-live-seconds", type=number_in(int, 1), default=AppLimits.live_seconds,
                         help="how long one live webcam stream runs")
     parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
-    parser.add_argument("--face-threshold", type=number_in(float, 0, 1), default=None,
-                        help="face detector confidence from which a face is kept, 0 to 1 (default: the detector's "
-                             "own)")
-    parser.add_argument("--threshold", type=number_in(float, 0, 1), default=None,
-                        help="decision threshold: a face is boxed red (no mask) when its P(no-mask) is at least "
-                             "this, 0 to 1 (default: the model's own, chosen on validation; 0.5 for older models)")
+    add_threshold_options(parser)
     return parser.parse_args(argv)
 
 

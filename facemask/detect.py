@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, MAX_MARGIN, save_atomically
-from facemask.cli import ArgumentParser, fail, number_in, run
+from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
 from facemask.detectors import (
     DEFAULT_DETECTOR,
     FACE_DETECTORS,
@@ -274,12 +274,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-size", type=number_in(int, 0), default=0, metavar="N",
                         help="ignore faces whose shorter side is under N px")
     parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
-    parser.add_argument("--face-threshold", type=number_in(float, 0, 1), default=None,
-                        help="face detector confidence from which a face is kept, 0 to 1 (default: the detector's "
-                             "own)")
-    parser.add_argument("--threshold", type=number_in(float, 0, 1), default=None,
-                        help="decision threshold: a face is boxed red (no mask) when its P(no-mask) is at least "
-                             "this, 0 to 1 (default: the model's own, chosen on validation; 0.5 for older models)")
+    add_threshold_options(parser)
     parser.add_argument("--max-side", type=number_in(int, 1), default=1024,
                         help="detect faces on a copy of a photo at most this big")
     parser.add_argument("--video-max-side", type=number_in(int, 1), default=VIDEO_MAX_SIDE,

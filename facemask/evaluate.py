@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, IMAGE_EXTENSIONS, MAX_MARGIN, SPLITS, save_atomically
-from facemask.cli import ArgumentParser, fail, number_in, run
+from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
 from facemask.images import ImageError
 from facemask.metrics import by_size, compute_metrics, format_by_size, misclassified_indices
 from facemask.plots import plot_confusion, plot_history, plot_misclassified
@@ -271,9 +271,6 @@ def build_parser() -> argparse.ArgumentParser:
     photos.add_argument("csv", type=Path,
                         help="train.csv: name,x1,x2,y1,y2,classname (x1..y2 hold xmin,ymin,xmax,ymax)")
     photos.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
-    photos.add_argument("--face-threshold", type=number_in(float, 0, 1), default=None,
-                        help="face detector score from which a face counts for recall and precision, 0 to 1 "
-                             "(default: the detector's own, as detection uses it); AP ranks every face found")
     photos.add_argument("--margin", type=number_in(float, 0, MAX_MARGIN), default=DEFAULT_MARGIN,
                         help=f"crop margin, 0 to {MAX_MARGIN:g}, as the model was trained with")
     chosen = photos.add_mutually_exclusive_group()
@@ -281,10 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="split.py's manifest.csv: score only the photos of --split")
     chosen.add_argument("--photos-list", type=Path, metavar="FILE", help="score only these photos (one name a line)")
     photos.add_argument("--split", choices=SPLITS, default="test", help="with --split-manifest: which split's photos")
+    add_threshold_options(crops, face=False)
+    add_threshold_options(photos)  # AP ranks every face found; recall and precision count from --face-threshold
     for command in (crops, photos):
-        command.add_argument("--threshold", type=number_in(float, 0, 1), default=None,
-                             help="decision threshold: a face is no-mask when its P(no-mask) is at least this, 0 to "
-                                  "1 (default: the model's own, chosen on validation; 0.5 for older models)")
         command.add_argument("--reports", type=Path, default=Path("reports"), help="folder for the reports")
         command.add_argument("--name", default=None, help="report file prefix (default: the model's file name)")
     return parser

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from facemask.cli import ArgumentParser, fail, number_in, run
+from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
 from facemask.images import ImageError, load_image, to_model_input
 from facemask.metrics import predicted_classes
 
@@ -93,9 +93,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="face crops (any format Pillow reads)")
     parser.add_argument("--model", type=Path, required=True, metavar="FILE",
                         help="a model saved by facemask (e.g. models/scratch.keras)")
-    parser.add_argument("--threshold", type=number_in(float, 0, 1), default=None,
-                        help="decision threshold: an image is no-mask when its P(no-mask) is at least this, 0 to 1 "
-                             "(default: the model's own, chosen on validation; 0.5 for older models)")
+    add_threshold_options(parser, face=False)
     parser.add_argument("--batch-size", type=number_in(int, 1), default=32, help="images per model call")
     return parser.parse_args(argv)
 
