@@ -70,6 +70,10 @@ CANDIDATES: dict[str, dict] = {
     "compact-96+extra": COMPACT | {"extra_train": (EXTRA,)},
     "compact-96+extra-0.3": COMPACT | {"extra_train": (EXTRA,), "extra_weight": 0.3},
     "compact-96+extra-0.1": COMPACT | {"extra_train": (EXTRA,), "extra_weight": 0.1},
+    "compact-96-no-rotation": COMPACT | {"augment": "flip,shift"},
+    "compact-96-lr3e-3": COMPACT | {"learning_rate": 0.003},
+    "compact-96+extra-0.3+downscale": COMPACT | {"extra_train": (EXTRA,), "extra_weight": 0.3,
+                                                 "augment": SEED_AUGMENT + ",downscale"},
 }
 PARTS = ("valid", "test")
 FIGURES = ("accuracy", "mask_recall", "no_mask_recall", "accuracy_16_up", "roc_auc", "log_loss")
@@ -271,6 +275,20 @@ def format_rules(per_candidate: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def ensemble_fold(outs: list[Path], fold_dir: Path) -> dict:
+    """One fold's valid part scored on the average of several finished runs' predictions."""
+    found = [valid_predictions(out, fold_dir) for out in outs]
+    if any(not np.array_equal(other["labels"], found[0]["labels"]) for other in found[1:]):
+        raise SystemExit(f"error: the runs {outs} did not score the same crops")
+    p = np.mean([member["p"] for member in found], axis=0)
+    runs = [json.loads((out / "result.json").read_text()) for out in outs]
+    threshold = choose_threshold(found[0]["labels"], p)
+    return {"config": {"data": str(fold_dir)}, "epochs": sum(run["epochs"] for run in runs),
+            "minutes": sum(run["minutes"] for run in runs),
+            "valid": {"at_0.5": scores(found[0]["labels"], p, found[0]["sizes"], 0.5),
+                      "at_threshold": scores(found[0]["labels"], p, found[0]["sizes"], threshold)}}
+
+
 def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     known = [v for v in values if v is not None]
     if not known:
@@ -356,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold-rules", action="store_true",
                         help="train nothing: compare rules for the decision threshold on the finished folds' valid "
                              "parts, each rule fitted on half the photos and scored on the other half")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="train nothing: score the average of the candidates' predictions on the finished "
+                             "folds' valid parts (an ensemble of the candidates)")
     parser.add_argument("--summary-only", action="store_true",
                         help="train nothing: summarise the folds already done (while another run trains)")
     parser.add_argument("--with", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
@@ -377,6 +398,15 @@ def main(argv: list[str] | None = None) -> int:
                  for name in args.candidates}
         print("VALIDATION parts, cross-fitted by halves of photos (mean±std over the folds):")
         print(format_rules({name: folds for name, folds in rules.items() if folds}))
+        return 0
+    if args.ensemble:
+        name = "+".join(args.candidates)
+        members = [[work / "runs" / member / f"fold{i}" for member in args.candidates] for i in range(len(folds))]
+        results = {name: [ensemble_fold(outs, fold_dir) for outs, fold_dir in zip(members, folds, strict=True)
+                          if all((out / "result.json").is_file() for out in outs)]}
+        for variant, words in (("at_0.5", "at threshold 0.5"), ("at_threshold", "at the threshold chosen on valid")):
+            print("\n" + format_table(summarise(results, "valid", variant),
+                                      f"VALIDATION parts, the candidates' P(no-mask) averaged, {words}:"))
         return 0
     results: dict[str, list[dict]] = {}
     for name in args.candidates:
