@@ -16,6 +16,7 @@ output overwrites another.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -280,20 +281,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               max_side=args.max_side)
     except (OSError, ValueError) as error:
         return fail(error)
+    created = not args.out.exists()
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         return fail(f"{args.out}: cannot create the output folder ({error.strerror})")
     failures = 0
-    for path, stem in zip(args.inputs, output_stems(args.inputs), strict=True):
-        try:
-            if is_video(path):
-                print(annotate_video_file(path, args.out, detector, args.video_max_side, stem), flush=True)
-            else:
-                print(annotate_photo(path, args.out, detector, stem), flush=True)
-        except (ImageError, VideoError, OSError) as error:
-            failures += 1
-            fail(error if str(path) in str(error) else f"{path}: {error}")
+    try:
+        for path, stem in zip(args.inputs, output_stems(args.inputs), strict=True):
+            try:
+                if is_video(path):
+                    print(annotate_video_file(path, args.out, detector, args.video_max_side, stem), flush=True)
+                else:
+                    print(annotate_photo(path, args.out, detector, stem), flush=True)
+            except (ImageError, VideoError, OSError) as error:
+                failures += 1
+                fail(error if str(path) in str(error) else f"{path}: {error}")
+    finally:
+        if created:  # stopped or failed before writing anything: leave no empty folder behind
+            with contextlib.suppress(OSError):
+                args.out.rmdir()
     return 1 if failures else 0
 
 

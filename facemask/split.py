@@ -11,7 +11,9 @@
   lossless PNG (a JPEG crop differs by up to 20 grey levels): training sees the pixels serving will cut.
 - Each photo is decoded once for all its faces; crops are named `<photo stem>_r<CSV line>.png`, so the
   same input and seed give the same bytes whatever the number of workers.
-- The output folder appears whole or not at all (`facemask.atomic_folder`), Ctrl-C and SIGTERM included.
+- The output folder appears whole or not at all (`facemask.atomic_folder`), Ctrl-C and SIGTERM included;
+  either stops the cutting threads between two crops (`facemask.cli.stoppable`), even inside a photo
+  with thousands of boxes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import argparse
 import csv
 import math
 import os
-import signal
 import sys
 import threading
 from collections import Counter
@@ -34,7 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, DEFAULT_SEED, MAX_MARGIN, SPLITS, atomic_folder
-from facemask.cli import ArgumentParser, fail, number_in
+from facemask.cli import ArgumentParser, fail, number_in, stop_message, stoppable
 from facemask.images import Box, ImageError, clip_box, face_box, load_image, peek_image
 
 # Header name -> what the column really holds (the Kaggle trap: x2 is ymin, y1 is xmax).
@@ -57,10 +58,6 @@ WARNINGS_SHOWN = 20  # skipped photos named one by one; the rest are counted
 
 class SplitError(Exception):
     """Bad input or a failed step; `main` prints it as one `error:` line and exits 1."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived (`kill`, `timeout`, a service manager): unwind and clean up as on Ctrl-C."""
 
 
 @dataclass(frozen=True)
@@ -275,16 +272,19 @@ def save_crop(image: Image.Image, box: Box, path: str | Path) -> None:
     image.crop(box).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
 
 
-def cut_photo(photo: Path, crops: list[Crop], folder: Path) -> str | None:
+def cut_photo(photo: Path, crops: list[Crop], folder: Path, cancel: threading.Event | None = None) -> str | None:
     """Decode a photo once and save all its crops into `folder`; why not, if the photo cannot be decoded.
 
     Decoding errors (a truncated file) are the photo's problem, reported; writing errors (disk full) stop the run.
+    `cancel`, checked before every crop, ends the work early (a photo can have thousands of boxes).
     """
     try:
         image = load_image(photo)  # upright and RGB, as detection reads a photo
     except ImageError as e:
         return str(e)
     for crop in crops:
+        if cancel is not None and cancel.is_set():
+            return None  # the run is unwinding (a signal, a failed write) and reads no result
         save_crop(image, crop.box, folder / crop.path)
     return None
 
@@ -297,16 +297,19 @@ def write_crops(plan: Plan, images_dir: Path, folder: Path, workers: int) -> tup
     lost = Counter()
     # Threads suffice: Pillow decodes and encodes, and the OS writes files, without holding the GIL; two cut
     # the 325 real photos 1.5x as fast as one on 2 cores (bench/split_bench.py), a process pool no faster.
-    pool = ThreadPoolExecutor(workers)
+    pool, cancel = ThreadPoolExecutor(workers), threading.Event()
     try:
-        errors = pool.map(lambda name: cut_photo(images_dir / name, by_photo[name], folder), by_photo)
+        errors = pool.map(lambda name: cut_photo(images_dir / name, by_photo[name], folder, cancel), by_photo)
         for name, error in zip(by_photo, tqdm(errors, total=len(by_photo), unit="photo", desc="cutting",
                                               file=sys.stderr), strict=True):
             if error:
                 lost[name] = len(by_photo[name])
                 tqdm.write(f"warning: {error}; its faces are skipped", file=sys.stderr)
     finally:
-        pool.shutdown(cancel_futures=True)  # after Ctrl-C, SIGTERM or a failed write, no other photo is started
+        # After Ctrl-C, SIGTERM (raised here, in the main thread) or a failed write: no other photo is
+        # started, and the threads stop before their next crop, so the wait is one crop long.
+        cancel.set()
+        pool.shutdown(cancel_futures=True)
     crops = sorted((c for c in plan.crops if c.source not in lost),
                    key=lambda c: (SPLITS.index(c.split), c.label, c.source, c.line))
     with open(folder / "manifest.csv", "w", newline="") as f:
@@ -410,33 +413,39 @@ def run(args: argparse.Namespace) -> None:
     print(format_summary(crops, planned.taken, skipped, photos_skipped))
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated(signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run split.py with `argv` (default: the command line) and return the exit code.
 
     Usage errors exit 2 (argparse's SystemExit); bad input or a failed step prints one `error:` line
-    and returns 1; Ctrl-C returns 130 and SIGTERM 143, with nothing left behind.
+    and returns 1; Ctrl-C returns 130 and SIGTERM 143 (facemask.cli.stoppable), with nothing left behind:
+    the previous output as it was, or, when the signal came as the new one was being swapped in, the new one.
     """
     args = parse_args(argv)
-    # Only the main thread may set handlers; main() called from another thread keeps the default.
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    out = Path(args.out)
+    before = _folder_identity(out)
+    with stoppable():
+        try:
+            run(args)
+            return 0
+        except (SplitError, OSError) as e:
+            return fail(e)
+        except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM
+            message, code = stop_message(stop)
+            after = _folder_identity(out)
+            if after is not None and after != before:
+                print(f"error: {message} once the new output was complete in {out}/", file=sys.stderr)
+            else:
+                print(f"error: {message}; no output was written", file=sys.stderr)
+            return code
+
+
+def _folder_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a folder: a folder swapped in by atomic_folder is another one."""
     try:
-        run(args)
-        return 0
-    except (SplitError, OSError) as e:
-        return fail(e)
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM as Terminated
-        terminated = isinstance(e, Terminated)
-        what, signum = ("terminated (SIGTERM)", signal.SIGTERM) if terminated else ("interrupted", signal.SIGINT)
-        print(f"error: {what}; no output was written", file=sys.stderr)
-        return 128 + signum  # 143 or 130, as a shell reports a process killed by the signal
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 if __name__ == "__main__":

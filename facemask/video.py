@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from facemask import save_atomically
+from facemask.cli import raise_if_stopped
 
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"}
 # Faces are looked for on a copy of each frame at most this large. Webcam faces are big, and a
@@ -204,6 +205,7 @@ def encode_annotated(reader, source: Path, target: Path, detector: FrameAnnotato
     frames, faces, started = 0, 0, time.perf_counter()
     try:
         for frame in iterate_frames(reader, source):
+            raise_if_stopped()  # SIGINT or SIGTERM (facemask.cli): between two frames, wherever this runs
             check_running_limits(source, frames, plan.fps, limits)
             annotated, found = detector.annotate(Image.fromarray(even_size(frame)), max_side)
             faces += len(found)
