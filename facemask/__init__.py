@@ -27,6 +27,7 @@ tf_startup - TensorFlow's start-up lines kept off the terminal
 import contextlib
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,23 @@ DEFAULT_MARGIN = 0.1
 MAX_MARGIN = 10.0  # a larger margin would crop mostly background (and overflow on absurd values)
 
 T = TypeVar("T")
+
+
+# What a path can be besides a regular file or a folder: reading one hangs (a FIFO waits for a writer,
+# forever) or never ends (/dev/zero), so every reader of a user's path refuses them before opening.
+SPECIAL_FILES = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                 (stat.S_ISBLK, "a block device"))
+
+
+def not_a_regular_file(path: str | os.PathLike) -> str | None:
+    """"not a regular file (a FIFO)" for a FIFO, socket or device, from its status alone (never opened);
+    None for anything else, a regular file, a folder or a missing path, which the reader words itself."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, unreadable, a NUL in the name: the reader's own error says so
+        return None
+    kind = next((kind for test, kind in SPECIAL_FILES if test(mode)), None)
+    return f"not a regular file ({kind})" if kind else None
 
 
 def partial_path(path: Path) -> Path:

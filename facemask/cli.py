@@ -91,9 +91,16 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"error: {message}\n")
 
 
+def printable(text: object) -> str:
+    """`text` with its control characters (and any other unprintable one) escaped as Python writes them,
+    `\\n`, `\\x1b`: a name from a CSV or a file system printed in a message can then neither start a
+    line of its own (forging one) nor drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def fail(message: object) -> int:
-    """Print `error: <message>` to stderr and return RUNTIME_ERROR, for `return fail(...)` in a main()."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    """Print `error: <message>` (escaped: one line) to stderr and return RUNTIME_ERROR, for `return fail(...)`."""
+    print(f"error: {printable(message)}", file=sys.stderr, flush=True)
     return RUNTIME_ERROR
 
 

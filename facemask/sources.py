@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from facemask import not_a_regular_file
+
 KAGGLE_DATASET = "wobotintelligence/face-mask-detection-dataset"
 # The full set has enough photos for a small test split; the sample's 60 need 15% to get no-mask
 # faces into every split.
@@ -46,6 +48,8 @@ class Photos:
 
 def first_photo_name(csv_path: Path) -> str | None:
     """The image name on the CSV's first data row (None for an empty or unreadable file)."""
+    if not_a_regular_file(csv_path):
+        return None
     try:
         with open(csv_path, newline="") as f:
             rows = csv.reader(f)

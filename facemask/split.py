@@ -34,8 +34,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, DEFAULT_SEED, MAX_MARGIN, SPLITS, atomic_folder
-from facemask.cli import ArgumentParser, fail, number_in, stop_message, stoppable
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, DEFAULT_SEED, MAX_MARGIN, SPLITS, atomic_folder, not_a_regular_file
+from facemask.cli import ArgumentParser, fail, number_in, printable, stop_message, stoppable
 from facemask.images import Box, ImageError, clip_box, face_box, load_image, peek_image
 
 # Header name -> what the column really holds (the Kaggle trap: x2 is ymin, y1 is xmax).
@@ -45,9 +45,9 @@ MASK_CLASS, NO_MASK_CLASS, INCORRECT_CLASS = "face_with_mask", "face_no_mask", "
 PNG_COMPRESS_LEVEL = 1
 MANIFEST_COLUMNS = ["path", "split", "label", "source", "csv_line", "classname", "xmin", "ymin", "xmax", "ymax"]
 # Why a face row yields no crop, in the order the summary lists them.
-SKIP_NOT_FOUND, SKIP_UNREADABLE, SKIP_LONG_NAME, SKIP_EMPTY, SKIP_SMALL = SKIP_REASONS = (
+SKIP_NOT_FOUND, SKIP_UNREADABLE, SKIP_LONG_NAME, SKIP_EMPTY, SKIP_SMALL, SKIP_DUPLICATE = SKIP_REASONS = (
     "photo not found", "photo unreadable", "photo name too long for its crops' file names",
-    "box empty or outside the photo", "face smaller than --min-size")
+    "box empty or outside the photo", "face smaller than --min-size", "duplicate of an earlier row")
 # Coordinates beyond a billion pixels are typos (photos are capped at 40 megapixels); bounding them,
 # and the margin, keeps every sum and product of the box arithmetic a finite float.
 MAX_COORDINATE = 1e9
@@ -148,6 +148,8 @@ def parse_row(csv_path: Path, line: int, fields: list[str], columns: dict[str, i
 def read_rows(csv_path: Path) -> list[BoxRow]:
     """Every data row of a Kaggle-layout CSV; raises SplitError naming the line and column of a bad one."""
     wanted = ("name", "classname", *COORDINATE_COLUMNS)
+    if problem := not_a_regular_file(csv_path):
+        raise SplitError(f"{csv_path}: {problem}")
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
@@ -202,6 +204,8 @@ def photo_sizes(images_dir: Path, names: list[str]) -> tuple[dict[str, tuple[int
         longest = max(len(part.encode()) for part in (*path.parts, path.stem + "_" * CROP_NAME_EXTRA))
         if longest > NAME_MAX:  # the file system would refuse the photo's name, or its crops' names
             problems[name] = SKIP_LONG_NAME
+        elif not_a_regular_file(images_dir / name):  # a FIFO would block the reading thread forever
+            problems[name] = SKIP_UNREADABLE
         elif not (images_dir / name).is_file():
             problems[name] = SKIP_NOT_FOUND
         else:
@@ -242,15 +246,21 @@ def plan(args: argparse.Namespace) -> Plan:
     faces, taken = apply_class_rules(rows, args.incorrect)
     if not faces:
         raise SplitError(f"{csv_path}: no face rows ({MASK_CLASS}, {NO_MASK_CLASS}) among its {len(rows)} rows")
+    faces, duplicates = drop_duplicates(faces)
+    if duplicates:
+        repeat, first = duplicates[0]
+        print(f"warning: {printable(csv_path)}: {len(duplicates)} duplicate row{'s' * (len(duplicates) > 1)}, cut "
+              f"once (the first: line {repeat.line} repeats line {first.line})", file=sys.stderr)
     names = list(dict.fromkeys(row.name for row, _ in faces))
     sizes, problems = photo_sizes(images_dir, names)
     if not sizes and all(p == SKIP_NOT_FOUND for p in problems.values()):
         raise SplitError(f"{csv_path}: none of its {len(names)} photos is in {images_dir} (wrong images folder?)")
     for name, problem in list(problems.items())[:WARNINGS_SHOWN]:
-        print(f"warning: {images_dir / name}: {problem}; its faces are skipped", file=sys.stderr)
+        why = not_a_regular_file(images_dir / name) if problem == SKIP_UNREADABLE else None
+        print(f"warning: {printable(images_dir / name)}: {why or problem}; its faces are skipped", file=sys.stderr)
     if len(problems) > WARNINGS_SHOWN:
         print(f"warning: ... and {len(problems) - WARNINGS_SHOWN} more photos skipped", file=sys.stderr)
-    crops, skipped = [], Counter()
+    crops, skipped = [], Counter({SKIP_DUPLICATE: len(duplicates)} if duplicates else {})
     for row, label in faces:
         box = problems.get(row.name) or crop_box(row, *sizes[row.name], args.margin, args.min_size)
         if isinstance(box, str):
@@ -265,6 +275,21 @@ def plan(args: argparse.Namespace) -> Plan:
         per_photo.setdefault(crop.source, Counter())[crop.label] += 1
     assignment = assign_splits(per_photo, args.ratios, args.seed)
     return Plan([replace(c, split=assignment[c.source]) for c in crops], taken, skipped, problems)
+
+
+def drop_duplicates(faces: list[tuple[BoxRow, str]]) -> tuple[list[tuple[BoxRow, str]], list[tuple[BoxRow, BoxRow]]]:
+    """The face rows without repeats of an earlier row (same photo, class and box: one face, cut once),
+    and each repeat with the row it repeats."""
+    first: dict[tuple, BoxRow] = {}
+    kept, duplicates = [], []
+    for row, label in faces:
+        key = (row.name, row.classname, row.xmin, row.ymin, row.xmax, row.ymax)
+        if key in first:
+            duplicates.append((row, first[key]))
+        else:
+            first[key] = row
+            kept.append((row, label))
+    return kept, duplicates
 
 
 def save_crop(image: Image.Image, box: Box, path: str | Path) -> None:
@@ -304,7 +329,7 @@ def write_crops(plan: Plan, images_dir: Path, folder: Path, workers: int) -> tup
                                               file=sys.stderr), strict=True):
             if error:
                 lost[name] = len(by_photo[name])
-                tqdm.write(f"warning: {error}; its faces are skipped", file=sys.stderr)
+                tqdm.write(f"warning: {printable(error)}; its faces are skipped", file=sys.stderr)
     finally:
         # After Ctrl-C, SIGTERM (raised here, in the main thread) or a failed write: no other photo is
         # started, and the threads stop before their next crop, so the wait is one crop long.
@@ -321,6 +346,8 @@ def write_crops(plan: Plan, images_dir: Path, folder: Path, workers: int) -> tup
 
 def read_manifest(path: Path, columns: Sequence[str] = ("split", "source")) -> list[dict[str, str]]:
     """The rows of a manifest.csv this module wrote (a row a crop); SplitError if unreadable or without `columns`."""
+    if problem := not_a_regular_file(path):
+        raise SplitError(f"{path}: {problem}")
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))

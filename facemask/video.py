@@ -27,7 +27,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
-from facemask import save_atomically
+from facemask import not_a_regular_file, save_atomically
 from facemask.cli import raise_if_stopped
 
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"}
@@ -83,6 +83,8 @@ class VideoInfo:
 
 def probe_video(source: Path) -> VideoInfo:
     """The header of `source` as ffmpeg reads it (no frame is decoded); VideoError if it is no video."""
+    if problem := not_a_regular_file(source):  # ffmpeg would wait on a FIFO until PROBE_TIMEOUT
+        raise VideoError(f"{source}: {problem}")
     if not source.is_file():
         raise VideoError(f"{source}: file not found")
     try:
