@@ -244,3 +244,31 @@ def test_detect_stopped_keeps_the_outputs_it_finished_and_an_output_folder_it_di
     _, _, err = stop(process, signal.SIGTERM)
     assert process.returncode == 143, err
     assert listing(out) == ["earlier.txt", "photo.json", "photo_annotated.jpg"]
+
+
+# ---------------------------------------------------------------- training
+
+
+@pytest.mark.slow
+def test_training_stops_at_a_batch_and_leaves_the_previous_model_as_it_was(sample_crops, tmp_path):
+    """Training checkpointed into `models/scratch.keras` as it went: stopped, it left a half-trained model
+    beside the previous model's sidecar, and SIGTERM exited -15."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "scratch.keras").write_bytes(b"the previous model")
+    (models / "scratch.json").write_text('{"class_names": ["mask", "no-mask"]}\n')
+    before = {path.name: path.read_bytes() for path in models.iterdir()}
+    process = start("-m", "facemask.train", "--arch", "scratch", "--data", str(sample_crops), "--out", str(models),
+                    "--reports", str(tmp_path / "reports"), "--epochs", "50", "--patience", "50",
+                    "--batch-size", "8", "--subset", "0.3")
+    # Once an epoch has ended (its checkpoint written), stop it in the middle of the next one.
+    stamps = {path.name: path.stat().st_mtime_ns for path in models.iterdir()}
+    wait_for(lambda: {path.name: path.stat().st_mtime_ns for path in models.iterdir()} != stamps, process,
+             seconds=900, what="checkpoint")
+    time.sleep(0.5)
+    seconds, _, err = stop(process, signal.SIGTERM)
+    assert process.returncode == 143, err
+    assert error_lines(err) == ["error: terminated (SIGTERM)"], err
+    assert {path.name: path.read_bytes() for path in models.iterdir()} == before  # hidden names included
+    assert not (tmp_path / "reports").exists()
+    assert seconds < STOP_WITHIN, f"stopped {seconds:.1f} s after the signal"
