@@ -522,3 +522,55 @@ def test_live_frames_meet_the_video_frame_limits(fake_app, tmp_path):
     assert call(fake_app["url"], "detect_live", [{"url": data_url(notes, "image/jpeg")}]) == (
         200, "error: the webcam frame: not an image (no format Pillow can read)")
     assert live_frame(fake_app["url"], painted_photo(tmp_path / "frame.png", scale=2))[1].startswith("3 faces:")
+
+
+# --- results, the cache --------------------------------------------------------------------------------
+
+
+def test_identical_requests_get_results_of_their_own(app_url, app_files):
+    """Finding 8: two users sending the same photo shared one result file, which Gradio rewrote in place while
+    the other downloaded it (0 bytes, or cut short)."""
+    import io
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    photo = {"url": data_url(app_files["astronaut.jpg"], "image/jpeg")}
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: call(app_url, "detect_photo", [photo]), range(3)))
+    assert all(status == 200 and answer.startswith("complete: ") for status, answer in answers), answers
+    results = [json.loads(answer.removeprefix("complete: "))[0] for _, answer in answers]
+    assert len({result["path"] for result in results}) == 3  # three files, one per request
+    for result in results:
+        download = httpx.get(f"{app_url.rstrip('/')}/gradio_api/file={result['path']}", timeout=60)
+        assert download.status_code == 200
+        Image.open(io.BytesIO(download.content)).load()  # whole
+
+
+def test_the_cache_sweep_removes_old_files_orphans_included_and_their_empty_folders(tmp_path):
+    """Finding 7, on a schedule: what Gradio does not know it stored (a refused upload's bytes) goes too."""
+    import os
+    import time
+
+    from facemask.uploads import CacheSweeper, sweep_cache
+
+    old, fresh = tmp_path / "tmpab12cd", tmp_path / "hash" / "photo.jpg"
+    fresh.parent.mkdir()
+    (tmp_path / "empty-old").mkdir()
+    old.write_bytes(b"an upload refused for its name")
+    fresh.write_bytes(b"a photo uploaded a minute ago")
+    hours_ago = time.time() - 7200
+    for path in (old, tmp_path / "empty-old"):
+        os.utime(path, (hours_ago, hours_ago))
+    sweep_cache(tmp_path, max_age=3600)
+    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*")) == ["hash", "hash/photo.jpg"]
+    os.utime(fresh, (hours_ago, hours_ago))
+    sweeper = CacheSweeper(tmp_path, every=0.05, max_age=3600)
+    try:
+        deadline = time.monotonic() + 10
+        while fresh.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sweeper.stop()
+    assert list(tmp_path.iterdir()) == []
