@@ -272,3 +272,37 @@ def test_training_stops_at_a_batch_and_leaves_the_previous_model_as_it_was(sampl
     assert {path.name: path.read_bytes() for path in models.iterdir()} == before  # hidden names included
     assert not (tmp_path / "reports").exists()
     assert seconds < STOP_WITHIN, f"stopped {seconds:.1f} s after the signal"
+
+
+# ---------------------------------------------------------------- the web app
+
+
+@pytest.mark.slow
+def test_the_app_stops_within_seconds_while_it_annotates_a_video_and_leaves_its_cache_empty(app_model_file, tmp_path):
+    """The app's normal stop (exit 0) must not wait for a video in progress, nor leave its cached files."""
+    from conftest import run_app, served_url
+    from gradio_client import Client, handle_file
+
+    clip = write_plain_clip(tmp_path / "long.mp4", frames=1500, fps=25, size=(320, 240))  # 60 s, the limit
+    cache, log = tmp_path / "cache", tmp_path / "app.log"
+    cache.mkdir()
+    with open(log, "w") as stderr:
+        process = run_app("--model", str(app_model_file), "--port", "0", stderr=stderr,
+                          env={"GRADIO_TEMP_DIR": str(cache)})
+    try:
+        url = served_url(process, log)
+        client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
+        job = client.submit(handle_file(str(clip)), api_name="/detect_video")
+        wait_for(lambda: any(getattr(step, "unit", None) == "frames" for step in job.status().progress_data or []),
+                 process, what="frames being annotated")
+        seconds, _, err = stop(process, signal.SIGTERM)
+        assert process.returncode == 0, log.read_text()
+        assert listing(cache) == []
+        assert "Traceback" not in log.read_text()
+        assert seconds < STOP_WITHIN, f"stopped {seconds:.1f} s after SIGTERM"
+        with pytest.raises(Exception):  # noqa: B017 - the client reports the stop as it can
+            job.result(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
