@@ -18,7 +18,8 @@ detectors - the face detectors (CenterFace, MTCNN) behind one interface
 detect    - find faces, classify them, draw green/red boxes (`python -m facemask.detect`)
 video     - the same, frame by frame, for a video file
 live      - the web app's webcam stream
-uploads   - the web app's checks on every file a request names
+uploads   - the web app's checks on every file a request names, and the bytes it holds for requests
+server    - the web app's process: a cache folder of its own, one log line per failed request, memory given back
 app       - the Gradio web front-end (`python -m facemask.app`)
 cli       - what every command line shares: parser, help layout, exit statuses
 tf_startup - TensorFlow's start-up lines kept off the terminal

@@ -26,7 +26,7 @@ It serves on 127.0.0.1 unless --host or --share says otherwise, and works offlin
 Hugging Face Hub calls are switched off below, before gradio is imported, and the default theme's
 fonts are served by the app itself.
 
-The command keeps what it stores in a cache folder of its own (`private_cache`), swept of files over
+The command keeps what it stores in a cache folder of its own (facemask.server), swept of files over
 an hour old every half hour and removed at exit, and holds a bounded number of bytes for requests in
 flight (facemask.uploads.RequestGuard); each result is a file of its own (`result_path`), and a
 request that makes Gradio fail is one log line. Ctrl+C or SIGTERM (facemask.cli) is its normal stop:
@@ -42,31 +42,25 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse
-import contextlib
-import ctypes
-import logging
-import sys
-import tempfile
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
-from gradio.utils import get_upload_folder
 from PIL import Image
 from starlette.middleware import Middleware
 
 from facemask import remove_tree, save_atomically
-from facemask.cli import ArgumentParser, Interrupted, fail, number_in, printable, run
+from facemask.cli import ArgumentParser, Interrupted, fail, number_in, run
 from facemask.detect import Detection, FaceMaskDetector
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.images import MAX_PIXELS, ImageError, load_image
 from facemask.live import LIVE_FRAME_NAME, STREAM_EVERY, SerialDetector, inline_output, read_frame
+from facemask.server import one_line_errors, private_cache, release_memory
 from facemask.uploads import (
     DATA_URL_NAME,
     REFUSED,
@@ -83,8 +77,6 @@ FACE_COLUMNS = ["face", "label", "P(mask)", "P(no-mask)", "box (x0, y0, x1, y1)"
 # Uploads and results in the app's cache older than an hour are deleted every half hour (and all at exit):
 # by Gradio (the files it knows of) and by CacheSweeper (all of them).
 CACHE_CLEANUP = (1800, 3600)
-ERROR_CHARS = 200  # of an exception's message in its log line
-GRADIO_TEMP_DIR_MODULES = ("gradio.routes", "gradio.route_utils", "gradio.mcp", "gradio.screen_recording_utils")
 # A minute of video, at most 30 frames/s of it, frames up to 4K UHD, processed at Full HD at most:
 # a few minutes of the worker on two cores, whatever the file's size says.
 DEFAULT_VIDEO_LIMITS = VideoLimits(max_seconds=60, max_fps=30, max_frame_pixels=3840 * 2160, max_frames=1800,
@@ -162,106 +154,6 @@ def result_path(output: gr.components.Component, name: str) -> Path:
     folder = Path(output.GRADIO_CACHE) / uuid.uuid4().hex
     folder.mkdir(parents=True)
     return folder / name
-
-
-def _load_libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim  # noqa: B018 - glibc only: musl and macOS have none
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-LIBC = _load_libc()
-
-
-def release_memory() -> None:
-    """Give the heap memory freed by a request back to the system (glibc's malloc_trim; elsewhere nothing).
-
-    Without it glibc keeps what a large photo's copies took, and the server stays gigabytes larger
-    after a burst of them than before (bench/app_memory.py measures both).
-    """
-    if LIBC is not None:
-        LIBC.malloc_trim(0)
-
-
-@contextlib.contextmanager
-def private_cache() -> Iterator[Path]:
-    """A folder of this app's own inside Gradio's cache folder, Gradio's cache while the block runs.
-
-    Everything the app stores goes there and goes with it at the end, including what Gradio forgets
-    (the bytes of an upload it refused for its name); other apps sharing the cache folder keep theirs.
-    Gradio reads GRADIO_TEMP_DIR whenever it stores an upload or a result, and once, at import, for
-    its other temporary files (DEFAULT_TEMP_DIR in a few modules), which point there too meanwhile.
-    """
-    parent = Path(get_upload_folder())
-    parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="facemask-app-", dir=parent))
-    modules = [sys.modules[name] for name in GRADIO_TEMP_DIR_MODULES
-               if hasattr(sys.modules.get(name), "DEFAULT_TEMP_DIR")]
-    previous = os.environ.get("GRADIO_TEMP_DIR"), [module.DEFAULT_TEMP_DIR for module in modules]
-    os.environ["GRADIO_TEMP_DIR"] = str(folder)
-    for module in modules:
-        module.DEFAULT_TEMP_DIR = str(folder)
-    try:
-        yield folder
-    finally:
-        if previous[0] is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = previous[0]
-        for module, value in zip(modules, previous[1], strict=True):
-            module.DEFAULT_TEMP_DIR = value
-        remove_tree(folder)
-
-
-def describe(error: BaseException) -> str:
-    """`KeyError: 999`: the exception in one short line."""
-    lines = str(error).strip().splitlines()
-    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-    return printable(text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS - 3] + "...")
-
-
-class OneLineTracebacks:
-    """Stands in for the `traceback` module inside Gradio's modules: `print_exc` prints one line."""
-
-    def __getattr__(self, name: str):
-        return getattr(traceback, name)
-
-    @staticmethod
-    def print_exc(*args, **kwargs) -> None:
-        print(f"error: request failed: {describe(sys.exc_info()[1])}", file=sys.stderr, flush=True)
-
-
-def one_line_log_record(record: logging.LogRecord) -> bool:
-    """A logging filter: an exception uvicorn logs (a route that failed) becomes one line of ours."""
-    if record.exc_info and record.exc_info[1] is not None:
-        print(f"error: request failed: {describe(record.exc_info[1])}", file=sys.stderr, flush=True)
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def one_line_errors() -> Iterator[None]:
-    """One log line per failed request while the block runs: Gradio prints a whole traceback for each
-    request that fails (a malformed one included) and uvicorn logs one, so a client could fill the log."""
-    import gradio.queueing
-    import gradio.route_utils
-    import gradio.routes
-    import gradio.utils
-
-    modules = (gradio.queueing, gradio.route_utils, gradio.routes, gradio.utils)
-    logger = logging.getLogger("uvicorn.error")
-    for module in modules:
-        module.traceback = OneLineTracebacks()
-    logger.addFilter(one_line_log_record)
-    try:
-        yield
-    finally:
-        logger.removeFilter(one_line_log_record)
-        for module in modules:
-            module.traceback = traceback
 
 
 def faces_table(detections: Sequence[Detection]) -> pd.DataFrame:

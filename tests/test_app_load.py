@@ -60,9 +60,8 @@ def outcome(job) -> str:
 def test_a_burst_of_requests_is_answered_or_told_busy_within_bounds(server, tmp_path):
     from gradio_client import Client, handle_file
 
-    # A different photo per request, as from different users: Gradio caches an output under a hash of
-    # its content, so 30 identical results would be rewritten in one cache file while others download
-    # it (seen once: a download cut short, 0 of 32,267 bytes).
+    # A different photo per request, as from different users (identical requests get results of their own:
+    # tests/test_app.py).
     photos = []
     for index in range(PHOTOS):
         photos.append(tmp_path / f"astronaut-{index}.jpg")
