@@ -5,8 +5,8 @@
 Scenarios (real processes, real signals; the time is from the signal to the exit):
 
 - split-300k: `split.py` on one real sample photo with 300,000 face boxes, stopped 2 s into cutting;
-- split-force: `split.py --force` over a previous output of 40,000 files (on disk: synced), stopped as
-  the previous output is set aside, i.e. while it is being deleted;
+- split-force: `split.py --force` over a previous output of 40,000 files (`--old-files`; on disk:
+  synced), stopped as the previous output is set aside, i.e. while it is being deleted;
 - detect-video: `python -m facemask.detect` on a 3,000-frame clip, stopped 1 s after its partial file appears;
 - train: `python -m facemask.train --arch scratch` on the generated sample, stopped mid-epoch 2;
 - app-idle, app-video: `python -m facemask.app` at rest, and annotating a 60 s video;
@@ -100,9 +100,9 @@ def split_300k(root: Path, work: Path, cap: float, **_) -> tuple[float, int, lis
     return seconds, code, new_names(work, before)
 
 
-def split_force(root: Path, work: Path, cap: float, **_) -> tuple[float, int, list[str]]:
+def split_force(root: Path, work: Path, cap: float, old_files: int = 40_000, **_) -> tuple[float, int, list[str]]:
     old = work / "data"
-    for i in range(40):
+    for i in range(max(1, old_files // 1000)):
         (old / f"d{i:02d}").mkdir(parents=True)
         for j in range(1000):
             (old / f"d{i:02d}" / f"{j}.png").write_bytes(b"old")
@@ -207,6 +207,7 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=60, help="seconds after the signal before a kill")
     parser.add_argument("--baseline", type=Path, help="another checkout to measure side by side")
     parser.add_argument("--only", nargs="*", choices=[*SCENARIOS, "remove-tree"])
+    parser.add_argument("--old-files", type=int, default=40_000, help="files of the previous output (split-force)")
     args = parser.parse_args()
     print(f"CPU: {Path('/proc/cpuinfo').read_text().split('model name')[1].split(':')[1].splitlines()[0].strip()}; "
           f"load average at start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
@@ -231,7 +232,7 @@ def main() -> None:
                 for label, root in roots.items():
                     with tempfile.TemporaryDirectory() as work:
                         results[label].append(SCENARIOS[name](root, Path(work), args.cap, model=args.model.resolve(),
-                                                              crops=crops))
+                                                              crops=crops, old_files=args.old_files))
             print(f"{name}:")
             for label, runs in results.items():
                 times = [seconds for seconds, _, _ in runs]

@@ -349,6 +349,10 @@ def serve_until_stopped(demo: gr.Blocks) -> None:
             time.sleep(0.1)
     except KeyboardInterrupt:  # facemask.cli.Interrupted, for Ctrl+C and SIGTERM alike
         pass
+    if demo.server is not None:
+        # Without it uvicorn waits for every connection to close, and a client following a request in
+        # progress (an event stream) holds its own open: the close then gave up after 5 s.
+        demo.server.force_exit = True
     demo.close(verbose=False)
 
 
