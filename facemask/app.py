@@ -77,6 +77,7 @@ FACE_COLUMNS = ["face", "label", "P(mask)", "P(no-mask)", "box (x0, y0, x1, y1)"
 # Uploads and results in the app's cache older than an hour are deleted every half hour (and all at exit):
 # by Gradio (the files it knows of) and by CacheSweeper (all of them).
 CACHE_CLEANUP = (1800, 3600)
+SHUTDOWN_GRACE = 0.5  # seconds the server waits for open connections once stopping
 # A minute of video, at most 30 frames/s of it, frames up to 4K UHD, processed at Full HD at most:
 # a few minutes of the worker on two cores, whatever the file's size says.
 DEFAULT_VIDEO_LIMITS = VideoLimits(max_seconds=60, max_fps=30, max_frame_pixels=3840 * 2160, max_frames=1800,
@@ -350,9 +351,9 @@ def serve_until_stopped(demo: gr.Blocks) -> None:
     except KeyboardInterrupt:  # facemask.cli.Interrupted, for Ctrl+C and SIGTERM alike
         pass
     if demo.server is not None:
-        # Without it uvicorn waits for every connection to close, and a client following a request in
-        # progress (an event stream) holds its own open: the close then gave up after 5 s.
-        demo.server.force_exit = True
+        # A client following a request (an event stream) holds its connection open until it goes, and
+        # uvicorn waits for every connection: the close gave up after 5 s. Now it cancels them after this.
+        demo.server.config.timeout_graceful_shutdown = SHUTDOWN_GRACE
     demo.close(verbose=False)
 
 

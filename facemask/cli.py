@@ -35,13 +35,19 @@ Stopping, the one mechanism of every command (`run` sets it up; `split.py` and t
   cut the clean-up short.
 - `deferred_stop()` holds a signal back until its block ends, for steps that must not be cut in two
   (the renames that swap an output folder in, a model file being written); then it raises.
+- The Event is cleared when the `stoppable` block ends: join the threads that watch it inside. A
+  thread of a server's own (a Gradio worker) turns `Interrupted` into its request's error.
 - Code in C (a TensorFlow step, a decoder) cannot be interrupted: the signal takes effect when it
   returns to Python. Before `run` starts (while modules are imported) a signal ends the process as
-  the system does, with nothing written yet.
+  the system does, with nothing written yet. After a stop, `run` exits without the interpreter's
+  teardown (`exit_at_once`), which takes seconds with TensorFlow loaded.
 
     with stoppable() as stop:               # in a command's main thread (run() does it)
         for frame in frames:
             raise_if_stopped()               # or, in a worker thread: if stop.is_set(): return
+
+Messages: `fail` prints `error: <message>` escaped by `printable` (control characters as `\\n`,
+`\\x1b`), so a name read from a CSV or a folder can never forge a line of its own.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ what they change when they end, so an app built in a test process is left as Gra
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import logging
@@ -95,15 +96,22 @@ class OneLineTracebacks:
 
     @staticmethod
     def print_exc(*args, **kwargs) -> None:
-        print(f"error: request failed: {describe(sys.exc_info()[1])}", file=sys.stderr, flush=True)
+        log_failure(sys.exc_info()[1])
+
+
+def log_failure(error: BaseException | None) -> None:
+    """`error: request failed: <type>: <message>` on stderr; nothing for a request cancelled as the server stops."""
+    if error is not None and not isinstance(error, asyncio.CancelledError):
+        print(f"error: request failed: {describe(error)}", file=sys.stderr, flush=True)
 
 
 def one_line_log_record(record: logging.LogRecord) -> bool:
-    """A logging filter: an exception uvicorn logs (a route that failed) becomes one line of ours."""
+    """A logging filter: an exception uvicorn logs (a route that failed) becomes one line of ours, and
+    its note that it cancelled the requests still open when the server stopped goes (that is the stop)."""
     if record.exc_info and record.exc_info[1] is not None:
-        print(f"error: request failed: {describe(record.exc_info[1])}", file=sys.stderr, flush=True)
+        log_failure(record.exc_info[1])
         return False
-    return True
+    return not record.getMessage().startswith("Cancel ")
 
 
 @contextlib.contextmanager
