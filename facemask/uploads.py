@@ -43,6 +43,8 @@ MB = 1024 * 1024
 # frames, a few tens of kB, never wait behind a large paste.
 LARGE = MB
 BODY_BUDGET_BODIES = 2  # largest bodies held at once; each costs about three times its size while checked
+BODY_SECONDS = 120  # for a request body to arrive: 67 MB at 4.5 Mbit/s
+BODY_TOO_SLOW = "The request took too long to arrive."
 
 
 def upload_roots() -> tuple[str, ...]:
@@ -132,18 +134,16 @@ class RequestGuard:
             await self.handle(scope, receive, send)
 
     async def handle(self, scope: dict, receive: Receive, send: Send) -> None:
-        body = bytearray()
-        while True:  # a body sent in chunks without a length is counted as it comes
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > self.max_body:
-                await respond(send, 413, BODY_TOO_LARGE)
-                return
-            if not message.get("more_body", False):
-                break
-        body = bytes(body)
+        try:  # a client trickling a large body would keep its share of the budget: it gets BODY_SECONDS
+            body = await asyncio.wait_for(read_body(receive, self.max_body), BODY_SECONDS)
+        except asyncio.TimeoutError:
+            await respond(send, 408, BODY_TOO_SLOW)
+            return
+        if body is None:  # the client went away
+            return
+        if len(body) > self.max_body:
+            await respond(send, 413, BODY_TOO_LARGE)
+            return
         if len(body) >= LARGE:  # parsing, decoding and writing take a while: not on the server's event loop
             status, result = await asyncio.to_thread(checked_body, body, self.max_upload)
         else:
@@ -153,6 +153,18 @@ class RequestGuard:
             return
         del body
         await self.app(scope, replay(result, receive), send)
+
+
+async def read_body(receive: Receive, max_body: int) -> bytes | None:
+    """The request's body, None if the client disconnects; reading stops a byte over `max_body`."""
+    body = bytearray()
+    while True:  # a body sent in chunks without a length is counted as it comes
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if len(body) > max_body or not message.get("more_body", False):
+            return bytes(body)
 
 
 class ByteBudget:

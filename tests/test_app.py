@@ -574,3 +574,48 @@ def test_the_cache_sweep_removes_old_files_orphans_included_and_their_empty_fold
     finally:
         sweeper.stop()
     assert list(tmp_path.iterdir()) == []
+
+
+# --- what RequestGuard holds (finding 6) -----------------------------------------------------------------
+
+
+def test_a_large_data_url_waits_in_the_queue_as_a_file_and_other_large_bodies_are_refused(tmp_path, monkeypatch):
+    import base64
+    import json
+
+    from facemask import uploads
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    data = np.random.default_rng(0).integers(0, 256, 2 * uploads.MB, dtype=np.uint8).tobytes()
+    pasted = {"data": [{"url": "data:image/png;base64," + base64.b64encode(data).decode()}], "fn_index": 0}
+    status, body = uploads.checked_body(json.dumps(pasted).encode(), max_upload=10 * uploads.MB)
+    assert status == 200 and len(body) < 1000  # what Gradio's queue keeps
+    (record,) = json.loads(body)["data"]
+    assert uploads.is_uploaded(record["path"]) and Path(record["path"]).read_bytes() == data
+    assert record["meta"] == {"_type": "gradio.FileData"} and uploads.is_pasted(record["path"])
+    bulky = {"data": ["x" * (2 * uploads.MB)], "fn_index": 0}
+    assert uploads.checked_body(json.dumps(bulky).encode(), 10 * uploads.MB)[0] == 413
+    broken = {"data": [{"url": "data:image/png;base64," + "@" * (2 * uploads.MB)}]}
+    status, message = uploads.checked_body(json.dumps(broken).encode(), 10 * uploads.MB)
+    assert status == 400 and message.decode().startswith("the pasted image: not valid base64")
+
+
+def test_a_body_that_does_not_arrive_in_time_gives_back_its_share_of_the_budget(monkeypatch):
+    import asyncio
+
+    from facemask import uploads
+
+    monkeypatch.setattr(uploads, "BODY_SECONDS", 0.2)
+    guard = uploads.RequestGuard(app=None, max_body=10 * uploads.MB)
+    sent = []
+
+    async def receive():
+        await asyncio.sleep(3600)  # a client that declared 5 MB and sends nothing
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/gradio_api/queue/join",
+             "headers": [(b"content-length", str(5 * uploads.MB).encode())]}
+    asyncio.run(guard(scope, receive, send))
+    assert sent[0]["status"] == 408 and guard.budget.used == 0
