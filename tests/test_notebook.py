@@ -83,7 +83,7 @@ def cell_text(cell: dict) -> str:
 
 def check_figures_and_quiet(cells: list[dict]) -> str:
     """Every cell that plots shows its figure as an image, no output holds TensorFlow's noise; all the text."""
-    plotting = [cell for cell in cells if "plot_" in "".join(cell["source"])]
+    plotting = [cell for cell in cells if re.search(r"\bplot_\w+\(", "".join(cell["source"]))]
     assert len(plotting) == PLOTTED_CELLS
     for cell in plotting:
         images = [output for output in cell["outputs"] if "image/png" in output.get("data", {})]
