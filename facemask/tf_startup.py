@@ -27,12 +27,18 @@ TF_ENABLE_ONEDNN_OPTS is left alone: it would silence the oneDNN line but change
 The commands get this from an import hook (`silence_tensorflow_start_up`, installed by `import
 facemask`). A notebook calls `import_tensorflow_quietly()` in its import cell, before `import keras`:
 ipykernel forwards file descriptor 2 to the cell's output, so the same filter keeps the lines out of it.
+It also drops TensorFlow's warning of "excessive retracing" when the function it names is one of
+Keras' own train, test or predict steps (`KerasStepsRetracing`): Keras gives those steps one code
+object for every model, TensorFlow counts their traces together, and a notebook that trains and
+scores several models on a small subset (a few calls per model) crosses its threshold of five traces
+in ten calls, although each model is traced only as often as it must be.
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import logging
 import os
 import re
 import sys
@@ -153,10 +159,22 @@ def silence_tensorflow_start_up() -> None:
         sys.meta_path.insert(0, QuietTensorFlowImport())
 
 
+class KerasStepsRetracing(logging.Filter):
+    """Drops TensorFlow's "excessive retracing" warning when it is about Keras' own steps (see above)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and "<function TensorFlowTrainer." in message)
+
+
 def import_tensorflow_quietly() -> ModuleType:
-    """Import TensorFlow now, TF_CPP_MIN_LOG_LEVEL=2 unless set and its start-up lines filtered: for a
-    notebook's import cell, before keras (which imports TensorFlow) is imported. Returns the module."""
+    """Import TensorFlow now, TF_CPP_MIN_LOG_LEVEL=2 unless set and its start-up lines filtered, and
+    keep the retracing warning about Keras' own steps out of its log: for a notebook's import cell,
+    before keras (which imports TensorFlow) is imported. Returns the module."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:  # too late to filter anything: its lines are out already
+    logger = logging.getLogger("tensorflow")  # TensorFlow's Python log (tf.get_logger())
+    if not any(isinstance(f, KerasStepsRetracing) for f in logger.filters):
+        logger.addFilter(KerasStepsRetracing())
+    if "tensorflow" in sys.modules:  # too late to filter its start-up lines: they are out already
         return sys.modules["tensorflow"]
     return load_filtered(lambda: importlib.import_module("tensorflow"))

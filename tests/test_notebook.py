@@ -267,3 +267,30 @@ def test_the_numbers_the_text_quotes_are_the_codes():
     assert f"{DEFAULT_EPOCHS['scratch']} for the scratch CNN, {DEFAULT_EPOCHS['vgg16']} for VGG16's phase 1" in code
     # Gone for good: a download command the README no longer has, and a resize other than training's.
     assert "kaggle datasets download" not in text + code and ".resize(" not in code
+
+
+def test_the_quiet_import_drops_only_the_retracing_warning_about_keras_own_steps():
+    """The notebook's import cell keeps TensorFlow's "excessive retracing" warning out when it counts the
+    traces of Keras' train, test and predict steps (one code object for every model), not otherwise."""
+    import logging
+
+    from facemask.tf_startup import KerasStepsRetracing, import_tensorflow_quietly
+
+    keras_step = ("5 out of the last 7 calls to <function TensorFlowTrainer._make_function.<locals>.multi_step_on_"
+                  "iterator at 0x7fc046f1fa60> triggered tf.function retracing. Tracing is expensive")
+    own = "5 out of the last 5 calls to <function augment at 0x7fc046f1fa60> triggered tf.function retracing."
+    logger, seen = logging.getLogger("tensorflow"), []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        import_tensorflow_quietly()
+        import_tensorflow_quietly()  # twice, one filter
+        assert sum(isinstance(f, KerasStepsRetracing) for f in logger.filters) == 1
+        for message in (keras_step, own, "an ordinary warning"):
+            logger.warning(message)
+        assert seen == [own, "an ordinary warning"]
+    finally:
+        logger.removeHandler(handler)
+        for f in [f for f in logger.filters if isinstance(f, KerasStepsRetracing)]:
+            logger.removeFilter(f)
