@@ -21,7 +21,8 @@ live      - the web app's webcam stream
 uploads   - the web app's checks on every file a request names
 app       - the Gradio web front-end (`python -m facemask.app`)
 cli       - what every command line shares: parser, help layout, exit statuses
-tf_startup - TensorFlow's start-up lines kept off the terminal
+tf_startup - TensorFlow's start-up lines kept off the terminal (and out of a notebook's outputs)
+colab     - the notebook's Colab set-up: which packages pip replaced under the running session
 """
 
 import contextlib
