@@ -131,8 +131,9 @@ def test_supported_versions_are_a_range():
 def test_requires_python_admits_the_supported_versions_only():
     requires = PYPROJECT["project"]["requires-python"]
     admitted = [f"3.{minor}" for minor in range(100) if SpecifierSet(requires).contains(f"3.{minor}.0")]
+    listed = ", ".join(admitted) if len(admitted) <= len(PYTHONS) + 2 else f"{admitted[0]} ... {admitted[-1]}"
     assert admitted == PYTHONS, (
-        f"pyproject's requires-python {requires!r} admits {', '.join(admitted) or 'no Python 3'}; "
+        f"pyproject's requires-python {requires!r} admits {listed or 'no Python 3'}; "
         f"[tool.facemask] pythons (what make test proves) is {', '.join(PYTHONS)}: "
         f"'>={PYTHONS[0]},<3.{int(PYTHONS[-1][2:]) + 1}'")
 
