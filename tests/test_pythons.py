@@ -4,8 +4,8 @@ The one list is pyproject's [tool.facemask] pythons. For each version found on t
 makes a fresh venv, `pip install`s a clean copy of the project (as a user's `pip install .` would) and runs
 split -> train (one epoch) -> evaluate -> detect on the committed sample from a folder outside the checkout,
 so that the installed package is what runs. The fast tests keep requires-python, the "Python 3.A-3.B" of the
-README, requirements.txt and the notebook (if it states one), the requirement markers and the Makefile in
-line with the list.
+README, requirements.txt and the notebook (if it states one), the requirement markers, ruff's target and the
+Makefile in line with the list.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -66,10 +67,15 @@ def find_python(version: str) -> tuple[str, bool] | None:
 
 
 def run(command: list, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run `command` in `cwd`; fail the test with its last lines of output unless it exits 0."""
+    """Run `command` in `cwd`; fail the test with its last lines of output unless it exits 0.
+
+    Each step's time is printed (pytest shows it with a failure, or with -rP) to tell where CI's time goes.
+    """
     env = {name: value for name, value in os.environ.items() if name not in UNSET}
+    start = time.monotonic()
     result = subprocess.run([str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True,
                             timeout=timeout)
+    print(f"{time.monotonic() - start:6.1f} s  {' '.join(map(str, command[1:4]))}")
     assert result.returncode == 0, (f"{' '.join(map(str, command))} exited {result.returncode}:\n"
                                     f"{(result.stdout + result.stderr)[-4000:]}")
     return result
@@ -136,6 +142,12 @@ def test_requires_python_admits_the_supported_versions_only():
         f"pyproject's requires-python {requires!r} admits {listed or 'no Python 3'}; "
         f"[tool.facemask] pythons (what make test proves) is {', '.join(PYTHONS)}: "
         f"'>={PYTHONS[0]},<3.{int(PYTHONS[-1][2:]) + 1}'")
+
+
+def test_ruff_targets_the_oldest_supported_version():
+    # Else ruff's pyupgrade rules would ask for syntax the oldest supported Python lacks.
+    oldest = "py" + PYTHONS[0].replace(".", "")
+    assert PYPROJECT["tool"]["ruff"]["target-version"] == oldest, f"pyproject's [tool.ruff] target-version: {oldest}"
 
 
 def stated_ranges(path: Path) -> set[str]:
