@@ -59,7 +59,8 @@ class Classifier:
         self.input_size = input_size
         self.threads = threads
 
-    def predict_proba(self, images: Sequence[Image.Image | np.ndarray] | np.ndarray, batch_size: int = 32) -> np.ndarray:
+    def predict_proba(self, images: Sequence[Image.Image | np.ndarray] | np.ndarray,
+                      batch_size: int = 32) -> np.ndarray:
         """One row of probabilities per image (float32, shape (n, classes)), `batch_size` images per call."""
         if len(images) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)

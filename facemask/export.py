@@ -64,8 +64,14 @@ def sample_crops(folder: Path, image_size: tuple[int, int], limit: int, seed: in
     return to_model_input([load_image(files[i]) for i in sorted(picked)], image_size)
 
 
+def _call_once(model) -> None:
+    """Keras exports only a model that has been called (a freshly loaded one has not)."""
+    model.predict_on_batch(np.zeros((1, *model.input_shape[1:]), dtype=np.float32))
+
+
 def export_onnx(model, target: Path, quantize: str | None, calibration: np.ndarray | None) -> None:
     """Write `model` to `target` as ONNX (float32, float16 weights and arithmetic, or int8 QDQ)."""
+    _call_once(model)
     with tempfile.TemporaryDirectory(prefix="facemask-export-") as folder:
         plain = Path(folder) / "model.onnx"
         model.export(str(plain), format="onnx", verbose=False)
@@ -109,6 +115,8 @@ def _onnx_input_name(path: Path) -> str:
 def export_tflite(model, target: Path, quantize: str | None, calibration: np.ndarray | None) -> None:
     """Write `model` to `target` as TensorFlow Lite (float32, float16 weights, or int8 with float I/O)."""
     import tensorflow as tf
+
+    _call_once(model)
 
     options: dict = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}  # no TF ops: LiteRT alone
     if quantize == "float16":
@@ -196,8 +204,6 @@ def export(model_path: Path, fmt: str, quantize: str | None, out: Path, data: Pa
     reference = KerasClassifier(model_path)
     calibration = (sample_crops(calibration_dir, reference.input_size, calibration_crops)
                    if quantize == "int8" else None)
-    # Keras builds the exported graph from a model that has been called at least once.
-    reference.predict_proba(np.zeros((1, *reference.input_size, 3), dtype=np.float32))
     with tempfile.TemporaryDirectory(prefix="facemask-export-", dir=out.parent) as folder:
         # Beside its final place: loaded and checked there, then moved in whole.
         draft = Path(folder) / f"{out.stem}{out.suffix}"
@@ -227,8 +233,10 @@ def format_report(report: dict) -> str:
         f"(the .keras file {report['bytes_keras'] / mb:.2f} MB)",
         f"  on {report['crops']} test crops of {report['test_dir']}: labels agree on "
         f"{report['label_agreement']:.2%}; accuracy {report['accuracy_export']:.4f} (Keras "
-        f"{report['accuracy_keras']:.4f}); largest probability difference {report['max_abs_probability_difference']:.2e}",
-        f"  one face per call: {report['ms_per_face_export']:.2f} ms per face (Keras {report['ms_per_face_keras']:.2f})",
+        f"{report['accuracy_keras']:.4f}); largest probability difference "
+        f"{report['max_abs_probability_difference']:.2e}",
+        f"  one face per call: {report['ms_per_face_export']:.2f} ms per face "
+        f"(Keras {report['ms_per_face_keras']:.2f})",
         f"  report: {report_path(Path(report['export']))}",
     ])
 
