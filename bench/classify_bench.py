@@ -116,38 +116,46 @@ def make_runners(keras_path: Path, folder: Path, crops: np.ndarray) -> dict[str,
 
 
 def measure(runners: dict[str, Callable], crops: np.ndarray, rounds: int, seconds: float) -> dict:
-    """Milliseconds per face of every round, per runner and workload, rounds alternating over the runners."""
+    """Wall and CPU milliseconds per face of every round, per runner and workload, rounds alternating.
+
+    CPU time (every thread of this process) is what a face costs whatever else the machine runs: on a
+    shared machine the wall time also holds the waits for a core.
+    """
     times: dict[tuple[str, str], list[float]] = defaultdict(list)
+    cpu_times: dict[tuple[str, str], list[float]] = defaultdict(list)
     for _ in range(rounds):
         for name, run in runners.items():
             for workload, sizes in WORKLOADS.items():
                 batches = [crops[i % len(crops): i % len(crops) + n] for i, n in enumerate(sizes * 8)]
                 for batch in batches[:2]:
                     run(batch)  # warm up (and, for LiteRT, the tensors of these sizes)
-                faces, started = 0, time.perf_counter()
+                faces, started, cpu = 0, time.perf_counter(), time.process_time()
                 while time.perf_counter() - started < seconds:
                     for batch in batches:
                         run(batch)
                         faces += len(batch)
                 times[name, workload].append(1000 * (time.perf_counter() - started) / faces)
-    return times
+                cpu_times[name, workload].append(1000 * (time.process_time() - cpu) / faces)
+    return times, cpu_times
 
 
-def report(title: str, times: dict) -> None:
-    """Median and best round per runner and workload, and the median's ratio to Keras'.
+def report(title: str, measured: tuple[dict, dict]) -> None:
+    """Per runner and workload: wall ms per face, best round and median; CPU ms per face, median; and the
+    ratio of Keras' best wall time to the runner's (x faster).
 
     The best round is what the runner does when the machine leaves it alone; on a shared machine
-    the median also carries the others' load.
+    the median also carries the others' load, and the CPU time does not.
     """
+    times, cpu_times = measured
     names = list(dict.fromkeys(name for name, _ in times))
-    median = {key: statistics.median(values) for key, values in times.items()}
-    keras = {w: median["keras (TF threads)", w] for w in WORKLOADS}
-    print(f"\n{title}: ms per face, median / best round (median: x faster than Keras)")
-    print(f"  {'runner':30s}" + "".join(f"{w:>26s}" for w in WORKLOADS))
+    best = {key: min(values) for key, values in times.items()}
+    keras = {w: best["keras (TF threads)", w] for w in WORKLOADS}
+    print(f"\n{title}: ms per face, wall best / wall median / CPU median (Keras' best wall / this best wall)")
+    print(f"  {'runner':30s}" + "".join(f"{w:>34s}" for w in WORKLOADS))
     for name in names:
-        cells = (f"{median[name, w]:7.3f} /{min(times[name, w]):7.3f} ({keras[w] / median[name, w]:5.1f}x)"
-                 for w in WORKLOADS)
-        print(f"  {name:30s}" + "".join(cell.rjust(26) for cell in cells))
+        cells = (f"{best[name, w]:6.3f} /{statistics.median(times[name, w]):7.3f} /"
+                 f"{statistics.median(cpu_times[name, w]):6.3f} ({keras[w] / best[name, w]:5.1f}x)" for w in WORKLOADS)
+        print(f"  {name:30s}" + "".join(cell.rjust(34) for cell in cells))
 
 
 def main() -> int:

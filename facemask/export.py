@@ -26,6 +26,7 @@ import json
 import logging
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -272,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"{args.out}: its folder {args.out.parent} does not exist")
     for name in ("tf2onnx", "absl"):  # the converters' progress lines are not the user's business
         logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"keras\.src\.export")  # numpy 2's np.object
     try:
         report = export(args.model, args.format, args.quantize, args.out, args.data, args.calibration,
                         args.calibration_crops)
