@@ -131,24 +131,27 @@ def as_found(detections: list[tuple]) -> list[SimpleNamespace]:
 
 def speed(runners: dict, frames: list[Image.Image], rounds: int, seconds: float) -> None:
     arrays = [np.asarray(f) for f in frames]
-    times = defaultdict(list)
+    times, cpu = defaultdict(list), defaultdict(list)
     faces = {}
     for _ in range(rounds):
         for name, (detect, takes_array) in runners.items():
             inputs = arrays if takes_array else frames
             detect(inputs[0])
-            count, found, started = 0, 0, time.perf_counter()
-            while time.perf_counter() - started < seconds:
+            count, found, started, cpu_started = 0, 0, time.perf_counter(), time.process_time()
+            while time.perf_counter() - started < seconds or count < len(inputs):
                 found += len(detect(inputs[count % len(inputs)]))
                 count += 1
             times[name].append(count / (time.perf_counter() - started))
+            cpu[name].append(1000 * (time.process_time() - cpu_started) / count)
             faces[name] = found / count
-    aizoo = statistics.median(times["AIZOO TFLite 2t"])
-    print(f"\n== Speed: frames/s as far as the detections, {len(frames)} crowd frames 640x480, {rounds} rounds, "
-          "median / best (ratio of the medians to AIZOO TFLite 2 threads)")
+    print(f"\n== Speed: as far as the detections, {len(frames)} crowd frames 640x480, {rounds} rounds: frames/s, "
+          "best round and median; CPU ms per frame (every thread), median; ratios to AIZOO's at the same threads")
     for name, values in times.items():
-        print(f"  {name:52s} {statistics.median(values):6.1f} / {max(values):6.1f} frames/s "
-              f"({statistics.median(values) / aizoo:4.2f}x), {faces[name]:.1f} faces/frame")
+        peer = f"AIZOO TFLite {name.split(' ')[-1] if name.startswith('AIZOO') else name.split('ORT ')[1][:2]}"
+        best, peer_best = max(values), max(times[peer])
+        cpu_ms, peer_cpu = statistics.median(cpu[name]), statistics.median(cpu[peer])
+        print(f"  {name:60s} {best:6.1f} / {statistics.median(values):6.1f} frames/s ({best / peer_best:4.2f}x), "
+              f"CPU {cpu_ms:5.1f} ms ({peer_cpu / cpu_ms:4.2f}x), {faces[name]:.1f} faces/frame")
 
 
 def quality(truth: dict, model_path: Path, max_side: int) -> None:
@@ -196,6 +199,8 @@ def main() -> int:
     parser.add_argument("--speed-model", type=Path, default=None, help="the classifier timed (default: compact-like, "
                         "random weights, ONNX)")
     parser.add_argument("--max-side", type=int, default=320, help="ours: faces sought on a copy this large")
+    parser.add_argument("--speed-sides", type=int, nargs="+", default=[320, 384, 448],
+                        help="ours, timed: faces sought on copies this large")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--skip-speed", action="store_true")
@@ -209,9 +214,9 @@ def main() -> int:
             for threads in (2, 1):
                 aizoo = Aizoo(threads)
                 runners[f"AIZOO TFLite {threads}t"] = (aizoo.detect, True)
-                for name, path in ((timed.name, timed), *(((args.model.name, args.model),) if args.model else ())):
-                    ours = Ours(load_classifier(path), threads, args.max_side)
-                    runners[f"ours CenterFace ORT {threads}t S={args.max_side} + {name}"] = (ours.detect, False)
+                for side in args.speed_sides:
+                    ours = Ours(load_classifier(timed), threads, side)
+                    runners[f"ours CenterFace ORT {threads}t S={side} + {timed.name}"] = (ours.detect, False)
             speed(runners, crowd_frames(truth), args.rounds, args.seconds)
     if args.model:
         splits = split_of_photos(DATA / "images", DATA / "train.csv")
