@@ -98,7 +98,7 @@ class OpenVINORunner:
 
 def make_runners(keras_path: Path, folder: Path, crops: np.ndarray) -> dict[str, Callable]:
     """name -> predict_proba(batch) for every runtime, format and thread count on one network."""
-    reference = KerasClassifier(keras_path)
+    reference = KerasClassifier.load(keras_path)
     reference.predict_proba(crops[:1])
     runners: dict[str, Callable] = {"keras (TF threads)": reference.predict_proba}
     for fmt in ("onnx", "tflite"):
@@ -176,7 +176,7 @@ def main() -> int:
             networks["scratch CNN 224x224"] = args.scratch or save_model(build_scratch_cnn(),
                                                                          Path(folder) / "scratch.keras")
         for title, path in networks.items():
-            crops = to_model_input(pictures, KerasClassifier(path).input_size)
+            crops = to_model_input(pictures, KerasClassifier.load(path).input_size)
             runners = make_runners(Path(path), Path(folder), crops)
             report(f"{title}, {args.rounds} rounds", measure(runners, crops, args.rounds, args.seconds))
     print(f"load average {os.getloadavg()[0]:.1f} at the end")

@@ -17,7 +17,7 @@ probability per class, is one ValueError naming the file and what is wrong.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -77,15 +77,25 @@ class Classifier:
 
 
 class KerasClassifier(Classifier):
-    """A `.keras` model in Keras; `model` is the keras.Model (for its name, parameters, training)."""
+    """A Keras model; `model` is the keras.Model (for its name, parameters, training).
+
+    `KerasClassifier.load(path)` reads a `.keras` file; `KerasClassifier(model, class_names)` wraps
+    a model in memory (the one training just fitted). TensorFlow picks its own threads.
+    """
 
     format = "keras"
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, model, class_names: Sequence[str] = CLASS_NAMES, path: Path | None = None):
+        self.model = model
+        super().__init__(path or Path(f"{model.name}.keras"), class_names, tuple(model.input_shape[1:3]),
+                         os.cpu_count() or 1)
+
+    @classmethod
+    def load(cls, path: Path, threads: int | None = None) -> KerasClassifier:
         from facemask.models import load_model  # Keras and TensorFlow load only for a .keras file
 
-        self.model, class_names = load_model(path)
-        super().__init__(path, class_names, tuple(self.model.input_shape[1:3]), threads or os.cpu_count() or 1)
+        model, class_names = load_model(path)
+        return cls(model, class_names, path)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         # predict_on_batch, not predict: predict builds a tf.data pipeline on every call, which for
@@ -195,8 +205,9 @@ def _class_names(path: Path, input_size: tuple[int, int], output_shapes: list[tu
     return names
 
 
-CLASSIFIERS: dict[str, type[Classifier]] = {".keras": KerasClassifier, ".onnx": OnnxClassifier,
-                                            ".tflite": LiteRTClassifier}
+# Suffix -> what loads such a file: (path, threads) -> Classifier.
+CLASSIFIERS: dict[str, Callable[[Path, int | None], Classifier]] = {
+    ".keras": KerasClassifier.load, ".onnx": OnnxClassifier, ".tflite": LiteRTClassifier}
 
 
 def load_classifier(path: Path | str, threads: int | None = None) -> Classifier:

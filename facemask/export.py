@@ -202,7 +202,7 @@ def export(model_path: Path, fmt: str, quantize: str | None, out: Path, data: Pa
         if not folder.is_dir():
             raise ExportError(f"{folder}: crop folder not found (the test crops check the export, the training "
                               "crops calibrate int8; make them with split.py, or name them with --data/--calibration)")
-    reference = KerasClassifier(model_path)
+    reference = KerasClassifier.load(model_path)
     calibration = (sample_crops(calibration_dir, reference.input_size, calibration_crops)
                    if quantize == "int8" else None)
     with tempfile.TemporaryDirectory(prefix="facemask-export-", dir=out.parent) as folder:

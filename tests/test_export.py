@@ -59,6 +59,19 @@ def run_export(*args: str, cwd: Path | None = None) -> subprocess.CompletedProce
                           cwd=cwd or ROOT)
 
 
+def test_a_keras_model_in_memory_answers_through_the_same_interface():
+    from conftest import build_colour_model, colour_probabilities
+
+    from facemask.classifier import KerasClassifier
+
+    classifier = KerasClassifier(build_colour_model(), CLASS_NAMES)
+    assert (classifier.format, classifier.input_size, classifier.class_names) == ("keras", (16, 16), CLASS_NAMES)
+    found = classifier.predict_proba([Image.new("RGB", (40, 30), (200, 10, 10)), Image.new("RGB", (8, 8), (0, 0, 90))])
+    np.testing.assert_allclose(found, [colour_probabilities((200, 10, 10)), colour_probabilities((0, 0, 90))],
+                               atol=1e-6)
+    assert classifier.predict_proba([]).shape == (0, 2)
+
+
 def test_model_batch_takes_images_of_any_size_and_model_sized_arrays_as_they_are():
     arrays = np.random.default_rng(0).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
     batch = model_batch(arrays, (SIZE, SIZE))
