@@ -13,7 +13,8 @@ float32, float16 and int8 (calibrated on real crops), then run by:
 - ONNX Runtime on the .onnx files, LiteRT (ai-edge-litert) on the .tflite files, both through
   facemask.classifier, the interface the commands will use,
 - OpenVINO on the .onnx files and on the float32 .tflite (f32 inference precision forced: on
-  CPUs with AVX512-BF16 it would otherwise compute in bfloat16),
+  CPUs with AVX512-BF16 it would otherwise compute in bfloat16), when it is installed
+  (`pip install openvino`: measured here, not a dependency of the project),
 
 at 1 and 2 threads, on real face crops (../shared/datasets/crops), for three workloads: one face
 per call (a webcam), five faces per call (a crowd frame) and 3 to 7 faces per call in turn (a
@@ -24,6 +25,7 @@ of the rounds; rounds alternate over every runner so that other work on the mach
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -44,6 +46,8 @@ from facemask.export import EXPORTERS, QUANTIZATIONS  # noqa: E402
 from facemask.images import load_image, to_model_input  # noqa: E402
 
 CROPS = ROOT.parent / "shared" / "datasets" / "crops"
+# OpenVINO is measured, not used by the project: `pip install openvino` to include it.
+HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
 WORKLOADS = {"1 face": [1], "5 faces": [5], "3-7 faces": [3, 5, 7, 4, 6]}
 
 
@@ -108,7 +112,7 @@ def make_runners(keras_path: Path, folder: Path, crops: np.ndarray) -> dict[str,
             runtime = "onnxruntime" if fmt == "onnx" else "litert"
             for threads in (1, 2):
                 runners[f"{runtime} {quantize or 'float32'} {threads}t"] = load_classifier(path, threads).predict_proba
-            if fmt == "onnx" or quantize is None:
+            if HAVE_OPENVINO and (fmt == "onnx" or quantize is None):
                 for threads in (1, 2):
                     runners[f"openvino {fmt} {quantize or 'float32'} {threads}t"] = \
                         OpenVINORunner(path, threads).predict_proba
