@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - venv, split the real sample/ photos, train + evaluate the scratch CNN briefly, box the
 #                 faces of a test photo (one it never trained on) and say how to open the web app
-#   make test   - venv with dev tools, Chromium for the browser tests, ruff, the whole test suite (as CI runs it)
+#   make test   - venv with dev tools, Chromium for the browser tests, ruff, the whole test suite (as CI runs it),
+#                 which installs the package afresh on every supported Python it finds (tests/test_pythons.py)
 #   make test-fast - the same without the tests marked slow (training, browser, load)
 #   make fuzz   - atheris on the image, CSV and model-sidecar readers for FUZZ_SECONDS (default 10 minutes)
 # The demo writes only under demo/, so it never touches your real data/ or models/.
@@ -9,11 +10,13 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The supported Python minor versions: pyproject's [tool.facemask] pythons.
+PYTHONS := $(shell sed -n 's/^pythons = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '",')
 DEMO := demo
 DEMO_EPOCHS ?= 8
 FUZZ_SECONDS ?= 600
 
-.PHONY: demo test test-fast lint fuzz chromium libgl clean-demo
+.PHONY: demo test test-fast lint fuzz chromium libgl pythons clean-demo
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,10 +53,17 @@ chromium:
 libgl:
 	bash scripts/apt_install.sh libgl1 "/sbin/ldconfig -p | grep -q 'libGL\.so\.1 '" "without libGL.so.1, 'import cv2' fails"
 
+# tests/test_pythons.py makes a venv with each supported Python it finds; Debian's own pythons need their
+# python3.X-venv for that (pyenv's and python.org's builds bring ensurepip).
+pythons:
+	for v in $(PYTHONS); do bash scripts/apt_install.sh python$$v-venv \
+		"test ! -x /usr/bin/python$$v || /usr/bin/python$$v -c 'import ensurepip'" \
+		"without it tests/test_pythons.py skips Python $$v" || exit 1; done
+
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .
 
-test: $(VENV)/.dev-installed chromium lint
+test: $(VENV)/.dev-installed chromium pythons lint
 	$(PY) -m pytest
 
 test-fast: $(VENV)/.dev-installed lint

@@ -9,6 +9,8 @@ models    - the scratch CNN and the fine-tuned VGG16, saving and loading (with a
 config    - the training configuration (TrainConfig), from which the train command line is made
 train     - training (`python -m facemask.train`)
 predict   - [P(mask), P(no-mask)] for images (`python -m facemask.predict`)
+classifier - one classifier interface for .keras, .onnx (ONNX Runtime) and .tflite (LiteRT) files
+export    - a .keras classifier as ONNX or TFLite, int8/float16, checked against Keras (`python -m facemask.export`)
 metrics   - the classifier's numbers on labelled crops: accuracy, balanced accuracy, ROC AUC, confusion
 plots     - the figures: training curves, confusion matrix, image grids, mistakes, precision-recall
 evaluate  - a classifier scored on a crop folder, its report files (`python -m facemask.evaluate crops|photos`)
@@ -22,7 +24,8 @@ uploads   - the web app's checks on every file a request names, and the bytes it
 server    - the web app's process: a cache folder of its own, one log line per failed request, memory given back
 app       - the Gradio web front-end (`python -m facemask.app`)
 cli       - what every command line shares: parser, help layout, exit statuses
-tf_startup - TensorFlow's start-up lines kept off the terminal
+tf_startup - TensorFlow's start-up lines kept off the terminal (and out of a notebook's outputs)
+colab     - the notebook's Colab set-up: which packages pip replaced under the running session
 """
 
 import contextlib

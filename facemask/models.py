@@ -37,6 +37,24 @@ class VGGPreprocess(layers.Layer):
         return bgr - keras.ops.convert_to_tensor(VGG_MEANS_BGR, dtype=inputs.dtype)
 
 
+class WeightsUnavailable(OSError):
+    """VGG16's ImageNet weights could not be downloaded: the message says what to use instead.
+
+    The train command prints it as one `error:` line; a notebook shows just that line too
+    (IPython's `_render_traceback_`), since the traceback of a failed download teaches nothing.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(
+            f"VGG16's ImageNet weights could not be downloaded ({error}). Without internet, give a local "
+            "copy of vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 (WEIGHTS = its path in the notebook, "
+            "--weights FILE) or use random weights (WEIGHTS = None, --weights none: a test of the plumbing, "
+            "not a result)")
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
 def build_scratch_cnn(image_size: tuple[int, int] = IMAGE_SIZE, dropout: float = 0.5) -> keras.Model:
     """Three conv/pool stages and a dense head: 12,874,466 parameters at 224x224."""
     inputs = keras.Input(shape=(*image_size, 3), name="rgb")
@@ -62,7 +80,12 @@ def build_vgg16(weights: str | None = "imagenet", image_size: tuple[int, int] = 
     """
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise FileNotFoundError(f"VGG16 weights file not found: {weights}")
-    base = keras.applications.VGG16(include_top=False, weights=weights, input_shape=(*image_size, 3))
+    try:
+        base = keras.applications.VGG16(include_top=False, weights=weights, input_shape=(*image_size, 3))
+    except Exception as error:  # keras.utils.get_file raises a bare Exception when the download fails
+        if weights == "imagenet" and str(error).startswith("URL fetch failure"):
+            raise WeightsUnavailable(error) from error
+        raise
     base.trainable = False
     inputs = keras.Input(shape=(*image_size, 3), name="rgb")
     x = VGGPreprocess(name="vgg_preprocess")(inputs)

@@ -43,6 +43,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -54,7 +55,16 @@ from facemask.cli import deferred_stop, fail, raise_if_stopped, run
 from facemask.config import PRECISIONS, TrainConfig, parse_config, training_record
 from facemask.data import DataError, class_weights, load_datasets, split_files
 from facemask.evaluate import evaluate_model, format_report
-from facemask.models import build_scratch_cnn, build_vgg16, save_model, unfreeze_vgg16, vgg16_features, vgg16_head
+from facemask.models import (
+    WeightsUnavailable,
+    build_scratch_cnn,
+    build_vgg16,
+    save_model,
+    unfreeze_vgg16,
+    vgg16_features,
+    vgg16_head,
+)
+from facemask.predict import trace_for_any_batch_size
 
 
 @contextlib.contextmanager
@@ -100,6 +110,15 @@ def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
 # epoch (Keras warns that its own shuffle flag is ignored for datasets).
 
 
+LR_DROP = 5  # the learning rate is divided by this when validation loss stalls
+
+
+def lr_patience(patience: int) -> int:
+    """Epochs without a better validation loss before the learning rate drops: half the early-stopping
+    patience, at least one."""
+    return max(1, patience // 2)
+
+
 class StopOnSignal(keras.callbacks.Callback):
     """Ends fit, evaluate or predict at the end of a batch once SIGINT or SIGTERM came (facemask.cli)."""
 
@@ -131,11 +150,11 @@ def callbacks_for(patience: int, checkpoint: Path | None = None) -> list[keras.c
     """Early stopping on validation loss with the best weights restored, an optional checkpoint (written
     to `in_progress(checkpoint)`), and the stop on a signal.
 
-    Before stopping, the learning rate is cut five-fold whenever validation loss stalls for
-    `patience // 2` epochs (at least one): at a fixed rate the loss keeps bouncing around its floor.
+    Before stopping, the learning rate is cut `LR_DROP`-fold whenever validation loss stalls for
+    `lr_patience(patience)` epochs: at a fixed rate the loss keeps bouncing around its floor.
     """
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=max(1, patience // 2),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=1 / LR_DROP, patience=lr_patience(patience),
                                           min_lr=1e-7, verbose=1),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1),
     ]
@@ -205,6 +224,7 @@ def train_scratch(config: TrainConfig, *, image_size: tuple[int, int] = IMAGE_SI
 
 def compute_features(extractor: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Run the frozen base once over a (non-augmented) dataset: (features float32, one-hot labels)."""
+    trace_for_any_batch_size(extractor)  # one graph for every batch, the smaller last one included
     features, labels = [], []
     for images, onehot in dataset:
         raise_if_stopped()
@@ -213,58 +233,123 @@ def compute_features(extractor: keras.Model, dataset: tf.data.Dataset) -> tuple[
     return np.concatenate(features), np.concatenate(labels)
 
 
+# What a phase trains on: a tf.data dataset of images, or (features, one-hot labels) in memory.
+TrainingData = tf.data.Dataset | tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class VGG16Training:
+    """VGG16's two phases, step by step, as `train_vgg16` runs them and the notebook shows them:
+
+        vgg16 = VGG16Training.start(config)
+        head, train, valid = vgg16.phase1_inputs()      # phase 1: the base frozen, only the head learns
+        vgg16.compile(head, vgg16.config.learning_rate)
+        phase1 = vgg16.fit(head, train, valid, vgg16.config.epochs)
+        vgg16.open_base()                               # phase 2: the base (or its top) opened,
+        vgg16.compile(vgg16.model, vgg16.config.fine_tune_learning_rate)   # recompiled, at a low rate
+        phase2 = vgg16.fit(vgg16.model, vgg16.datasets["train"], vgg16.datasets["valid"],
+                           vgg16.config.fine_tune_epochs)
+        model, history = vgg16.finish(phase1, phase2)
+
+    Under `distribute`, every model (the full one, the head, the feature extractor) is made and
+    compiled in the strategy's scope.
+    """
+
+    config: TrainConfig  # resolved
+    model: keras.Model
+    strategy: tf.distribute.Strategy
+    datasets: dict[str, tf.data.Dataset]  # "train" (augmented) and "valid"
+    class_weight: dict[int, float] | None
+    image_size: tuple[int, int]
+    verbose: int
+
+    @classmethod
+    def start(cls, config: TrainConfig, *, image_size: tuple[int, int] = IMAGE_SIZE,
+              verbose: int = 2) -> VGG16Training:
+        """VGG16 built with `config.weights`, its base frozen; the augmented training split and the
+        validation split; the class weights. Raises WeightsUnavailable when the ImageNet weights cannot
+        be downloaded."""
+        config = config_for(config, "vgg16")
+        keras.utils.set_random_seed(config.seed)
+        class_weight = weights_by_class(config)
+        datasets = training_splits(config, image_size, augment=True)
+        strategy = distribution_strategy(config.distribute)
+        with precision_policy(config.precision), strategy.scope():
+            model = build_vgg16(config.weights, image_size)
+        return cls(config, model, strategy, datasets, class_weight, image_size, verbose)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.config.out / "vgg16.keras"
+
+    def phase1_inputs(self) -> tuple[keras.Model, TrainingData, TrainingData]:
+        """What phase 1 trains, on what training and validation data, by `config.recipe`.
+
+        cached-features: the frozen base gives the same features for an image every epoch, so it
+        computes them once and the head alone (which shares its layers, so its weights, with the full
+        model) trains on them: minutes instead of hours on a CPU. The price: no augmentation in this
+        phase (augmented images would need their features recomputed every epoch).
+        full: the whole model, on augmented images; only the head's weights are trainable.
+        """
+        if self.config.recipe == "full":
+            return self.model, self.datasets["train"], self.datasets["valid"]
+        plain = training_splits(self.config, self.image_size, augment=False)
+        with self.strategy.scope():
+            extractor = vgg16_features(self.model)
+        train = compute_features(extractor, plain["train"])
+        valid = compute_features(extractor, plain["valid"])
+        with self.strategy.scope():
+            head = vgg16_head(self.model)
+        return head, train, valid
+
+    def compile(self, model: keras.Model, learning_rate: float) -> keras.Model:
+        """`compile_model` in the strategy's scope, where the optimizer's variables must be made."""
+        with self.strategy.scope():
+            return compile_model(model, learning_rate)
+
+    def fit(self, model: keras.Model, train: TrainingData, valid: TrainingData,
+            epochs: int) -> keras.callbacks.History:
+        """One phase: early stopping and learning-rate drops on validation loss, the class weights; the
+        full model is checkpointed at its best epoch (the head alone is not a model to keep)."""
+        callbacks = callbacks_for(self.config.patience, self.checkpoint if model is self.model else None)
+        if isinstance(train, tuple):  # features in memory: Keras batches and shuffles them
+            (x, y), options = train, {"batch_size": self.config.batch_size, "shuffle": True}
+        else:
+            (x, y), options = (train, None), {"shuffle": False}
+        return model.fit(x, y, validation_data=valid, epochs=epochs, class_weight=self.class_weight,
+                         callbacks=callbacks, verbose=self.verbose, **options)
+
+    def open_base(self) -> list[str]:
+        """Phase 2's unfreezing: the base from `config.fine_tune_from` upwards ("all": the whole of it).
+        Returns the base's layers that now learn; compile again for Keras to notice."""
+        block = self.config.fine_tune_from
+        return unfreeze_vgg16(self.model, None if block == "all" else block)
+
+    def finish(self, phase1: keras.callbacks.History,
+               phase2: keras.callbacks.History) -> tuple[keras.Model, dict]:
+        """Save `<out>/vgg16.keras` (+ .json sidecar) and vgg16_history.json, whose "phase" entry says
+        1 or 2 per epoch; the model and that history."""
+        save_model(self.model, self.checkpoint, training=training_record(self.config))
+        history = history_dict(phase1, phase2)
+        history["phase"] = [1] * len(phase1.epoch) + [2] * len(phase2.epoch)
+        save_history(history, self.config.out / "vgg16_history.json")
+        return self.model, history
+
+
 def train_vgg16(config: TrainConfig, *, image_size: tuple[int, int] = IMAGE_SIZE,
                 verbose: int = 2) -> tuple[keras.Model, dict]:
-    """Fine-tune VGG16 in two phases by `config.recipe`; writes `<out>/vgg16.keras` (+ .json), vgg16_history.json.
-
-    The history gets a "phase" entry (1 or 2 per epoch). Under `distribute`, every model (the full
-    one, the head, the feature extractor) is made and compiled in the strategy's scope.
-    """
-    config = config_for(config, "vgg16")
-    keras.utils.set_random_seed(config.seed)
-    class_weight = weights_by_class(config)
-    datasets = training_splits(config, image_size, augment=True)
-    strategy = distribution_strategy(config.distribute)
-    with precision_policy(config.precision), strategy.scope():
-        model = build_vgg16(config.weights, image_size)
-    checkpoint = config.out / "vgg16.keras"
-
+    """Fine-tune VGG16 in two phases by `config.recipe`; writes `<out>/vgg16.keras` (+ .json), vgg16_history.json."""
+    vgg16 = VGG16Training.start(config, image_size=image_size, verbose=verbose)
     # Phase 1: the base is frozen (build_vgg16 leaves it so); only the new head learns.
-    if config.recipe == "cached-features":
-        # The frozen base gives the same features for an image every epoch, so compute them once and
-        # train the head on them: minutes instead of hours on a CPU. The price: no augmentation in
-        # this phase (augmented images would need their features recomputed every epoch).
-        plain = training_splits(config, image_size, augment=False)
-        with strategy.scope():
-            extractor = vgg16_features(model)
-        train_x, train_y = compute_features(extractor, plain["train"])
-        valid_x, valid_y = compute_features(extractor, plain["valid"])
-        # The head model shares its layers with `model`, so training it trains the full model's head.
-        with strategy.scope():
-            head = compile_model(vgg16_head(model), config.learning_rate)
-        phase1 = head.fit(train_x, train_y, validation_data=(valid_x, valid_y), epochs=config.epochs,
-                          batch_size=config.batch_size, class_weight=class_weight, shuffle=True,
-                          callbacks=callbacks_for(config.patience), verbose=verbose)
-    else:  # "full": phase 1 on augmented images too
-        with strategy.scope():
-            compile_model(model, config.learning_rate)
-        phase1 = model.fit(datasets["train"], validation_data=datasets["valid"], epochs=config.epochs,
-                           shuffle=False, class_weight=class_weight,
-                           callbacks=callbacks_for(config.patience, checkpoint), verbose=verbose)
-
+    head, train, valid = vgg16.phase1_inputs()
+    vgg16.compile(head, vgg16.config.learning_rate)
+    phase1 = vgg16.fit(head, train, valid, vgg16.config.epochs)
     # Phase 2: open the base (or its top blocks), recompile - without it the change is ignored -
     # and continue at a very low learning rate so the pretrained filters are nudged, not wrecked.
-    unfreeze_vgg16(model, None if config.fine_tune_from == "all" else config.fine_tune_from)
-    with strategy.scope():
-        compile_model(model, config.fine_tune_learning_rate)
-    phase2 = model.fit(datasets["train"], validation_data=datasets["valid"], epochs=config.fine_tune_epochs,
-                       shuffle=False, class_weight=class_weight, callbacks=callbacks_for(config.patience, checkpoint),
-                       verbose=verbose)
-    save_model(model, checkpoint, training=training_record(config))
-    history = history_dict(phase1, phase2)
-    history["phase"] = [1] * len(phase1.epoch) + [2] * len(phase2.epoch)
-    save_history(history, config.out / "vgg16_history.json")
-    return model, history
+    vgg16.open_base()
+    vgg16.compile(vgg16.model, vgg16.config.fine_tune_learning_rate)
+    phase2 = vgg16.fit(vgg16.model, vgg16.datasets["train"], vgg16.datasets["valid"], vgg16.config.fine_tune_epochs)
+    return vgg16.finish(phase1, phase2)
 
 
 def train(config: TrainConfig, *, image_size: tuple[int, int] = IMAGE_SIZE,
@@ -296,7 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, ValueError) as error:
         return fail(error)
     print(describe_training_data(config.data / "train", config.extra_train), flush=True)
-    model, history = train(config)
+    try:
+        model, history = train(config)
+    except WeightsUnavailable as error:
+        return fail(error)
     print(f"saved {config.out / (config.arch + '.keras')} and {config.out / (config.arch + '_history.json')}")
     phase_boundary = history["phase"].count(1) if "phase" in history else None
     metrics = evaluate_model(model, config.data / "test", config.reports, history=history, name=config.arch,
