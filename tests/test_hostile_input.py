@@ -283,3 +283,12 @@ def test_duplicate_rows_are_reported_and_cut_once(tmp_path, capsys):
         cut = [(row["source"], row["csv_line"]) for row in csv.DictReader(f)]
     assert sorted(cut) == [("a.png", "2"), ("a.png", "7"), ("b.png", "4")]
     assert "duplicate of an earlier row" in captured.out
+
+
+def test_onnx_and_tflite_fifos_and_their_sidecars_are_refused_unopened(fifo, tmp_path):
+    from facemask.classifier import load_classifier
+
+    for name in ("f.onnx", "f.tflite"):
+        path = fifo(name)
+        with pytest.raises(ValueError, match=rf"{name}: not a regular file \(a FIFO\)"):
+            finishes(lambda path=path: load_classifier(path), [path])
