@@ -24,7 +24,7 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image
 
-from facemask import CLASS_NAMES
+from facemask import CLASS_NAMES, not_a_regular_file
 from facemask.images import to_model_input
 
 MODEL_SUFFIXES = (".keras", ".onnx", ".tflite")
@@ -180,11 +180,15 @@ def _first_line(error: BaseException) -> str:
 
 
 def _image_size(path: Path, shape: tuple | None) -> tuple[int, int]:
-    """(height, width) of an input shaped (batch, height, width, 3) with both sides fixed, else ValueError."""
+    """(height, width) of an input shaped (batch, height, width, 3) with both sides fixed and within
+    facemask.models' bounds (what a .keras file is held to), else ValueError."""
+    from facemask.models import check_input_size
+
     if not (shape is not None and len(shape) == 4 and shape[3] == 3
             and all(isinstance(v, int) and v > 0 for v in shape[1:3])):
         raise ValueError(f"{path}: the model's input shape is {shape}; a classifier here takes RGB images "
                          "of a fixed size, (batch, height, width, 3)")
+    check_input_size(shape[1:3], path)
     return shape[1], shape[2]
 
 
@@ -194,6 +198,8 @@ def _class_names(path: Path, input_size: tuple[int, int], output_shapes: list[tu
     from facemask.models import read_sidecar, sidecar_path
 
     sidecar = sidecar_path(path)
+    if problem := not_a_regular_file(sidecar):
+        raise ValueError(f"{sidecar}: {problem}")
     meta = read_sidecar(sidecar) if sidecar.exists() else {"class_names": list(CLASS_NAMES)}
     if "image_size" in meta and tuple(meta["image_size"]) != input_size:
         raise ValueError(f"{sidecar}: 'image_size' is {list(meta['image_size'])} but the model {path} takes "
@@ -219,6 +225,8 @@ def load_classifier(path: Path | str, threads: int | None = None) -> Classifier:
     path = Path(path)
     if path.suffix.lower() not in CLASSIFIERS:
         raise ValueError(f"{path}: a model file ends in {', '.join(MODEL_SUFFIXES)}")
+    if problem := not_a_regular_file(path):  # a FIFO would block the runtime's read forever
+        raise ValueError(f"{path}: {problem}")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     return CLASSIFIERS[path.suffix.lower()](path, threads)

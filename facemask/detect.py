@@ -16,6 +16,7 @@ output overwrites another.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, MAX_MARGIN, save_atomically
-from facemask.cli import ArgumentParser, fail, number_in, run
+from facemask.cli import ArgumentParser, deferred_stop, fail, number_in, raise_if_stopped, run
 from facemask.detectors import (
     DEFAULT_DETECTOR,
     FACE_DETECTORS,
@@ -173,10 +174,11 @@ def annotate_photo(path: Path, out_dir: Path, detector: FaceMaskDetector, stem: 
     extension = path.suffix.lower() if path.suffix.lower() in SAVEABLE_PHOTO_EXTENSIONS else ".png"
     annotated_path = out_dir / f"{stem}_annotated{extension}"
     save_options = {"quality": 95} if extension in (".jpg", ".jpeg", ".webp") else {}
-    save_atomically(annotated_path, lambda target: annotated.save(target, format=Image.registered_extensions()[
-        extension], **save_options))
     payload = json.dumps([d.to_dict() for d in detections], indent=2) + "\n"
-    save_atomically(out_dir / f"{stem}.json", lambda target: target.write_text(payload))
+    with deferred_stop():  # a stop waits for the pair: never a photo without its JSON
+        save_atomically(annotated_path, lambda target: annotated.save(target, format=Image.registered_extensions()[
+            extension], **save_options))
+        save_atomically(out_dir / f"{stem}.json", lambda target: target.write_text(payload))
     masks = sum(d.label == "mask" for d in detections)
     return (f"{path.name}: {len(detections)} face{'s' if len(detections) != 1 else ''}, {masks} mask, "
             f"{len(detections) - masks} no-mask -> {annotated_path}")
@@ -280,20 +282,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               max_side=args.max_side)
     except (OSError, ValueError) as error:
         return fail(error)
+    created = not args.out.exists()
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         return fail(f"{args.out}: cannot create the output folder ({error.strerror})")
     failures = 0
-    for path, stem in zip(args.inputs, output_stems(args.inputs), strict=True):
-        try:
-            if is_video(path):
-                print(annotate_video_file(path, args.out, detector, args.video_max_side, stem), flush=True)
-            else:
-                print(annotate_photo(path, args.out, detector, stem), flush=True)
-        except (ImageError, VideoError, OSError) as error:
-            failures += 1
-            fail(error if str(path) in str(error) else f"{path}: {error}")
+    try:
+        for path, stem in zip(args.inputs, output_stems(args.inputs), strict=True):
+            try:
+                if is_video(path):
+                    print(annotate_video_file(path, args.out, detector, args.video_max_side, stem), flush=True)
+                else:
+                    print(annotate_photo(path, args.out, detector, stem), flush=True)
+            except (ImageError, VideoError, OSError) as error:
+                raise_if_stopped()  # Ctrl+C reaches ffmpeg too, which can fail first: the stop, not the file
+                failures += 1
+                fail(error if str(path) in str(error) else f"{path}: {error}")
+    finally:
+        if created:  # stopped or failed before writing anything: leave no empty folder behind
+            with contextlib.suppress(OSError):
+                args.out.rmdir()
     return 1 if failures else 0
 
 

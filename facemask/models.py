@@ -8,13 +8,19 @@ downstream has to remember whether to divide by 255 or subtract ImageNet means.
 from __future__ import annotations
 
 import json
+import re
+import zipfile
 from pathlib import Path
 
 import keras
 from keras import layers
 
-from facemask import CLASS_NAMES, IMAGE_SIZE
+from facemask import CLASS_NAMES, IMAGE_SIZE, not_a_regular_file
 
+# A loaded model's input, per side: every face is resized to it and batched, so a file claiming
+# 100000x100000 would have the first photo allocate 112 GiB. VGG16 needs at least 32.
+MIN_INPUT_SIDE, MAX_INPUT_SIDE = 8, 1024
+KERAS_REASON_CHARS = 150  # of Keras' own refusal, which can quote a whole model config
 # ImageNet channel means in BGR order, as keras.applications.vgg16.preprocess_input uses them.
 VGG_MEANS_BGR = (103.939, 116.779, 123.68)
 
@@ -241,24 +247,55 @@ def fixed_image_size(model: keras.Model, path: Path | str) -> tuple[int, int]:
     return shape[1], shape[2]
 
 
+def check_input_size(image_size: tuple[int, int], path: Path | str) -> None:
+    """ValueError naming the file unless each side is MIN_INPUT_SIDE to MAX_INPUT_SIDE pixels."""
+    if not all(MIN_INPUT_SIDE <= side <= MAX_INPUT_SIDE for side in image_size):
+        height, width = image_size
+        raise ValueError(f"{path}: the model's input is {height}x{width} pixels; a classifier here takes "
+                         f"{MIN_INPUT_SIDE} to {MAX_INPUT_SIDE} pixels a side")
+
+
+def keras_refusal(error: Exception) -> str:
+    """Why Keras refused a file, in a short line: a class its config names that Keras does not know (or
+    will not load, such as `os.system`), else the gist of Keras' message, which can quote a whole config."""
+    text = str(error)
+    unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+    if unknown:
+        module = re.search(rf"'module': '([^']+)', 'class_name': '{re.escape(unknown.group(1))}'", text)
+        name = f"{module.group(1)}.{unknown.group(1)}" if module else unknown.group(1)
+        return f"its config names {name!r}, which Keras does not know or allow"
+    inner = text.rsplit("Exception encountered:", 1)[-1].strip()  # a nested error is the real one
+    gist = inner.splitlines()[0] if inner else ""
+    if len(gist) > KERAS_REASON_CHARS:
+        gist = gist[:KERAS_REASON_CHARS - 3] + "..."
+    return f"{type(error).__name__}: {gist}" if gist else type(error).__name__
+
+
 def load_model(path: Path | str) -> tuple[keras.Model, list[str]]:
     """Load a saved classifier and its class names; a clear error names the file otherwise.
 
-    Raises FileNotFoundError for a missing model, ValueError for a model Keras cannot read, one
-    whose input is not fixed-size RGB, or a sidecar that is unreadable or disagrees with the model.
-    Without a sidecar the class names are the project's (`CLASS_NAMES`).
+    Raises FileNotFoundError for a missing model, ValueError for a FIFO or device given as the model or
+    its sidecar (refused unopened), a model Keras cannot read (in one short line), one whose input is not
+    fixed-size RGB of MIN_INPUT_SIDE to MAX_INPUT_SIDE pixels a side, or a sidecar that is unreadable or
+    disagrees with the model. Without a sidecar the class names are the project's (`CLASS_NAMES`).
     """
     path = Path(path)
+    sidecar = sidecar_path(path)
+    for file in (path, sidecar):
+        if problem := not_a_regular_file(file):
+            raise ValueError(f"{file}: {problem}")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     # Check the sidecar first: it is cheap, and a bad one should not cost the seconds a load takes.
-    sidecar = sidecar_path(path)
     meta = read_sidecar(sidecar) if sidecar.exists() else {"class_names": list(CLASS_NAMES)}
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a readable Keras model (not a zip file, as every .keras model is)")
     try:
         model = keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for a corrupt or foreign file
-        raise ValueError(f"{path}: not a readable Keras model ({type(error).__name__}: {error})") from error
+        raise ValueError(f"{path}: not a readable Keras model ({keras_refusal(error)})") from error
     image_size = fixed_image_size(model, path)
+    check_input_size(image_size, path)
     if "image_size" in meta and meta["image_size"] != image_size:
         raise ValueError(f"{sidecar}: 'image_size' is {_json_kind(list(meta['image_size']))} but the model "
                          f"{path} takes {list(image_size)}")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from facemask import not_a_regular_file
 from facemask.cli import ArgumentParser, fail, number_in, run
 from facemask.images import ImageError, load_image, to_model_input
 
@@ -117,6 +118,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # Answer a wrong model path at once, before paying for the TensorFlow import.
+    if problem := not_a_regular_file(args.model):
+        return fail(f"{args.model}: {problem}")
     if not args.model.is_file():
         return fail(f"model file not found: {args.model}")
     from facemask.models import load_model

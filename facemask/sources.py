@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from facemask import split
+from facemask import not_a_regular_file, split
 from facemask.data import DataError, check_data_dir
 
 KAGGLE_DATASET = "wobotintelligence/face-mask-detection-dataset"
@@ -50,6 +50,8 @@ class Photos:
 
 def first_photo_name(csv_path: Path) -> str | None:
     """The image name on the CSV's first data row (None for an empty or unreadable file)."""
+    if not_a_regular_file(csv_path):
+        return None
     try:
         with open(csv_path, newline="") as f:
             rows = csv.reader(f)

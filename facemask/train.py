@@ -51,7 +51,7 @@ import numpy as np
 import tensorflow as tf
 
 from facemask import IMAGE_SIZE, save_atomically
-from facemask.cli import fail, run
+from facemask.cli import deferred_stop, fail, raise_if_stopped, run
 from facemask.config import PRECISIONS, TrainConfig, parse_config, training_record
 from facemask.data import DataError, class_weights, load_datasets, split_files
 from facemask.evaluate import evaluate_model, format_report
@@ -119,8 +119,36 @@ def lr_patience(patience: int) -> int:
     return max(1, patience // 2)
 
 
+class StopOnSignal(keras.callbacks.Callback):
+    """Ends fit, evaluate or predict at the end of a batch once SIGINT or SIGTERM came (facemask.cli)."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        raise_if_stopped()
+
+    on_test_batch_end = on_predict_batch_end = on_train_batch_end
+
+
+def in_progress(checkpoint: Path) -> Path:
+    """Where training checkpoints `checkpoint` as it goes: a hidden name beside it, removed at the end, so
+    a stopped run leaves the previous model and its sidecar as they were."""
+    return checkpoint.with_name(f".{checkpoint.stem}.in-progress{checkpoint.suffix}")
+
+
+class CheckpointInProgress(keras.callbacks.ModelCheckpoint):
+    """The best epoch so far saved to `in_progress(checkpoint)` (insurance against a crash), removed when
+    fit ends; the model is saved under its own name, with its sidecar, once training is over."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__(in_progress(checkpoint), monitor="val_loss", save_best_only=True)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        super().on_train_end(logs)
+        Path(self.filepath).unlink(missing_ok=True)
+
+
 def callbacks_for(patience: int, checkpoint: Path | None = None) -> list[keras.callbacks.Callback]:
-    """Early stopping on validation loss with the best weights restored, and an optional checkpoint.
+    """Early stopping on validation loss with the best weights restored, an optional checkpoint (written
+    to `in_progress(checkpoint)`), and the stop on a signal.
 
     Before stopping, the learning rate is cut `LR_DROP`-fold whenever validation loss stalls for
     `lr_patience(patience)` epochs: at a fixed rate the loss keeps bouncing around its floor.
@@ -132,8 +160,8 @@ def callbacks_for(patience: int, checkpoint: Path | None = None) -> list[keras.c
     ]
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        callbacks.append(keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True))
-    return callbacks
+        callbacks.append(CheckpointInProgress(checkpoint))
+    return callbacks + [StopOnSignal()]
 
 
 def history_dict(*histories: keras.callbacks.History) -> dict[str, list[float]]:
@@ -199,6 +227,7 @@ def compute_features(extractor: keras.Model, dataset: tf.data.Dataset) -> tuple[
     trace_for_any_batch_size(extractor)  # one graph for every batch, the smaller last one included
     features, labels = [], []
     for images, onehot in dataset:
+        raise_if_stopped()
         features.append(np.asarray(extractor.predict_on_batch(images), dtype=np.float32))
         labels.append(onehot.numpy())
     return np.concatenate(features), np.concatenate(labels)
@@ -325,9 +354,17 @@ def train_vgg16(config: TrainConfig, *, image_size: tuple[int, int] = IMAGE_SIZE
 
 def train(config: TrainConfig, *, image_size: tuple[int, int] = IMAGE_SIZE,
           verbose: int = 2) -> tuple[keras.Model, dict]:
-    """Train the network `config.arch` names: `train_scratch` or `train_vgg16`."""
+    """Train the network `config.arch` names: `train_scratch` or `train_vgg16`.
+
+    SIGINT or SIGTERM stops it at the end of a batch (StopOnSignal), never inside a checkpoint or the
+    model being saved (deferred_stop); the checkpoint in progress is removed then too.
+    """
     trainer = train_scratch if config.arch == "scratch" else train_vgg16
-    return trainer(config, image_size=image_size, verbose=verbose)
+    try:
+        with deferred_stop():
+            return trainer(config, image_size=image_size, verbose=verbose)
+    finally:
+        in_progress(Path(config.out) / f"{config.arch}.keras").unlink(missing_ok=True)
 
 
 def describe_training_data(train_dir: Path, extra_train: Sequence[Path]) -> str:
