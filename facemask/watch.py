@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import statistics
 import sys
@@ -63,6 +64,7 @@ from facemask.video import VIDEO_MAX_SIDE
 COUNTS_HEADER = "start,end,people,mask,no_mask,frames,dropped"
 POLL = 0.1  # seconds between looks at the stop flag while no frame comes
 MAX_BACKOFF = 30.0  # seconds between reopening attempts at most
+MAX_STEP = 5.0  # seconds between two frames' timestamps beyond which the stream's clock is not believed
 LATENCIES_KEPT = 2000  # the last frames' latencies, for the median in the summary (memory stays flat)
 
 
@@ -123,6 +125,8 @@ class Watch:
         self.totals = {"people": 0, "mask": 0, "no-mask": 0, "frames": 0, "dropped": 0, "outages": 0}
         self.latencies: deque[float] = deque(maxlen=LATENCIES_KEPT)
         self.first_pts: float | None = None
+        self.last_pts: float | None = None
+        self.track_clock = 0.0
         self.last_index = -1
         self.clock_now = self.started_wall
         self.last_status = time.monotonic()
@@ -147,6 +151,7 @@ class Watch:
                 self.recorder.close()
             self.recorder = SegmentRecorder(self.args.record, self.args.segment_seconds, fps)
         self.last_index = -1
+        self.last_pts = None
         return reader
 
     def reconnect(self, reason: str) -> FrameReader | None:
@@ -226,13 +231,23 @@ class Watch:
             self.first_pts = frame.pts
         return self.started_wall + max(0.0, frame.pts - self.first_pts)
 
+    def track_time(self, frame: Frame) -> float:
+        """The tracker's clock: the stream's own steps, but never backwards nor a leap (a looped file, a camera
+        restarting its clock), which the library would take as frames to skip or a long absence."""
+        step = 1.0 / self.fps
+        if frame.pts is not None and self.last_pts is not None and 0 < frame.pts - self.last_pts <= MAX_STEP:
+            step = frame.pts - self.last_pts
+        self.last_pts = frame.pts
+        self.track_clock += step
+        return self.track_clock
+
     def process(self, frame: Frame) -> None:
         wall = self.frame_time(frame)
         self.clock_now = max(self.clock_now, wall)
         image = Image.fromarray(frame.rgb)
         faces = self.detector.find_faces(image)
         seen = self.people.update([box for box, _ in faces], [score for _, score in faces],
-                                  timestamp=frame.pts if frame.pts is not None else frame.index / self.fps,
+                                  timestamp=self.track_time(frame),
                                   wall=wall, pts=frame.pts)
         due = [(person, index) for person, index in seen if self.people.due(person)]
         if due:
@@ -453,5 +468,16 @@ def warm_up(detector) -> None:
     detector.classify(image, [((8, 8, 56, 56), 1.0)])
 
 
+def exit_at_once(exiting: SystemExit) -> None:
+    """Exit without the interpreter's teardown: every file is closed by now, and TensorFlow's own teardown
+    takes seconds, which would break the promise of an exit within 2 s of SIGTERM."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exiting.code if isinstance(exiting.code, int) else 0 if exiting.code is None else 1)
+
+
 if __name__ == "__main__":
-    run(main)
+    try:
+        run(main)
+    except SystemExit as exiting:
+        exit_at_once(exiting)
