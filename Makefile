@@ -13,7 +13,7 @@ DEMO := demo
 DEMO_EPOCHS ?= 8
 FUZZ_SECONDS ?= 600
 
-.PHONY: demo test test-fast lint fuzz chromium libgl clean-demo
+.PHONY: demo test test-fast lint fuzz chromium libgl rtsp-server clean-demo
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ demo: $(VENV)/.runtime-installed
 chromium:
 	bash scripts/apt_install.sh chromium 'command -v chromium' 'the browser tests skip without /usr/bin/chromium'
 
+# A real RTSP server for tests/test_watch.py (ffmpeg publishes a clip to it, the watch reads it). Debian's
+# package also installs a system service listening on port 554 of every interface: it is disabled at once.
+rtsp-server:
+	bash scripts/apt_install.sh rtsp-server-perl 'command -v rtsp-server-perl' 'the RTSP stream test skips without it'
+	-command -v systemctl >/dev/null 2>&1 && systemctl disable --now rtsp-server-perl.service >/dev/null 2>&1
+
 # opencv-python's cv2 (the CenterFace detector runs on cv2.dnn) loads the system libGL.so.1.
 libgl:
 	bash scripts/apt_install.sh libgl1 "/sbin/ldconfig -p | grep -q 'libGL\.so\.1 '" "without libGL.so.1, 'import cv2' fails"
@@ -53,7 +59,7 @@ libgl:
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .
 
-test: $(VENV)/.dev-installed chromium lint
+test: $(VENV)/.dev-installed chromium rtsp-server lint
 	$(PY) -m pytest
 
 test-fast: $(VENV)/.dev-installed lint

@@ -172,7 +172,7 @@ def make(args) -> int:
     faces = test_faces(args.data)
     print(f"{len(faces)} test-photo faces of at least {MIN_FACE} px "
           f"({sum(f[2] == 'no-mask' for f in faces)} no-mask)")
-    detector = FaceMaskDetector.from_path(args.model)
+    detector = FaceMaskDetector.from_path(args.model, max_side=args.max_side)  # as the watch looks for faces
     args.out.mkdir(parents=True, exist_ok=True)
     photos = sorted((args.data / "images").iterdir())
     for clip in range(args.clips):
@@ -205,13 +205,13 @@ class NorfairTracks:
     def update(self, boxes, scores, timestamp):
         detections = [self._norfair.Detection(np.asarray(box, dtype=float).reshape(2, 2), data=i)
                       for i, box in enumerate(boxes)]
-        self._tracker.update(detections)
-        return [(obj.id, obj.last_detection.data) for obj in self._tracker.tracked_objects
-                if obj.id is not None and obj.last_detection is not None and obj.time_since_update == 0
-                if obj.last_detection.data is not None]
+        active = self._tracker.update(detections)
+        index = {id(d): i for i, d in enumerate(detections)}  # a face matched now is its track's last detection
+        return [(obj.id, index[id(obj.last_detection)]) for obj in active
+                if obj.id is not None and id(obj.last_detection) in index]
 
     def alive(self):
-        return {obj.id for obj in self._tracker.tracked_objects if obj.id is not None}
+        return {obj.id for obj in self._tracker.tracked_objects if obj.id is not None and not obj.is_initializing}
 
 
 def replay(clip: dict, name: str, classify_every: int, lost_seconds: float, min_frames: int):
@@ -265,7 +265,8 @@ def person_labels(events, accumulator) -> dict[int, int]:
 
 
 def score(args) -> int:
-    clips = [json.loads(path.read_text()) for path in sorted(args.folder.glob("clip*.json"))]
+    clips = [json.loads(path.read_text()) for path in sorted(args.folder.glob("clip*.json"))
+             if not args.only or path.stem in args.only]
     if not clips:
         print(f"error: {args.folder}: no clip*.json (run `make` first)", file=sys.stderr)
         return 1
@@ -315,12 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     making.add_argument("--people", type=int, default=45)
     making.add_argument("--seconds", type=float, default=90.0)
     making.add_argument("--seed", type=int, default=0)
+    making.add_argument("--max-side", type=int, default=320, help="the watch's --max-side")
     scoring = commands.add_parser("score", help="replay the saved detections through each tracker")
     scoring.add_argument("folder", type=Path)
     scoring.add_argument("--trackers", nargs="+", default=["bytetrack", "sort", "ocsort"])
     scoring.add_argument("--classify-every", type=int, nargs="+", default=[1, 2, 5, 10, 15])
-    scoring.add_argument("--lost-seconds", type=float, default=1.0)
+    scoring.add_argument("--lost-seconds", type=float, default=2.0)
     scoring.add_argument("--min-frames", type=int, default=3)
+    scoring.add_argument("--only", nargs="+", help="these clips only (clip0...): tune on some, report on others")
     args = parser.parse_args(argv)
     return make(args) if args.command == "make" else score(args)
 
