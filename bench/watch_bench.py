@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("watch_args", nargs="*", help="more options for the watch, after --")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
+    # The watch runs in the project folder: paths made absolute.
+    args.model, args.clip, args.work = args.model.resolve(), args.clip.resolve(), args.work.resolve()
     cpu = re.search(r"model name\s*: (.*)", Path("/proc/cpuinfo").read_text()).group(1)
     print(f"CPU {cpu}, {os.cpu_count()} cores; load average at start {os.getloadavg()}")
     if args.seconds:
