@@ -172,7 +172,9 @@ def make(args) -> int:
     faces = test_faces(args.data)
     print(f"{len(faces)} test-photo faces of at least {MIN_FACE} px "
           f"({sum(f[2] == 'no-mask' for f in faces)} no-mask)")
-    detector = FaceMaskDetector.from_path(args.model, max_side=args.max_side)  # as the watch looks for faces
+    # As the watch looks for faces; every face down to --face-threshold is kept, with its score, so that
+    # `score --min-score` can replay any cut-off above it.
+    detector = FaceMaskDetector.from_path(args.model, max_side=args.max_side, threshold=args.face_threshold)
     args.out.mkdir(parents=True, exist_ok=True)
     photos = sorted((args.data / "images").iterdir())
     for clip in range(args.clips):
@@ -214,18 +216,31 @@ class NorfairTracks:
         return {obj.id for obj in self._tracker.tracked_objects if obj.id is not None and not obj.is_initializing}
 
 
-def replay(clip: dict, name: str, classify_every: int, lost_seconds: float, min_frames: int):
+def oracle(clip: dict) -> list[dict]:
+    """The true faces as a perfect detector and classifier would give them: the tracker alone is scored."""
+    return [{"pts": found["pts"], "boxes": [box for _, box in truth], "scores": [0.9] * len(truth),
+             "p_no_mask": [float(clip["labels"][str(pid)] == "no-mask") for pid, _ in truth]}
+            for truth, found in zip(clip["truth"], clip["detections"], strict=True)]
+
+
+def replay(clip: dict, name: str, classify_every: int, lost_seconds: float, min_frames: int, min_score: float = 0.0,
+           start_score: float = 0.0):
     """The watch's bookkeeping (facemask.tracking) over a clip's saved detections; motmetrics and the events."""
     import motmetrics as mm
 
     from facemask.tracking import LibraryTracks, PersonTracker
 
-    tracks = NorfairTracks(clip["fps"], lost_seconds) if name == "norfair" else LibraryTracks(name, clip["fps"],
-                                                                                               lost_seconds)
+    if name == "norfair":
+        tracks = NorfairTracks(clip["fps"], lost_seconds)
+    else:
+        tracks = LibraryTracks(name, clip["fps"], lost_seconds, start_score)
     people = PersonTracker(tracks, 0.5, min_frames, classify_every)
     accumulator = mm.MOTAccumulator(auto_id=True)
     events, calls, faces_seen = [], 0, 0
-    for n, (truth, found) in enumerate(zip(clip["truth"], clip["detections"], strict=True)):
+    for n, (truth, found) in enumerate(zip(clip["truth"], clip["oracle" if "oracle" in clip else "detections"],
+                                           strict=True)):
+        kept = [i for i, score in enumerate(found["scores"]) if score >= min_score]  # the detector's cut-off
+        found = {key: [found[key][i] for i in kept] for key in ("boxes", "scores", "p_no_mask")} | {"pts": found["pts"]}
         seen = people.update(found["boxes"], found["scores"], timestamp=found["pts"], wall=n, pts=found["pts"])
         faces_seen += len(seen)
         for person, index in seen:
@@ -270,17 +285,23 @@ def score(args) -> int:
     if not clips:
         print(f"error: {args.folder}: no clip*.json (run `make` first)", file=sys.stderr)
         return 1
+    if args.oracle:
+        for clip in clips:
+            clip["oracle"] = oracle(clip)
+        print("ORACLE: the true boxes and classes stand for the detector and classifier (the trackers alone)")
     truth_people = sum(len(c["labels"]) for c in clips)
     truth_no_mask = sum(v == "no-mask" for c in clips for v in c["labels"].values())
     print(f"{len(clips)} clips, {sum(len(c['truth']) for c in clips)} frames at {clips[0]['fps']} fps, "
           f"{truth_people} people ({truth_no_mask} no-mask); lost after {args.lost_seconds:g} s, "
-          f"a person from {args.min_frames} frames")
+          f"a person from {args.min_frames} frames; faces from score {args.min_score:g}, "
+          f"tracks started from {args.start_score:g}")
     for name in args.trackers:
         for every in args.classify_every:
             idf1, switches, mota, people, no_mask, right, labelled, calls, elapsed = [], 0, [], 0, 0, 0, 0, 0.0, 0.0
             for clip in clips:
                 started = time.perf_counter()
-                metrics, events, accumulator, share = replay(clip, name, every, args.lost_seconds, args.min_frames)
+                metrics, events, accumulator, share = replay(clip, name, every, args.lost_seconds, args.min_frames,
+                                                             args.min_score, args.start_score)
                 elapsed += time.perf_counter() - started
                 idf1.append(metrics["idf1"])
                 mota.append(metrics["mota"])
@@ -317,12 +338,16 @@ def main(argv: list[str] | None = None) -> int:
     making.add_argument("--seconds", type=float, default=90.0)
     making.add_argument("--seed", type=int, default=0)
     making.add_argument("--max-side", type=int, default=320, help="the watch's --max-side")
+    making.add_argument("--face-threshold", type=float, default=0.1, help="faces kept from this score")
     scoring = commands.add_parser("score", help="replay the saved detections through each tracker")
     scoring.add_argument("folder", type=Path)
     scoring.add_argument("--trackers", nargs="+", default=["bytetrack", "sort", "ocsort"])
     scoring.add_argument("--classify-every", type=int, nargs="+", default=[1, 2, 5, 10, 15])
     scoring.add_argument("--lost-seconds", type=float, default=2.0)
     scoring.add_argument("--min-frames", type=int, default=3)
+    scoring.add_argument("--min-score", type=float, default=0.0, help="faces under this score dropped")
+    scoring.add_argument("--start-score", type=float, default=0.0, help="faces from this score start tracks")
+    scoring.add_argument("--oracle", action="store_true", help="the true faces instead of the detector's")
     scoring.add_argument("--only", nargs="+", help="these clips only (clip0...): tune on some, report on others")
     args = parser.parse_args(argv)
     return make(args) if args.command == "make" else score(args)

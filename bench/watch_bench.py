@@ -92,6 +92,10 @@ def report_soak(samples: list[tuple[float, float, int]]) -> None:
     late = [s for s in samples if s[0] >= samples[-1][0] - 60]
     growth = statistics.mean(s[1] for s in late) - statistics.mean(s[1] for s in early)
     fds = sorted({s[2] for s in samples})
+    minutes = {}
+    for seconds, rss, _ in samples:
+        minutes.setdefault(int(seconds // 60), []).append(rss)
+    print("RSS per minute (mean, MB): " + ", ".join(f"{statistics.mean(v):.0f}" for _, v in sorted(minutes.items())))
     print(f"soak: {len(samples)} samples over {samples[-1][0]:.0f} s; RSS {min(s[1] for s in samples):.0f}-"
           f"{max(s[1] for s in samples):.0f} MB, growth {growth:+.1f} MB (last minute against the second); "
           f"open fds {fds[0]}-{fds[-1]} (first {samples[0][2]}, last {samples[-1][2]})")

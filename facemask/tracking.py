@@ -29,32 +29,35 @@ DEFAULT_CLASSIFY_EVERY = 5
 DEFAULT_THRESHOLD = 0.5  # P(no-mask) from which a face is "no-mask", when the model's sidecar names none
 
 
-def make_library_tracker(name: str, fps: float, lost_seconds: float):
-    """The library's tracker, by name; its lost-track buffer counts frames of 30 fps (the library's unit)."""
+def make_library_tracker(name: str, fps: float, lost_seconds: float, start_score: float = 0.0):
+    """The library's tracker, by name; its lost-track buffer counts frames of 30 fps (the library's unit).
+
+    A face scoring `start_score` or more may start a track and is matched first; fainter faces only
+    continue tracks already there (ByteTrack's second round: a face turned away, half hidden, blurred)."""
     import trackers  # here: the package imports supervision and OpenCV, seconds that `--help` need not wait
 
     common = dict(lost_track_buffer=max(1, round(lost_seconds * 30)), frame_rate=fps)
     if name == "bytetrack":
-        # Every face the detector keeps is a confident one (its own threshold chose them): each may start a track
-        # and is matched in the first round. The library's 0.6 left CenterFace's 0.4-0.6 faces unable to start
-        # one: 23 people counted of 30 instead of 27 on bench/track_bench.py's clip0.
-        return trackers.ByteTrackTracker(**common, track_activation_threshold=0.0, minimum_consecutive_frames=1,
-                                         high_conf_det_threshold=0.0)
+        # The face detector's own threshold, not the library's 0.6, which left CenterFace's 0.4-0.6 faces unable
+        # to start a track: 23 people counted of 30 instead of 27 on bench/track_bench.py's clip0.
+        return trackers.ByteTrackTracker(**common, track_activation_threshold=start_score, minimum_consecutive_frames=1,
+                                         high_conf_det_threshold=start_score)
     if name == "sort":
-        return trackers.SORTTracker(**common, track_activation_threshold=0.0, minimum_consecutive_frames=1)
+        return trackers.SORTTracker(**common, track_activation_threshold=start_score, minimum_consecutive_frames=1)
     if name == "ocsort":
-        return trackers.OCSORTTracker(**common, minimum_consecutive_frames=1)
+        return trackers.OCSORTTracker(**common, minimum_consecutive_frames=1, high_conf_det_threshold=start_score)
     raise ValueError(f"unknown tracker {name!r} (one of {', '.join(TRACKERS)})")
 
 
 class LibraryTracks:
     """The `trackers` package behind two calls: `update` (which track each face is on) and `alive`."""
 
-    def __init__(self, name: str = DEFAULT_TRACKER, fps: float = 15.0, lost_seconds: float = DEFAULT_LOST_SECONDS):
+    def __init__(self, name: str = DEFAULT_TRACKER, fps: float = 15.0, lost_seconds: float = DEFAULT_LOST_SECONDS,
+                 start_score: float = 0.0):
         import supervision as sv
 
         self._sv = sv
-        self._tracker = make_library_tracker(name, fps, lost_seconds)
+        self._tracker = make_library_tracker(name, fps, lost_seconds, start_score)
 
     def update(self, boxes: np.ndarray, scores: np.ndarray, timestamp: float) -> list[tuple[int, int]]:
         """(track id, index of the face in `boxes`) for every face on a confirmed track."""

@@ -108,12 +108,13 @@ class Interval:
 class Watch:
     """The loop: frames in, persons tracked, events, counts, segments and status out."""
 
-    def __init__(self, args, source: Source, detector, threshold: float, stop: Stop):
+    def __init__(self, args, source: Source, detector, threshold: float, stop: Stop, start_score: float = 0.0):
         self.args, self.source, self.detector, self.stop = args, source, detector, stop
+        self.start_score = start_score
         self.is_file = source.kind == "file"
         self.realtime = not self.is_file or args.realtime
         self.limits = StreamLimits(args.max_fps, args.max_frame_side, args.max_frame_pixels)
-        self.people = PersonTracker(LibraryTracks(args.tracker, 15.0, args.lost_seconds), threshold,
+        self.people = PersonTracker(LibraryTracks(args.tracker, 15.0, args.lost_seconds, start_score), threshold,
                                     args.min_frames, args.classify_every)
         self.events: LineFile | None = None
         self.counts: LineFile | None = None
@@ -145,7 +146,7 @@ class Watch:
                              rtsp_transport=None if self.args.rtsp_transport == "auto" else self.args.rtsp_transport)
         info = reader.open(self.args.open_timeout, cancel=self.stop.event)
         fps = self.fps = min(info.fps, self.args.max_fps)
-        self.people.reset(LibraryTracks(self.args.tracker, fps, self.args.lost_seconds))
+        self.people.reset(LibraryTracks(self.args.tracker, fps, self.args.lost_seconds, self.start_score))
         if self.args.record and (self.recorder is None or self.recorder.fps != fps):
             if self.recorder is not None:
                 self.recorder.close()
@@ -364,7 +365,10 @@ def parse_args(argv: Sequence[str] | None):
     parser.add_argument("--threshold", type=number_in(float, 0, 1), default=None,
                         help="P(no-mask) from which a person is no-mask (default: the model's, else 0.5)")
     parser.add_argument("--face-threshold", type=number_in(float, 0, 1), default=None,
-                        help="face detector confidence threshold (default: the detector's own)")
+                        help="face detector confidence from which a face starts a track (default: the detector's own)")
+    parser.add_argument("--track-threshold", type=number_in(float, 0, 1), default=None,
+                        help="fainter faces, down to this confidence, only continue a track already started "
+                             "(default: half of --face-threshold)")
     parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
     parser.add_argument("--margin", type=number_in(float, 0, MAX_MARGIN), default=DEFAULT_MARGIN,
                         help="crop margin around a face, a fraction of its size")
@@ -439,15 +443,19 @@ def watch_source(args, stop: Stop) -> int:
     from facemask.detect import FaceMaskDetector
     from facemask.detectors import make_face_detector
 
-    watch = Watch(args, args.source, None, threshold, stop)
+    face_detector = make_face_detector(args.detector)
+    start = args.face_threshold if args.face_threshold is not None else getattr(face_detector, "threshold", 0.0)
+    # Half: chosen on bench/track_bench.py's clip0 (a quarter and a half tried, against faint faces left out).
+    faint = args.track_threshold if args.track_threshold is not None else start / 2
+    watch = Watch(args, args.source, None, threshold, stop, start_score=start)
     try:
         reader = watch.connect()
     except StreamError as error:
         return stop.code if stop.signal else fail(error)
     try:
-        watch.detector = FaceMaskDetector.from_path(args.model, face_detector=make_face_detector(args.detector),
-                                                    margin=args.margin, min_size=args.min_size,
-                                                    threshold=args.face_threshold, max_side=args.max_side)
+        watch.detector = FaceMaskDetector.from_path(args.model, face_detector=face_detector, margin=args.margin,
+                                                    min_size=args.min_size, threshold=min(faint, start),
+                                                    max_side=args.max_side)
         warm_up(watch.detector)
         watch.open_outputs()
     except (OSError, ValueError) as error:
