@@ -164,3 +164,27 @@ class PersonTracker:
     def present(self) -> list[Person]:
         """The persons on screen now (numbered, classified)."""
         return [p for p in self.people.values() if self.counted(p)]
+
+
+def track_frame(people: PersonTracker, detector, image, timestamp: float, wall: float,
+                pts: float | None) -> tuple[list[tuple[Person, int]], list[Person]]:
+    """One frame through a FaceMaskDetector and the tracker: faces found, tracked, the due ones classified
+    in one batch. The (person, face index) pairs on this frame, and the persons whose visit has ended."""
+    faces = detector.find_faces(image)
+    seen = people.update([box for box, _ in faces], [score for _, score in faces], timestamp=timestamp, wall=wall,
+                         pts=pts)
+    due = [(person, index) for person, index in seen if people.due(person)]
+    if due:
+        for (person, _), found in zip(due, detector.classify(image, [faces[i] for _, i in due]), strict=True):
+            people.classified(person, found.p_no_mask)
+    return seen, people.ended()
+
+
+def draw_people(image, people: PersonTracker, seen: Sequence[Person]):
+    """The frame with a box on each person's face, numbered by person, labelled from their whole visit so far."""
+    from facemask.detect import Detection, draw_detections  # here: it loads the models' modules
+
+    shown = [p for p in seen if people.counted(p)]
+    detections = [Detection(tuple(round(v) for v in p.box), 1.0, 1 - p.p_no_mask, p.p_no_mask,
+                            p.label(people.threshold)) for p in shown]
+    return draw_detections(image, detections, numbers=[p.number for p in shown])

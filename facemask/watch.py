@@ -58,6 +58,8 @@ from facemask.tracking import (
     LibraryTracks,
     Person,
     PersonTracker,
+    draw_people,
+    track_frame,
 )
 from facemask.video import VIDEO_MAX_SIDE
 
@@ -246,16 +248,8 @@ class Watch:
         wall = self.frame_time(frame)
         self.clock_now = max(self.clock_now, wall)
         image = Image.fromarray(frame.rgb)
-        faces = self.detector.find_faces(image)
-        seen = self.people.update([box for box, _ in faces], [score for _, score in faces],
-                                  timestamp=self.track_time(frame),
-                                  wall=wall, pts=frame.pts)
-        due = [(person, index) for person, index in seen if self.people.due(person)]
-        if due:
-            for (person, _), found in zip(due, self.detector.classify(image, [faces[i] for _, i in due]),
-                                          strict=True):
-                self.people.classified(person, found.p_no_mask)
-        for person in self.people.ended():
+        seen, ended = track_frame(self.people, self.detector, image, self.track_time(frame), wall, frame.pts)
+        for person in ended:
             self.visit_ended(person, "left")
         self.latencies.append(time.monotonic() - frame.arrived)
         self.interval.frames += 1
@@ -264,17 +258,8 @@ class Watch:
         self.take_dropped()
         if self.recorder is not None:
             repeat = min(frame.index - self.last_index, math.ceil(2 * self.recorder.fps)) if self.last_index >= 0 else 1
-            self.recorder.add(self.annotate(image, [p for p, _ in seen]), wall, repeat)
+            self.recorder.add(np.asarray(draw_people(image, self.people, [p for p, _ in seen])), wall, repeat)
         self.last_index = frame.index
-
-    def annotate(self, image: Image.Image, seen: Sequence[Person]) -> np.ndarray:
-        from facemask.detect import Detection, draw_detections
-
-        shown = [p for p in seen if self.people.counted(p)]
-        threshold = self.people.threshold
-        detections = [Detection(tuple(round(v) for v in p.box), 1.0, 1 - p.p_no_mask, p.p_no_mask,
-                                p.label(threshold)) for p in shown]
-        return np.asarray(draw_detections(image, detections, numbers=[p.number for p in shown]))
 
     def visit_ended(self, person: Person, why: str) -> None:
         label = person.label(self.people.threshold)
