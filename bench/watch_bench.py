@@ -29,7 +29,8 @@ from pathlib import Path
 import imageio_ffmpeg
 
 ROOT = Path(__file__).resolve().parents[1]
-SUMMARY = re.compile(r"(\d+) dropped \(([\d.]+)%\), (\d+) outages; (\d+) frames, median latency (\d+|nan) ms")
+SUMMARY = re.compile(r"(\d+) dropped \(([\d.]+)%\), (\d+) outages; (\d+) frames, [\d.]+ frames/s, "
+                     r"median latency (\d+|nan) ms")
 
 
 def free_port() -> int:

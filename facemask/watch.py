@@ -132,7 +132,7 @@ class Watch:
         self.track_clock = 0.0
         self.last_index = -1
         self.clock_now = self.started_wall
-        self.last_status = time.monotonic()
+        self.last_status = self.started = time.monotonic()
         self.status_frames = 0
 
     def open_outputs(self) -> None:
@@ -299,7 +299,8 @@ class Watch:
                 f"{totals['dropped']} dropped ({share:.1f}%), {totals['outages']} outages")
         if final:
             median = 1000 * statistics.median(self.latencies) if self.latencies else math.nan
-            line += f"; {totals['frames']} frames, median latency {median:.0f} ms"
+            overall = totals["frames"] / max(time.monotonic() - self.started, 1e-9)
+            line += f"; {totals['frames']} frames, {overall:.1f} frames/s, median latency {median:.0f} ms"
         print(line, file=sys.stderr, flush=True)
         self.last_status, self.status_frames = time.monotonic(), 0
 
@@ -451,6 +452,7 @@ def watch_source(args, stop: Stop) -> int:
         return stop.code
     reader.dropped = 0  # frames the model's loading let go by are no loss of the watch
     watch.started_wall = watch.interval.start = watch.clock_now = time.time()
+    watch.last_status = watch.started = time.monotonic()
     return watch.run(reader)
 
 
