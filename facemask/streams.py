@@ -56,7 +56,15 @@ class Source:
 
     @property
     def name(self) -> str:
-        return self.target
+        """The source as messages, events and logs show it: a URL without its user name and password."""
+        if self.kind != "url":
+            return self.target
+        parts = urlsplit(self.target)
+        if parts.username is None and parts.password is None:
+            return self.target
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return parts._replace(netloc=f"***@{netloc}").geturl()
 
 
 @dataclass(frozen=True)
@@ -198,7 +206,8 @@ class FrameReader:
                 return "not a video stream (it has no video track)"
         reasons = [line for line in lines if not line.startswith(("Error opening input file", "Exiting with"))]
         reason = (reasons or lines or ["ffmpeg stopped without saying why"])[-1]
-        reason = re.sub(r"^\[[^\]]*\] ", "", reason).replace(f"{self.source.target}: ", "").strip()
+        reason = re.sub(r"^\[[^\]]*\] ", "", reason).replace(f"{self.source.target}: ", "")
+        reason = reason.replace(self.source.target, self.source.name).strip()  # never a password in a message
         return reason.removeprefix("Error opening input files: ").removeprefix("Error opening input: ")
 
     # -- the threads ---------------------------------------------------------------------------
@@ -311,7 +320,11 @@ class FrameReader:
         """Why the stream stopped giving frames."""
         if self._failure:
             return self._failure
-        code = self._process.wait(timeout=5) if self._process is not None else None
+        try:
+            code = self._process.wait(timeout=5) if self._process is not None else None
+        except subprocess.TimeoutExpired:  # its output closed but it does not exit: it is stuck
+            self._process.kill()
+            code = None
         if code == 0:
             return f"{self.source.name}: the stream ended"
         return f"{self.source.name}: {self.explain()}"

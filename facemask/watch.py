@@ -453,7 +453,10 @@ def watch_source(args, stop: Stop) -> int:
     reader.dropped = 0  # frames the model's loading let go by are no loss of the watch
     watch.started_wall = watch.interval.start = watch.clock_now = time.time()
     watch.last_status = watch.started = time.monotonic()
-    return watch.run(reader)
+    try:
+        return watch.run(reader)
+    except OSError as error:  # an output file that can no longer be written (a full disk)
+        return fail(error)
 
 
 def warm_up(detector) -> None:

@@ -85,6 +85,11 @@ def test_sources_are_told_apart_and_foreign_urls_refused():
             parse_source(bad)
 
 
+def test_a_password_in_a_url_is_never_shown():
+    source = parse_source("rtsp://admin:secret@cam.example:554/stream")
+    assert source.name == "rtsp://***@cam.example:554/stream" and "secret" in source.target
+
+
 def test_local_sources_are_checked_before_anything_starts(tmp_path):
     assert check_source(parse_source("/dev/video-none")) == "/dev/video-none: no such device"
     assert check_source(parse_source(str(tmp_path / "none.mp4"))).endswith("file not found")
