@@ -47,10 +47,16 @@ chromium:
 	bash scripts/apt_install.sh chromium 'command -v chromium' 'the browser tests skip without /usr/bin/chromium'
 
 # A real RTSP server for tests/test_watch.py (ffmpeg publishes a clip to it, the watch reads it). Debian's
-# package also installs a system service listening on port 554 of every interface: it is disabled at once.
+# package also installs a system service listening on port 554 of every interface: when this target is what
+# installs it, that service is disabled at once (the tests start their own server on 127.0.0.1).
 rtsp-server:
-	bash scripts/apt_install.sh rtsp-server-perl 'command -v rtsp-server-perl' 'the RTSP stream test skips without it'
-	-command -v systemctl >/dev/null 2>&1 && systemctl disable --now rtsp-server-perl.service >/dev/null 2>&1
+	@if ! command -v rtsp-server-perl >/dev/null 2>&1; then \
+		bash scripts/apt_install.sh rtsp-server-perl 'command -v rtsp-server-perl' \
+			'the RTSP stream test skips without it'; \
+		if command -v systemctl >/dev/null 2>&1; then \
+			systemctl disable --now rtsp-server-perl.service >/dev/null 2>&1 || true; \
+		fi; \
+	fi
 
 # opencv-python's cv2 (the CenterFace detector runs on cv2.dnn) loads the system libGL.so.1.
 libgl:
