@@ -16,7 +16,7 @@ DEMO := demo
 DEMO_EPOCHS ?= 8
 FUZZ_SECONDS ?= 600
 
-.PHONY: demo test test-fast lint fuzz chromium libgl pythons clean-demo
+.PHONY: demo test test-fast lint fuzz chromium libgl pythons rtsp-server clean-demo
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,18 @@ demo: $(VENV)/.runtime-installed
 chromium:
 	bash scripts/apt_install.sh chromium 'command -v chromium' 'the browser tests skip without /usr/bin/chromium'
 
+# A real RTSP server for tests/test_watch.py (ffmpeg publishes a clip to it, the watch reads it). Debian's
+# package also installs a system service listening on port 554 of every interface: when this target is what
+# installs it, that service is disabled at once (the tests start their own server on 127.0.0.1).
+rtsp-server:
+	@if ! command -v rtsp-server-perl >/dev/null 2>&1; then \
+		bash scripts/apt_install.sh rtsp-server-perl 'command -v rtsp-server-perl' \
+			'the RTSP stream test skips without it'; \
+		if command -v systemctl >/dev/null 2>&1; then \
+			systemctl disable --now rtsp-server-perl.service >/dev/null 2>&1 || true; \
+		fi; \
+	fi
+
 # opencv-python's cv2 (the CenterFace detector runs on cv2.dnn) loads the system libGL.so.1.
 libgl:
 	bash scripts/apt_install.sh libgl1 "/sbin/ldconfig -p | grep -q 'libGL\.so\.1 '" "without libGL.so.1, 'import cv2' fails"
@@ -63,7 +75,7 @@ pythons:
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .
 
-test: $(VENV)/.dev-installed chromium pythons lint
+test: $(VENV)/.dev-installed chromium pythons rtsp-server lint
 	$(PY) -m pytest
 
 test-fast: $(VENV)/.dev-installed lint

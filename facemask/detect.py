@@ -136,8 +136,10 @@ def label_text(number: int, detection: Detection) -> str:
     return f"{number} {detection.label} {probability:.0%}"
 
 
-def draw_detections(image: Image.Image, detections: Sequence[Detection]) -> Image.Image:
-    """A copy of the photo with a coloured box and a "1 mask 97%" label on every face, numbered from 1.
+def draw_detections(image: Image.Image, detections: Sequence[Detection],
+                    numbers: Sequence[int] | None = None) -> Image.Image:
+    """A copy of the photo with a coloured box and a "1 mask 97%" label on every face, numbered from 1
+    (or by `numbers`, one per face: the person numbers of facemask.watch).
 
     On a face much narrower than its label (a crowd of small faces) the label is the number alone,
     so labels do not cover the neighbouring faces; the colour still tells the class.
@@ -149,7 +151,8 @@ def draw_detections(image: Image.Image, detections: Sequence[Detection]) -> Imag
     line_width = max(1, round(max(width, height) / 320))
     font_size = max(11, round(max(width, height) / 42))
     font = ImageFont.load_default(size=font_size)
-    for number, detection in enumerate(detections, start=1):
+    numbers = range(1, len(detections) + 1) if numbers is None else numbers
+    for number, detection in zip(numbers, detections, strict=True):
         colour = MASK_COLOUR if detection.label == "mask" else NO_MASK_COLOUR
         x0, y0, x1, y1 = detection.box
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=line_width)
