@@ -18,13 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import astronaut_photo, run_app, served_url, write_clip
 
-from bench.app_memory import burst, data_url, noise_png, peak_rss_mb, photos_for, settle, upload_photo
+from bench.app_memory import burst, data_url, noise_png, peak_rss_mb, photos_for, rss_mb, settle, upload_photo
 
 PHOTOS, VIDEOS, QUEUE_SIZE = 30, 2, 16
 # Peak resident memory of the server: TensorFlow, Gradio and the model take about 1 GB at rest here
 # and the burst measured 1.1 GB at its peak.
 RSS_BOUND_MB = 2000
-SETTLED_MB, SETTLE_SECONDS = 1500, 60  # after a burst, resident memory falls under this within this
+# After a burst resident memory falls back to within this of what it was before the burst, within this.
+# Relative, since the resting size differs between machines (1.2 GB here, 1.5 GB on CI); the bug it guards
+# against left the server 2.3 GB above its resting size.
+SETTLED_ABOVE_MB, SETTLE_SECONDS = 400, 60
 BURST_TIMEOUT = 120  # seconds for the whole burst to be answered; the run stays well under it
 STOP_WITHIN = 10.0  # seconds from SIGTERM to exit the test allows; the target is 2 (bench/app_memory.py)
 
@@ -95,15 +98,16 @@ def test_a_burst_of_requests_is_answered_or_told_busy_within_bounds(server, tmp_
 def test_pasted_images_of_40_mb_keep_memory_bounded_and_it_falls_back(server, tmp_path):
     """Finding 6: 12 data URLs of 40-49 MB at once took the server from 1.7 GB to 4-5 GB, and it stayed near 4."""
     pasted = data_url(noise_png(40))
+    before = rss_mb(server["process"].pid)
     result = burst(server["url"], server["process"].pid, pasted, photos_for(tmp_path, 30), data_urls=12)
     print(f"\n{result['outcomes'].count('answered')} of {len(result['outcomes'])} answered in "
-          f"{result['seconds']:.0f} s; peak RSS {result['peak_mb']:.0f} MB")
+          f"{result['seconds']:.0f} s; RSS before {before:.0f} MB, peak {result['peak_mb']:.0f} MB")
     assert set(result["outcomes"]) <= {"answered", "busy"}, result["outcomes"]
     assert result["outcomes"][:12].count("answered") >= 6
     assert result["peak_mb"] < RSS_BOUND_MB
     assert upload_photo(server["url"], photos_for(tmp_path / "after", 1)[0]) == "answered"
-    below, samples = settle(server["process"].pid, SETTLE_SECONDS, SETTLED_MB)
-    assert below is not None, f"RSS after the burst: {samples}"
+    below, samples = settle(server["process"].pid, SETTLE_SECONDS, before + SETTLED_ABOVE_MB)
+    assert below is not None, f"RSS before the burst {before:.0f} MB, after it: {samples}"
 
 
 def gradio_post(url: str, path: str, **kwargs):
