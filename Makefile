@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - venv, split the real sample/ photos, train + evaluate the default (compact) CNN briefly, box the
 #                 faces of a test photo (one it never trained on) and say how to open the web app
-#   make test   - venv with dev tools, Chromium for the browser tests, ruff, the whole test suite (as CI runs it)
+#   make test   - venv with dev tools, Chromium for the browser tests, ruff, the whole test suite (as CI runs it),
+#                 which installs the package afresh on every supported Python it finds (tests/test_pythons.py)
 #   make test-fast - the same without the tests marked slow (training, browser, load)
 #   make fuzz   - atheris on the image, CSV and model-sidecar readers for FUZZ_SECONDS (default 10 minutes)
 # The demo writes only under demo/, so it never touches your real data/ or models/.
@@ -9,13 +10,15 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The supported Python minor versions: pyproject's [tool.facemask] pythons.
+PYTHONS := $(shell sed -n 's/^pythons = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '",')
 DEMO := demo
 DEMO_EPOCHS ?= 20
 # The model file of python -m facemask.train's default network.
 DEMO_MODEL := compact.keras
 FUZZ_SECONDS ?= 600
 
-.PHONY: demo test test-fast lint fuzz chromium libgl clean-demo
+.PHONY: demo test test-fast lint fuzz chromium libgl pythons rtsp-server clean-demo
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,14 +51,33 @@ demo: $(VENV)/.runtime-installed
 chromium:
 	bash scripts/apt_install.sh chromium 'command -v chromium' 'the browser tests skip without /usr/bin/chromium'
 
+# A real RTSP server for tests/test_watch.py (ffmpeg publishes a clip to it, the watch reads it). Debian's
+# package also installs a system service listening on port 554 of every interface: when this target is what
+# installs it, that service is disabled at once (the tests start their own server on 127.0.0.1).
+rtsp-server:
+	@if ! command -v rtsp-server-perl >/dev/null 2>&1; then \
+		bash scripts/apt_install.sh rtsp-server-perl 'command -v rtsp-server-perl' \
+			'the RTSP stream test skips without it'; \
+		if command -v systemctl >/dev/null 2>&1; then \
+			systemctl disable --now rtsp-server-perl.service >/dev/null 2>&1 || true; \
+		fi; \
+	fi
+
 # opencv-python's cv2 (the CenterFace detector runs on cv2.dnn) loads the system libGL.so.1.
 libgl:
 	bash scripts/apt_install.sh libgl1 "/sbin/ldconfig -p | grep -q 'libGL\.so\.1 '" "without libGL.so.1, 'import cv2' fails"
 
+# tests/test_pythons.py makes a venv with each supported Python it finds; Debian's own pythons need their
+# python3.X-venv for that (pyenv's and python.org's builds bring ensurepip).
+pythons:
+	for v in $(PYTHONS); do bash scripts/apt_install.sh python$$v-venv \
+		"test ! -x /usr/bin/python$$v || /usr/bin/python$$v -c 'import ensurepip'" \
+		"without it tests/test_pythons.py skips Python $$v" || exit 1; done
+
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .
 
-test: $(VENV)/.dev-installed chromium lint
+test: $(VENV)/.dev-installed chromium pythons rtsp-server lint
 	$(PY) -m pytest
 
 test-fast: $(VENV)/.dev-installed lint

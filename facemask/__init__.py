@@ -10,6 +10,8 @@ models    - the compact CNN, the scratch CNN and the fine-tuned VGG16, saving an
 config    - the training configuration (TrainConfig), from which the train command line is made
 train     - training (`python -m facemask.train`)
 predict   - [P(mask), P(no-mask)] for images (`python -m facemask.predict`)
+classifier - one classifier interface for .keras, .onnx (ONNX Runtime) and .tflite (LiteRT) files
+export    - a .keras classifier as ONNX or TFLite, int8/float16, checked against Keras (`python -m facemask.export`)
 metrics   - the classifier's numbers on labelled crops: accuracy, balanced accuracy, ROC AUC, confusion
 plots     - the figures: training curves, confusion matrix, image grids, mistakes, precision-recall
 evaluate  - a classifier scored on a crop folder, its report files (`python -m facemask.evaluate crops|photos`)
@@ -19,20 +21,29 @@ detectors - the face detectors (CenterFace, MTCNN) behind one interface
 detect    - find faces, classify them, draw green/red boxes (`python -m facemask.detect`)
 video     - the same, frame by frame, for a video file
 live      - the web app's webcam stream
-uploads   - the web app's checks on every file a request names
+streams   - frames from a camera, a stream URL or a file, read by ffmpeg, the newest kept
+tracking  - each person followed across frames (the trackers package), labelled from all their frames
+records   - the watch's files: line files that grow by whole lines, video segments that appear whole
+watch     - a camera watched: people tracked, counted, recorded (`python -m facemask.watch`)
+uploads   - the web app's checks on every file a request names, and the bytes it holds for requests
+server    - the web app's process: a cache folder of its own, one log line per failed request, memory given back
 app       - the Gradio web front-end (`python -m facemask.app`)
 cli       - what every command line shares: parser, help layout, exit statuses
-tf_startup - TensorFlow's start-up lines kept off the terminal
+tf_startup - TensorFlow's start-up lines kept off the terminal (and out of a notebook's outputs)
+colab     - the notebook's Colab set-up: which packages pip replaced under the running session
 """
 
 import contextlib
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from facemask.cli import deferred_stop
 from facemask.tf_startup import silence_tensorflow_start_up
 
 CLASS_NAMES = ["mask", "no-mask"]
@@ -51,6 +62,23 @@ DEFAULT_MARGIN = 0.1
 MAX_MARGIN = 10.0  # a larger margin would crop mostly background (and overflow on absurd values)
 
 T = TypeVar("T")
+
+
+# What a path can be besides a regular file or a folder: reading one hangs (a FIFO waits for a writer,
+# forever) or never ends (/dev/zero), so every reader of a user's path refuses them before opening.
+SPECIAL_FILES = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                 (stat.S_ISBLK, "a block device"))
+
+
+def not_a_regular_file(path: str | os.PathLike) -> str | None:
+    """"not a regular file (a FIFO)" for a FIFO, socket or device, from its status alone (never opened);
+    None for anything else, a regular file, a folder or a missing path, which the reader words itself."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, unreadable, a NUL in the name: the reader's own error says so
+        return None
+    kind = next((kind for test, kind in SPECIAL_FILES if test(mode)), None)
+    return f"not a regular file ({kind})" if kind else None
 
 
 def partial_path(path: Path) -> Path:
@@ -73,31 +101,60 @@ def save_atomically(path: Path, write: Callable[[Path], T]) -> T:
 def atomic_folder(path: Path, replace: bool = False) -> Iterator[Path]:
     """Yield a hidden folder beside `path` to fill; on success it becomes `path`, on any failure it goes.
 
-    So `path` appears whole or not at all, Ctrl-C included. An empty `path` is taken over; a non-empty
-    one is a FileExistsError unless `replace`, and then swapped out only once the new folder is complete.
+    So `path` appears whole or not at all, Ctrl-C and SIGTERM included. An empty `path` is taken over;
+    a non-empty one is a FileExistsError unless `replace`, and then swapped out only once the new
+    folder is complete. The swap and the removals run whole (`facemask.cli.deferred_stop`): a signal
+    arriving then is raised after them, so the folder's parent never holds both folders, or neither.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = partial_path(path)
     temporary.mkdir()  # a plain mkdir: the folder gets the umask's usual permissions, unlike mkdtemp's 0700
     try:
         yield temporary
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-        if not path.exists():
-            temporary.rename(path)
-        elif not replace:
-            raise FileExistsError(f"{path}: folder exists and is not empty")
-        else:
-            previous = partial_path(path)
-            path.rename(previous)
-            try:
-                temporary.rename(path)
-            except BaseException:
-                previous.rename(path)  # put the previous folder back before reporting the failure
-                raise
-            shutil.rmtree(previous)
+        with deferred_stop():
+            _swap_in(temporary, path, replace)
     finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+        with deferred_stop():
+            remove_tree(temporary)  # already gone once swapped in
+
+
+def _swap_in(folder: Path, path: Path, replace: bool) -> None:
+    """Rename the complete `folder` to `path`; a previous `path` is set aside first and removed last."""
+    if path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+    if not path.exists():
+        folder.rename(path)
+        return
+    if not replace:
+        raise FileExistsError(f"{path}: folder exists and is not empty")
+    previous = partial_path(path)
+    path.rename(previous)
+    try:
+        folder.rename(path)
+    except BaseException:
+        previous.rename(path)  # put the previous folder back before reporting the failure
+        raise
+    remove_tree(previous)
+
+
+def remove_tree(folder: Path, threads: int = 8) -> None:
+    """Delete `folder` and everything in it, if it exists; errors are ignored, as shutil.rmtree(ignore_errors).
+
+    The files are unlinked by several threads: the disk makes each unlink wait (journal, discard), and
+    side by side they wait together, so a stopped command that must remove thousands of crops is gone
+    sooner (bench/stop_bench.py compares).
+    """
+    files = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
+    if len(files) > 1000:
+        with ThreadPoolExecutor(threads) as pool:
+            for _ in pool.map(_unlink_quietly, files, chunksize=256):
+                pass
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 # Here, in the package every command imports first, because it must come before TensorFlow is imported:

@@ -25,6 +25,12 @@ two cores gain nothing from running them side by side.
 It serves on 127.0.0.1 unless --host or --share says otherwise, and works offline: analytics and
 Hugging Face Hub calls are switched off below, before gradio is imported, and the default theme's
 fonts are served by the app itself.
+
+The command keeps what it stores in a cache folder of its own (facemask.server), swept of files over
+an hour old every half hour and removed at exit, and holds a bounded number of bytes for requests in
+flight (facemask.uploads.RequestGuard); each result is a file of its own (`result_path`), and a
+request that makes Gradio fail is one log line. Ctrl+C or SIGTERM (facemask.cli) is its normal stop:
+a video in progress ends at its next frame, the server closes and the cache goes, in a second or two.
 """
 
 from __future__ import annotations
@@ -36,10 +42,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse
-import shutil
-import signal
-import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -47,30 +51,33 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
-from gradio.utils import get_upload_folder
 from PIL import Image
 from starlette.middleware import Middleware
 
-from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
+from facemask import remove_tree, save_atomically
+from facemask.cli import ArgumentParser, Interrupted, add_threshold_options, fail, number_in, run
 from facemask.detect import Detection, FaceMaskDetector
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.images import MAX_PIXELS, ImageError, load_image
 from facemask.live import LIVE_FRAME_NAME, STREAM_EVERY, SerialDetector, inline_output, read_frame
+from facemask.server import one_line_errors, private_cache, release_memory
 from facemask.uploads import (
     DATA_URL_NAME,
     REFUSED,
+    CacheSweeper,
     RequestGuard,
     data_url_bytes,
+    is_pasted,
     is_uploaded,
     max_body_bytes,
-    remove_empty_subfolders,
-    subfolders,
 )
 from facemask.video import VIDEO_MAX_SIDE, VideoError, VideoLimits, annotate_video
 
 FACE_COLUMNS = ["face", "label", "P(mask)", "P(no-mask)", "box (x0, y0, x1, y1)"]
-# Uploads and results in Gradio's cache older than an hour are deleted every half hour (and all at exit).
+# Uploads and results in the app's cache older than an hour are deleted every half hour (and all at exit):
+# by Gradio (the files it knows of) and by CacheSweeper (all of them).
 CACHE_CLEANUP = (1800, 3600)
+SHUTDOWN_GRACE = 0.5  # seconds the server waits for open connections once stopping
 # A minute of video, at most 30 frames/s of it, frames up to 4K UHD, processed at Full HD at most:
 # a few minutes of the worker on two cores, whatever the file's size says.
 DEFAULT_VIDEO_LIMITS = VideoLimits(max_seconds=60, max_fps=30, max_frame_pixels=3840 * 2160, max_frames=1800,
@@ -139,6 +146,17 @@ def check_size(path: str | Path, max_upload_mb: float) -> None:
         raise user_error(f"{upload_name(path)}: {size / 1024 / 1024:.1f} MB is over the {max_upload_mb:g} MB limit")
 
 
+def result_path(output: gr.components.Component, name: str) -> Path:
+    """A new path for a result in the output's cache folder, in a folder of its own.
+
+    Gradio names a result after a hash of its content and rewrites that file in place: two users
+    sending the same photo would share one file, half-written while the other downloads it.
+    """
+    folder = Path(output.GRADIO_CACHE) / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    return folder / name
+
+
 def faces_table(detections: Sequence[Detection]) -> pd.DataFrame:
     """One row per face, in the detector's order; probabilities rounded for reading."""
     rows = [[i, d.label, round(d.p_mask, 3), round(d.p_no_mask, 3), ", ".join(str(v) for v in d.box)]
@@ -194,23 +212,33 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
     shared = SerialDetector(detector)  # the photo, video and live lanes take turns on it
 
     def read_input(value: str | bytes, read: Callable[..., Image.Image], pasted_name: str) -> Image.Image:
-        """`read(value, name=...)` of an uploaded file (its size checked first) or of pasted bytes; gr.Error if bad."""
+        """`read(value, name=...)` of an uploaded file (its size checked first) or of pasted bytes; gr.Error if bad.
+
+        A large pasted image arrives as a file RequestGuard wrote (facemask.uploads): read once, it goes.
+        """
         uploaded = isinstance(value, str)
-        if uploaded:
-            check_size(value, limits.max_upload_mb)
         try:
+            if uploaded:
+                check_size(value, limits.max_upload_mb)
             return read(value, name=upload_name(value) if uploaded else pasted_name)
         except ImageError as error:
             raise user_error(readable(error, value) if uploaded else str(error)) from error
+        finally:
+            if uploaded and is_pasted(value):
+                remove_tree(Path(value).parent)
 
-    def detect_photo(photo: str | bytes | None) -> tuple[Image.Image | None, pd.DataFrame, str]:
-        """Boxes on every face of a photo, a table of them and a one-line summary."""
+    def detect_photo(photo: str | bytes | None) -> tuple[str | None, pd.DataFrame, str]:
+        """Boxes on every face of a photo (as a JPEG file of its own), a table of them and a one-line summary."""
         if photo is None:  # the photo was cleared (detection runs on every change): clear the results
             return None, faces_table([]), "No photo yet: take a webcam snapshot or upload a photo."
-        image = read_input(photo, load_image, DATA_URL_NAME)
-        annotated, detections = shared.annotate(image)
-        # Returned as a picture, not a file: Gradio writes it into its own cache, so nothing of ours is left over.
-        return annotated, faces_table(detections), mask_summary(detections)
+        try:
+            image = read_input(photo, load_image, DATA_URL_NAME)
+            annotated, detections = shared.annotate(image)
+            result = result_path(photo_output, "annotated.jpg")
+            save_atomically(result, lambda target: annotated.save(target, format="JPEG"))
+            return str(result), faces_table(detections), mask_summary(detections)
+        finally:
+            release_memory()
 
     def detect_video(video: str | None, progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008
         """The video with boxes on every frame, as an H.264 MP4, and a one-line summary."""
@@ -218,21 +246,22 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
             raise user_error("No video yet: record one with the webcam or upload a video first.")
         check_size(video, limits.max_upload_mb)
         progress(0, desc="Reading the video")
-        workdir = Path(tempfile.mkdtemp(prefix="facemask-video-"))
+        result = result_path(video_output, f"{Path(video).stem}_annotated.mp4")
         try:
             stats = annotate_video(
-                Path(video), workdir / f"{Path(video).stem}_annotated.mp4", shared, limits.video,
+                Path(video), result, shared, limits.video,
                 progress=lambda done, total: progress((done, total), desc="Annotating frames", unit="frames"))
-            # Copy the result into Gradio's cache (served from there, removed by its cache clean-up),
-            # so our own working folder can go now.
-            served = video_output.move_resource_to_block_cache(stats["output"])
         except VideoError as error:
             raise user_error(readable(error, video)) from error
+        except Interrupted as stop:  # the app is stopping (facemask.cli): a gr.Error, not the worker's end
+            raise user_error("The app is stopping; send the video again once it is back.") from stop
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            if not result.exists():
+                remove_tree(result.parent)
+            release_memory()
         if stats["warning"]:
             stats["warning"] = readable(stats["warning"], video)
-        return served, video_status(stats)
+        return str(result), video_status(stats)
 
     def detect_live(frame: str | bytes | None) -> tuple[Image.Image | None, str]:
         """Boxes on one webcam frame and its summary line; called for each frame while the stream runs."""
@@ -304,13 +333,9 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, sh
     # page from offering to copy them to a Hugging Face bucket).
     _, local_url, share_url = demo.launch(
         server_name=host, server_port=port or None, share=share, max_file_size=max_bytes,
-        app_kwargs={"middleware": [Middleware(RequestGuard, max_body=max_body_bytes(max_bytes))]},
+        app_kwargs={"middleware": [Middleware(RequestGuard, max_body=max_body_bytes(max_bytes), max_upload=max_bytes)]},
         ssr_mode=False, run_history=False, quiet=True, prevent_thread_lock=True)
     return local_url, share_url
-
-
-def stop_on_signal(signum: int, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def serve_until_stopped(demo: gr.Blocks) -> None:
@@ -323,8 +348,12 @@ def serve_until_stopped(demo: gr.Blocks) -> None:
     try:
         while demo.is_running:
             time.sleep(0.1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # facemask.cli.Interrupted, for Ctrl+C and SIGTERM alike
         pass
+    if demo.server is not None:
+        # A client following a request (an event stream) holds its connection open until it goes, and
+        # uvicorn waits for every connection: the close gave up after 5 s. Now it cancels them after this.
+        demo.server.config.timeout_graceful_shutdown = SHUTDOWN_GRACE
     demo.close(verbose=False)
 
 
@@ -372,18 +401,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(error)
     # Uploads, results and their folders in Gradio's cache: readable by this user only.
     os.umask(0o077)
-    cache_before = subfolders(get_upload_folder())
+    with one_line_errors(), private_cache() as cache, CacheSweeper(cache, *CACHE_CLEANUP):
+        return serve(detector, limits, args)
+
+
+def serve(detector: FaceMaskDetector, limits: AppLimits, args: argparse.Namespace) -> int:
+    """Build the app, serve it until Ctrl+C or SIGTERM (facemask.cli) and close it; the exit status."""
     demo = build_app(detector, limits)
     try:
         local_url, share_url = launch(demo, args.host, args.port, args.share, args.max_upload_mb)
     except OSError as error:  # e.g. the port is taken
         return fail(f"cannot serve on {args.host}:{args.port}: {error}")
-    # SIGTERM (from a service manager or `kill`) stops it like Ctrl+C: Gradio then deletes its cached files.
-    signal.signal(signal.SIGTERM, stop_on_signal)
     print(f"Serving the face mask detector on {local_url}" + (f" and {share_url}" if share_url else ""), flush=True)
     print("Press Ctrl+C to stop.", flush=True)
-    serve_until_stopped(demo)  # returns on Ctrl+C, after closing the server and deleting the cached files
-    remove_empty_subfolders(get_upload_folder(), keep=cache_before)
+    serve_until_stopped(demo)  # returns on Ctrl+C or SIGTERM (facemask.cli), the server closed
     return 0
 
 

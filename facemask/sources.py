@@ -7,7 +7,8 @@ cache (credentials from ~/.kaggle/kaggle.json or KAGGLE_USERNAME and KAGGLE_KEY)
     kagglehub.dataset_download("wobotintelligence/face-mask-detection-dataset")
 
 Without it, the 60 CC0 photos in the repository's `sample/` stand in, so the notebook always runs
-on real faces. `find_photos` says which it found; `Photos.split_args` are split.py's arguments.
+on real faces. `find_photos` says which it found; `Photos.split_args` are split.py's arguments;
+`ensure_crops` is the notebook's data step: the crops already there, or those photos cut.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from facemask import not_a_regular_file, split
+from facemask.data import DataError, check_data_dir
 
 KAGGLE_DATASET = "wobotintelligence/face-mask-detection-dataset"
 # The full set has enough photos for a small test split; the sample's 60 need 15% to get no-mask
@@ -46,6 +50,8 @@ class Photos:
 
 def first_photo_name(csv_path: Path) -> str | None:
     """The image name on the CSV's first data row (None for an empty or unreadable file)."""
+    if not_a_regular_file(csv_path):
+        return None
     try:
         with open(csv_path, newline="") as f:
             rows = csv.reader(f)
@@ -85,7 +91,7 @@ def kagglehub_cache(dataset: str = KAGGLE_DATASET) -> Path | None:
 
 
 def find_kaggle(kaggle_dir: Path | str | None = None) -> Photos | None:
-    """The Kaggle photos in `kaggle_dir`, else in ./kaggle (the README's download), else kagglehub's
+    """The Kaggle photos in `kaggle_dir`, else in ./kaggle (a download unpacked there), else kagglehub's
     cache, else where Kaggle and Colab notebooks mount an attached data set (/kaggle/input)."""
     mounted = Path("/kaggle/input") / KAGGLE_DATASET.split("/")[1]
     candidates = [kaggle_dir] if kaggle_dir else [Path("kaggle"), kagglehub_cache(), mounted]
@@ -125,3 +131,24 @@ def find_photos(which: str = "auto", kaggle_dir: Path | str | None = None,
         where = sample_dir or f"./sample or {PROJECT_ROOT / 'sample'}"
         raise FileNotFoundError(f"no sample (train.csv and images/) in {where}: run from a clone of the project")
     return sample
+
+
+def ensure_crops(data_dir: Path | str, which: str = "auto", kaggle_dir: Path | str | None = None) -> str:
+    """Make sure `data_dir` holds split.py's crops, and say how: the crops already there when the folder
+    passes the training command's check (`check_data_dir`), else the photos `find_photos` chooses, cut
+    into it by split.py. A folder that fails the check but holds files is left alone: DataError.
+    """
+    data_dir = Path(data_dir)
+    try:
+        check_data_dir(data_dir)
+        return f"using the crops already in {data_dir} (delete that folder to cut them again)"
+    except DataError as error:
+        missing = error
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        raise DataError(f"{data_dir} holds no complete set of crops ({missing}) but is not empty, so nothing is "
+                        "cut into it: empty or delete it, or set DATA to another folder")
+    photos = find_photos(which, kaggle_dir)
+    print(f"no crops yet ({missing}): cutting {photos.describe()}", flush=True)
+    if split.main(photos.split_args(data_dir)) != 0:
+        raise DataError(f"split.py could not cut {photos.images} into {data_dir}: see its error above")
+    return f"using the crops just cut into {data_dir}"

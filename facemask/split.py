@@ -12,7 +12,9 @@ and the width and height of the annotated face inside the photo, by which evalua
   lossless PNG (a JPEG crop differs by up to 20 grey levels): training sees the pixels serving will cut.
 - Each photo is decoded once for all its faces; crops are named `<photo stem>_r<CSV line>.png`, so the
   same input and seed give the same bytes whatever the number of workers.
-- The output folder appears whole or not at all (`facemask.atomic_folder`), Ctrl-C and SIGTERM included.
+- The output folder appears whole or not at all (`facemask.atomic_folder`), Ctrl-C and SIGTERM included;
+  either stops the cutting threads between two crops (`facemask.cli.stoppable`), even inside a photo
+  with thousands of boxes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import argparse
 import csv
 import math
 import os
-import signal
 import sys
 import threading
 from collections import Counter
@@ -34,8 +35,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, DEFAULT_SEED, MAX_MARGIN, SPLITS, atomic_folder
-from facemask.cli import ArgumentParser, fail, number_in
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, DEFAULT_SEED, MAX_MARGIN, SPLITS, atomic_folder, not_a_regular_file
+from facemask.cli import ArgumentParser, fail, number_in, printable, stop_message, stoppable
 from facemask.images import Box, ImageError, clip_box, face_box, load_image, peek_image
 
 # Header name -> what the column really holds (the Kaggle trap: x2 is ymin, y1 is xmax).
@@ -46,9 +47,9 @@ PNG_COMPRESS_LEVEL = 1
 MANIFEST_COLUMNS = ["path", "split", "label", "source", "csv_line", "classname", "xmin", "ymin", "xmax", "ymax",
                     "face_width", "face_height"]
 # Why a face row yields no crop, in the order the summary lists them.
-SKIP_NOT_FOUND, SKIP_UNREADABLE, SKIP_LONG_NAME, SKIP_EMPTY, SKIP_SMALL = SKIP_REASONS = (
+SKIP_NOT_FOUND, SKIP_UNREADABLE, SKIP_LONG_NAME, SKIP_EMPTY, SKIP_SMALL, SKIP_DUPLICATE = SKIP_REASONS = (
     "photo not found", "photo unreadable", "photo name too long for its crops' file names",
-    "box empty or outside the photo", "face smaller than --min-size")
+    "box empty or outside the photo", "face smaller than --min-size", "duplicate of an earlier row")
 # Coordinates beyond a billion pixels are typos (photos are capped at 40 megapixels); bounding them,
 # and the margin, keeps every sum and product of the box arithmetic a finite float.
 MAX_COORDINATE = 1e9
@@ -59,10 +60,6 @@ WARNINGS_SHOWN = 20  # skipped photos named one by one; the rest are counted
 
 class SplitError(Exception):
     """Bad input or a failed step; `main` prints it as one `error:` line and exits 1."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived (`kill`, `timeout`, a service manager): unwind and clean up as on Ctrl-C."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +151,8 @@ def parse_row(csv_path: Path, line: int, fields: list[str], columns: dict[str, i
 def read_rows(csv_path: Path) -> list[BoxRow]:
     """Every data row of a Kaggle-layout CSV; raises SplitError naming the line and column of a bad one."""
     wanted = ("name", "classname", *COORDINATE_COLUMNS)
+    if problem := not_a_regular_file(csv_path):
+        raise SplitError(f"{csv_path}: {problem}")
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
@@ -214,6 +213,8 @@ def photo_sizes(images_dir: Path, names: list[str]) -> tuple[dict[str, tuple[int
         longest = max(len(part.encode()) for part in (*path.parts, path.stem + "_" * CROP_NAME_EXTRA))
         if longest > NAME_MAX:  # the file system would refuse the photo's name, or its crops' names
             problems[name] = SKIP_LONG_NAME
+        elif not_a_regular_file(images_dir / name):  # a FIFO would block the reading thread forever
+            problems[name] = SKIP_UNREADABLE
         elif not (images_dir / name).is_file():
             problems[name] = SKIP_NOT_FOUND
         else:
@@ -254,15 +255,21 @@ def plan(args: argparse.Namespace) -> Plan:
     faces, taken = apply_class_rules(rows, args.incorrect)
     if not faces:
         raise SplitError(f"{csv_path}: no face rows ({MASK_CLASS}, {NO_MASK_CLASS}) among its {len(rows)} rows")
+    faces, duplicates = drop_duplicates(faces)
+    if duplicates:
+        repeat, first = duplicates[0]
+        print(f"warning: {printable(csv_path)}: {len(duplicates)} duplicate row{'s' * (len(duplicates) > 1)}, cut "
+              f"once (the first: line {repeat.line} repeats line {first.line})", file=sys.stderr)
     names = list(dict.fromkeys(row.name for row, _ in faces))
     sizes, problems = photo_sizes(images_dir, names)
     if not sizes and all(p == SKIP_NOT_FOUND for p in problems.values()):
         raise SplitError(f"{csv_path}: none of its {len(names)} photos is in {images_dir} (wrong images folder?)")
     for name, problem in list(problems.items())[:WARNINGS_SHOWN]:
-        print(f"warning: {images_dir / name}: {problem}; its faces are skipped", file=sys.stderr)
+        why = not_a_regular_file(images_dir / name) if problem == SKIP_UNREADABLE else None
+        print(f"warning: {printable(images_dir / name)}: {why or problem}; its faces are skipped", file=sys.stderr)
     if len(problems) > WARNINGS_SHOWN:
         print(f"warning: ... and {len(problems) - WARNINGS_SHOWN} more photos skipped", file=sys.stderr)
-    crops, skipped = [], Counter()
+    crops, skipped = [], Counter({SKIP_DUPLICATE: len(duplicates)} if duplicates else {})
     for row, label in faces:
         box = problems.get(row.name) or crop_box(row, *sizes[row.name], args.margin, args.min_size)
         if isinstance(box, str):
@@ -280,21 +287,39 @@ def plan(args: argparse.Namespace) -> Plan:
     return Plan([replace(c, split=assignment[c.source]) for c in crops], taken, skipped, problems)
 
 
+def drop_duplicates(faces: list[tuple[BoxRow, str]]) -> tuple[list[tuple[BoxRow, str]], list[tuple[BoxRow, BoxRow]]]:
+    """The face rows without repeats of an earlier row (same photo, class and box: one face, cut once),
+    and each repeat with the row it repeats."""
+    first: dict[tuple, BoxRow] = {}
+    kept, duplicates = [], []
+    for row, label in faces:
+        key = (row.name, row.classname, row.xmin, row.ymin, row.xmax, row.ymax)
+        if key in first:
+            duplicates.append((row, first[key]))
+        else:
+            first[key] = row
+            kept.append((row, label))
+    return kept, duplicates
+
+
 def save_crop(image: Image.Image, box: Box, path: str | Path) -> None:
     """Cut `box` from a decoded photo and save it as a PNG (lossless, whatever the file's name says)."""
     image.crop(box).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
 
 
-def cut_photo(photo: Path, crops: list[Crop], folder: Path) -> str | None:
+def cut_photo(photo: Path, crops: list[Crop], folder: Path, cancel: threading.Event | None = None) -> str | None:
     """Decode a photo once and save all its crops into `folder`; why not, if the photo cannot be decoded.
 
     Decoding errors (a truncated file) are the photo's problem, reported; writing errors (disk full) stop the run.
+    `cancel`, checked before every crop, ends the work early (a photo can have thousands of boxes).
     """
     try:
         image = load_image(photo)  # upright and RGB, as detection reads a photo
     except ImageError as e:
         return str(e)
     for crop in crops:
+        if cancel is not None and cancel.is_set():
+            return None  # the run is unwinding (a signal, a failed write) and reads no result
         save_crop(image, crop.box, folder / crop.path)
     return None
 
@@ -307,16 +332,19 @@ def write_crops(plan: Plan, images_dir: Path, folder: Path, workers: int) -> tup
     lost = Counter()
     # Threads suffice: Pillow decodes and encodes, and the OS writes files, without holding the GIL; two cut
     # the 325 real photos 1.5x as fast as one on 2 cores (bench/split_bench.py), a process pool no faster.
-    pool = ThreadPoolExecutor(workers)
+    pool, cancel = ThreadPoolExecutor(workers), threading.Event()
     try:
-        errors = pool.map(lambda name: cut_photo(images_dir / name, by_photo[name], folder), by_photo)
+        errors = pool.map(lambda name: cut_photo(images_dir / name, by_photo[name], folder, cancel), by_photo)
         for name, error in zip(by_photo, tqdm(errors, total=len(by_photo), unit="photo", desc="cutting",
                                               file=sys.stderr), strict=True):
             if error:
                 lost[name] = len(by_photo[name])
-                tqdm.write(f"warning: {error}; its faces are skipped", file=sys.stderr)
+                tqdm.write(f"warning: {printable(error)}; its faces are skipped", file=sys.stderr)
     finally:
-        pool.shutdown(cancel_futures=True)  # after Ctrl-C, SIGTERM or a failed write, no other photo is started
+        # After Ctrl-C, SIGTERM (raised here, in the main thread) or a failed write: no other photo is
+        # started, and the threads stop before their next crop, so the wait is one crop long.
+        cancel.set()
+        pool.shutdown(cancel_futures=True)
     crops = sorted((c for c in plan.crops if c.source not in lost),
                    key=lambda c: (SPLITS.index(c.split), c.label, c.source, c.line))
     with open(folder / "manifest.csv", "w", newline="") as f:
@@ -329,6 +357,8 @@ def write_crops(plan: Plan, images_dir: Path, folder: Path, workers: int) -> tup
 
 def read_manifest(path: Path, columns: Sequence[str] = ("split", "source")) -> list[dict[str, str]]:
     """The rows of a manifest.csv this module wrote (a row a crop); SplitError if unreadable or without `columns`."""
+    if problem := not_a_regular_file(path):
+        raise SplitError(f"{path}: {problem}")
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
@@ -421,33 +451,39 @@ def run(args: argparse.Namespace) -> None:
     print(format_summary(crops, planned.taken, skipped, photos_skipped))
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated(signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run split.py with `argv` (default: the command line) and return the exit code.
 
     Usage errors exit 2 (argparse's SystemExit); bad input or a failed step prints one `error:` line
-    and returns 1; Ctrl-C returns 130 and SIGTERM 143, with nothing left behind.
+    and returns 1; Ctrl-C returns 130 and SIGTERM 143 (facemask.cli.stoppable), with nothing left behind:
+    the previous output as it was, or, when the signal came as the new one was being swapped in, the new one.
     """
     args = parse_args(argv)
-    # Only the main thread may set handlers; main() called from another thread keeps the default.
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    out = Path(args.out)
+    before = _folder_identity(out)
+    with stoppable():
+        try:
+            run(args)
+            return 0
+        except (SplitError, OSError) as e:
+            return fail(e)
+        except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM
+            message, code = stop_message(stop)
+            after = _folder_identity(out)
+            if after is not None and after != before:
+                print(f"error: {message} once the new output was complete in {out}/", file=sys.stderr)
+            else:
+                print(f"error: {message}; no output was written", file=sys.stderr)
+            return code
+
+
+def _folder_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a folder: a folder swapped in by atomic_folder is another one."""
     try:
-        run(args)
-        return 0
-    except (SplitError, OSError) as e:
-        return fail(e)
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM as Terminated
-        terminated = isinstance(e, Terminated)
-        what, signum = ("terminated (SIGTERM)", signal.SIGTERM) if terminated else ("interrupted", signal.SIGINT)
-        print(f"error: {what}; no output was written", file=sys.stderr)
-        return 128 + signum  # 143 or 130, as a shell reports a process killed by the signal
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 if __name__ == "__main__":

@@ -23,18 +23,29 @@ there is no CUDA driver (the same fact, told twice). Other errors, and anything 
 meanwhile, still show.
 
 TF_ENABLE_ONEDNN_OPTS is left alone: it would silence the oneDNN line but changes the numerics.
+
+The commands get this from an import hook (`silence_tensorflow_start_up`, installed by `import
+facemask`). A notebook calls `import_tensorflow_quietly()` in its import cell, before `import keras`:
+ipykernel forwards file descriptor 2 to the cell's output, so the same filter keeps the lines out of it.
+It also drops TensorFlow's warning of "excessive retracing" when the function it names is one of
+Keras' own train, test or predict steps (`KerasStepsRetracing`): Keras gives those steps one code
+object for every model, TensorFlow counts their traces together, and a notebook that trains and
+scores several models on a small subset (a few calls per model) crosses its threshold of five traces
+in ten calls, although each model is traced only as often as it must be.
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import logging
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext, suppress
+from types import ModuleType
 
 # absl's "I0000 00:00:1795851287.000416   12816 port.cc:153] " and TensorFlow's own
 # "2025-09-17 14:44:05.157831: I external/local_xla/xla/tsl/cuda/cudart_stub.cc:32] ".
@@ -120,16 +131,25 @@ class QuietTensorFlowImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module) -> None:
         module.__loader__ = module.__spec__.loader = self.loader  # the real loader, for whoever asks later
         sys.meta_path.remove(self)
-        level = min_log_level()
-        if level < 1:
+
+        def load() -> ModuleType:
             self.loader.exec_module(module)
-            return
-        with stderr_filtered(level):
-            self.loader.exec_module(module)
+            return module
+
+        load_filtered(load)
+
+
+def load_filtered(load: Callable[[], ModuleType]) -> ModuleType:
+    """Run `load` (TensorFlow's import) with stderr filtered at TF_CPP_MIN_LOG_LEVEL, unless that is 0."""
+    level = min_log_level()
+    with stderr_filtered(level) if level >= 1 else nullcontext():
+        module = load()
+        if level >= 1:
             # Devices are looked for once, and CUDA tried, on first use: now, while stderr is filtered.
             # Listing them leaves every device setting (visible devices, threads) still open.
             with suppress(Exception):  # a TensorFlow without tf.config: its first real use will say so
                 module.config.list_physical_devices()
+    return module
 
 
 def silence_tensorflow_start_up() -> None:
@@ -137,3 +157,24 @@ def silence_tensorflow_start_up() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" not in sys.modules and not any(isinstance(f, QuietTensorFlowImport) for f in sys.meta_path):
         sys.meta_path.insert(0, QuietTensorFlowImport())
+
+
+class KerasStepsRetracing(logging.Filter):
+    """Drops TensorFlow's "excessive retracing" warning when it is about Keras' own steps (see above)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and "<function TensorFlowTrainer." in message)
+
+
+def import_tensorflow_quietly() -> ModuleType:
+    """Import TensorFlow now, TF_CPP_MIN_LOG_LEVEL=2 unless set and its start-up lines filtered, and
+    keep the retracing warning about Keras' own steps out of its log: for a notebook's import cell,
+    before keras (which imports TensorFlow) is imported. Returns the module."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logger = logging.getLogger("tensorflow")  # TensorFlow's Python log (tf.get_logger())
+    if not any(isinstance(f, KerasStepsRetracing) for f in logger.filters):
+        logger.addFilter(KerasStepsRetracing())
+    if "tensorflow" in sys.modules:  # too late to filter its start-up lines: they are out already
+        return sys.modules["tensorflow"]
+    return load_filtered(lambda: importlib.import_module("tensorflow"))

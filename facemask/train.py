@@ -50,6 +50,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -57,12 +58,13 @@ import numpy as np
 import tensorflow as tf
 
 from facemask import save_atomically
-from facemask.cli import fail, run
+from facemask.cli import deferred_stop, fail, raise_if_stopped, run
 from facemask.config import PRECISIONS, TrainConfig, parse_config, training_record
 from facemask.data import DataError, class_weights, load_datasets, split_files
 from facemask.evaluate import evaluate_model, format_report
 from facemask.metrics import choose_threshold, compute_metrics
 from facemask.models import (
+    WeightsUnavailable,
     build_compact,
     build_scratch_cnn,
     build_vgg16,
@@ -72,6 +74,7 @@ from facemask.models import (
     vgg16_features,
     vgg16_head,
 )
+from facemask.predict import trace_for_any_batch_size
 
 # The networks trained from scratch, by arch name; VGG16 has its own two-phase recipe.
 FROM_SCRATCH = {"compact": build_compact, "scratch": build_scratch_cnn}
@@ -120,21 +123,58 @@ def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
 # epoch (Keras warns that its own shuffle flag is ignored for datasets).
 
 
-def callbacks_for(patience: int, checkpoint: Path | None = None) -> list[keras.callbacks.Callback]:
-    """Early stopping on validation loss with the best weights restored, and an optional checkpoint.
+LR_DROP = 5  # the learning rate is divided by this when validation loss stalls
 
-    Before stopping, the learning rate is cut five-fold whenever validation loss stalls for
-    `patience // 2` epochs (at least one): at a fixed rate the loss keeps bouncing around its floor.
+
+def lr_patience(patience: int) -> int:
+    """Epochs without a better validation loss before the learning rate drops: half the early-stopping
+    patience, at least one."""
+    return max(1, patience // 2)
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Ends fit, evaluate or predict at the end of a batch once SIGINT or SIGTERM came (facemask.cli)."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        raise_if_stopped()
+
+    on_test_batch_end = on_predict_batch_end = on_train_batch_end
+
+
+def in_progress(checkpoint: Path) -> Path:
+    """Where training checkpoints `checkpoint` as it goes: a hidden name beside it, removed at the end, so
+    a stopped run leaves the previous model and its sidecar as they were."""
+    return checkpoint.with_name(f".{checkpoint.stem}.in-progress{checkpoint.suffix}")
+
+
+class CheckpointInProgress(keras.callbacks.ModelCheckpoint):
+    """The best epoch so far saved to `in_progress(checkpoint)` (insurance against a crash), removed when
+    fit ends; the model is saved under its own name, with its sidecar, once training is over."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__(in_progress(checkpoint), monitor="val_loss", save_best_only=True)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        super().on_train_end(logs)
+        Path(self.filepath).unlink(missing_ok=True)
+
+
+def callbacks_for(patience: int, checkpoint: Path | None = None) -> list[keras.callbacks.Callback]:
+    """Early stopping on validation loss with the best weights restored, an optional checkpoint (written
+    to `in_progress(checkpoint)`), and the stop on a signal.
+
+    Before stopping, the learning rate is cut `LR_DROP`-fold whenever validation loss stalls for
+    `lr_patience(patience)` epochs: at a fixed rate the loss keeps bouncing around its floor.
     """
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=max(1, patience // 2),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=1 / LR_DROP, patience=lr_patience(patience),
                                           min_lr=1e-7, verbose=1),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1),
     ]
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        callbacks.append(keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True))
-    return callbacks
+        callbacks.append(CheckpointInProgress(checkpoint))
+    return callbacks + [StopOnSignal()]
 
 
 def history_dict(*histories: keras.callbacks.History) -> dict[str, list[float]]:
@@ -199,6 +239,7 @@ def validation_threshold(model: keras.Model, valid: tf.data.Dataset) -> tuple[fl
     what it gives there: {"no_mask_threshold", "valid_balanced_accuracy", "valid_balanced_accuracy_at_0.5"}."""
     labels, probabilities = [], []
     for images, onehot in valid:
+        raise_if_stopped()
         probabilities.append(np.asarray(model.predict_on_batch(images), dtype=np.float32))
         labels.append(onehot.numpy().argmax(axis=1))
     labels, probabilities = np.concatenate(labels), np.concatenate(probabilities)
@@ -241,67 +282,145 @@ def train_scratch(config: TrainConfig, *, verbose: int = 2) -> tuple[keras.Model
 
 def compute_features(extractor: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Run the frozen base once over a (non-augmented) dataset: (features float32, one-hot labels)."""
+    trace_for_any_batch_size(extractor)  # one graph for every batch, the smaller last one included
     features, labels = [], []
     for images, onehot in dataset:
+        raise_if_stopped()
         features.append(np.asarray(extractor.predict_on_batch(images), dtype=np.float32))
         labels.append(onehot.numpy())
     return np.concatenate(features), np.concatenate(labels)
 
 
-def train_vgg16(config: TrainConfig, *, verbose: int = 2) -> tuple[keras.Model, dict]:
-    """Fine-tune VGG16 in two phases by `config.recipe`; writes `<out>/vgg16.keras` (+ .json), vgg16_history.json.
+# What a phase trains on: a tf.data dataset of images, or (features, one-hot labels) in memory.
+TrainingData = tf.data.Dataset | tuple[np.ndarray, np.ndarray]
 
-    The history gets a "phase" entry (1 or 2 per epoch). Under `distribute`, every model (the full
-    one, the head, the feature extractor) is made and compiled in the strategy's scope.
+
+@dataclass
+class VGG16Training:
+    """VGG16's two phases, step by step, as `train_vgg16` runs them and the notebook shows them:
+
+        vgg16 = VGG16Training.start(config)
+        head, train, valid = vgg16.phase1_inputs()      # phase 1: the base frozen, only the head learns
+        vgg16.compile(head, vgg16.config.learning_rate)
+        phase1 = vgg16.fit(head, train, valid, vgg16.config.epochs)
+        vgg16.open_base()                               # phase 2: the base (or its top) opened,
+        vgg16.compile(vgg16.model, vgg16.config.fine_tune_learning_rate)   # recompiled, at a low rate
+        phase2 = vgg16.fit(vgg16.model, vgg16.datasets["train"], vgg16.datasets["valid"],
+                           vgg16.config.fine_tune_epochs)
+        model, history = vgg16.finish(phase1, phase2)
+
+    Under `distribute`, every model (the full one, the head, the feature extractor) is made and
+    compiled in the strategy's scope.
     """
-    image_size = input_size(config)
-    config = config_for(config, ("vgg16",))
-    keras.utils.set_random_seed(config.seed)
-    class_weight = weights_by_class(config)
-    datasets = training_splits(config, image_size, augment=True)
-    strategy = distribution_strategy(config.distribute)
-    with precision_policy(config.precision), strategy.scope():
-        model = build_vgg16(config.weights, image_size)
-    checkpoint = config.out / "vgg16.keras"
 
+    config: TrainConfig  # resolved
+    model: keras.Model
+    strategy: tf.distribute.Strategy
+    datasets: dict[str, tf.data.Dataset]  # "train" (augmented) and "valid"
+    class_weight: dict[int, float] | None
+    image_size: tuple[int, int]
+    verbose: int
+
+    @classmethod
+    def start(cls, config: TrainConfig, *, verbose: int = 2) -> VGG16Training:
+        """VGG16 built with `config.weights`, its base frozen; the augmented training split and the
+        validation split; the class weights. Raises WeightsUnavailable when the ImageNet weights cannot
+        be downloaded."""
+        image_size = input_size(config)
+        config = config_for(config, ("vgg16",))
+        keras.utils.set_random_seed(config.seed)
+        class_weight = weights_by_class(config)
+        datasets = training_splits(config, image_size, augment=True)
+        strategy = distribution_strategy(config.distribute)
+        with precision_policy(config.precision), strategy.scope():
+            model = build_vgg16(config.weights, image_size)
+        return cls(config, model, strategy, datasets, class_weight, image_size, verbose)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.config.out / "vgg16.keras"
+
+    def phase1_inputs(self) -> tuple[keras.Model, TrainingData, TrainingData]:
+        """What phase 1 trains, on what training and validation data, by `config.recipe`.
+
+        cached-features: the frozen base gives the same features for an image every epoch, so it
+        computes them once and the head alone (which shares its layers, so its weights, with the full
+        model) trains on them: minutes instead of hours on a CPU. The price: no augmentation in this
+        phase (augmented images would need their features recomputed every epoch), and the classes are
+        weighed but extra crops count as much as the data folder's (--extra-weight acts in phase 2).
+        full: the whole model, on augmented images; only the head's weights are trainable.
+        """
+        if self.config.recipe == "full":
+            return self.model, self.datasets["train"], self.datasets["valid"]
+        plain = training_splits(self.config, self.image_size, augment=False, weighted=False)
+        with self.strategy.scope():
+            extractor = vgg16_features(self.model)
+        train = compute_features(extractor, plain["train"])
+        valid = compute_features(extractor, plain["valid"])
+        with self.strategy.scope():
+            head = vgg16_head(self.model)
+        return head, train, valid
+
+    def compile(self, model: keras.Model, learning_rate: float) -> keras.Model:
+        """`compile_model` in the strategy's scope, where the optimizer's variables must be made."""
+        with self.strategy.scope():
+            return compile_model(model, learning_rate)
+
+    def fit(self, model: keras.Model, train: TrainingData, valid: TrainingData,
+            epochs: int) -> keras.callbacks.History:
+        """One phase: early stopping and learning-rate drops on validation loss, the class weights; the
+        full model is checkpointed at its best epoch (the head alone is not a model to keep)."""
+        callbacks = callbacks_for(self.config.patience, self.checkpoint if model is self.model else None)
+        if isinstance(train, tuple):  # features in memory: Keras batches, shuffles and weighs them
+            (x, y), options = train, {"batch_size": self.config.batch_size, "shuffle": True,
+                                      "class_weight": self.class_weight}
+        else:  # the dataset's batches carry their loss weights (training_splits)
+            (x, y), options = (train, None), {"shuffle": False}
+        return model.fit(x, y, validation_data=valid, epochs=epochs, callbacks=callbacks, verbose=self.verbose,
+                         **options)
+
+    def open_base(self) -> list[str]:
+        """Phase 2's unfreezing: the base from `config.fine_tune_from` upwards ("all": the whole of it).
+        Returns the base's layers that now learn; compile again for Keras to notice."""
+        block = self.config.fine_tune_from
+        return unfreeze_vgg16(self.model, None if block == "all" else block)
+
+    def finish(self, phase1: keras.callbacks.History,
+               phase2: keras.callbacks.History) -> tuple[keras.Model, dict]:
+        """Save `<out>/vgg16.keras` (+ .json sidecar, with the threshold chosen on validation) and
+        vgg16_history.json, whose "phase" entry says
+        1 or 2 per epoch; the model and that history."""
+        phases = {"phase": [1] * len(phase1.epoch) + [2] * len(phase2.epoch)}
+        return self.model, save_trained(self.model, self.config, self.datasets["valid"], (phase1, phase2), phases)
+
+
+def train_vgg16(config: TrainConfig, *, verbose: int = 2) -> tuple[keras.Model, dict]:
+    """Fine-tune VGG16 in two phases by `config.recipe`; writes `<out>/vgg16.keras` (+ .json), vgg16_history.json."""
+    vgg16 = VGG16Training.start(config, verbose=verbose)
     # Phase 1: the base is frozen (build_vgg16 leaves it so); only the new head learns.
-    if config.recipe == "cached-features":
-        # The frozen base gives the same features for an image every epoch, so compute them once and
-        # train the head on them: minutes instead of hours on a CPU. The price: no augmentation in
-        # this phase (augmented images would need their features recomputed every epoch), and the classes
-        # are weighed but extra crops count as much as the data folder's (--extra-weight acts in phase 2).
-        plain = training_splits(config, image_size, augment=False, weighted=False)
-        with strategy.scope():
-            extractor = vgg16_features(model)
-        train_x, train_y = compute_features(extractor, plain["train"])
-        valid_x, valid_y = compute_features(extractor, plain["valid"])
-        # The head model shares its layers with `model`, so training it trains the full model's head.
-        with strategy.scope():
-            head = compile_model(vgg16_head(model), config.learning_rate)
-        phase1 = head.fit(train_x, train_y, validation_data=(valid_x, valid_y), epochs=config.epochs,
-                          batch_size=config.batch_size, class_weight=class_weight, shuffle=True,
-                          callbacks=callbacks_for(config.patience), verbose=verbose)
-    else:  # "full": phase 1 on augmented images too
-        with strategy.scope():
-            compile_model(model, config.learning_rate)
-        phase1 = model.fit(datasets["train"], validation_data=datasets["valid"], epochs=config.epochs,
-                           shuffle=False, callbacks=callbacks_for(config.patience, checkpoint), verbose=verbose)
-
+    head, train, valid = vgg16.phase1_inputs()
+    vgg16.compile(head, vgg16.config.learning_rate)
+    phase1 = vgg16.fit(head, train, valid, vgg16.config.epochs)
     # Phase 2: open the base (or its top blocks), recompile - without it the change is ignored -
     # and continue at a very low learning rate so the pretrained filters are nudged, not wrecked.
-    unfreeze_vgg16(model, None if config.fine_tune_from == "all" else config.fine_tune_from)
-    with strategy.scope():
-        compile_model(model, config.fine_tune_learning_rate)
-    phase2 = model.fit(datasets["train"], validation_data=datasets["valid"], epochs=config.fine_tune_epochs,
-                       shuffle=False, callbacks=callbacks_for(config.patience, checkpoint), verbose=verbose)
-    phases = {"phase": [1] * len(phase1.epoch) + [2] * len(phase2.epoch)}
-    return model, save_trained(model, config, datasets["valid"], (phase1, phase2), phases)
+    vgg16.open_base()
+    vgg16.compile(vgg16.model, vgg16.config.fine_tune_learning_rate)
+    phase2 = vgg16.fit(vgg16.model, vgg16.datasets["train"], vgg16.datasets["valid"], vgg16.config.fine_tune_epochs)
+    return vgg16.finish(phase1, phase2)
 
 
 def train(config: TrainConfig, *, verbose: int = 2) -> tuple[keras.Model, dict]:
-    """Train the network `config.arch` names: `train_scratch` (compact, scratch) or `train_vgg16`."""
+    """Train the network `config.arch` names: `train_scratch` (compact, scratch) or `train_vgg16`.
+
+    SIGINT or SIGTERM stops it at the end of a batch (StopOnSignal), never inside a checkpoint or the
+    model being saved (deferred_stop); the checkpoint in progress is removed then too.
+    """
     trainer = train_vgg16 if config.arch == "vgg16" else train_scratch
-    return trainer(config, verbose=verbose)
+    try:
+        with deferred_stop():
+            return trainer(config, verbose=verbose)
+    finally:
+        in_progress(Path(config.out) / f"{config.arch}.keras").unlink(missing_ok=True)
 
 
 def describe_training_data(train_dir: Path, extra_train: Sequence[Path]) -> str:
@@ -318,7 +437,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, ValueError) as error:
         return fail(error)
     print(describe_training_data(config.data / "train", config.extra_train), flush=True)
-    model, history = train(config)
+    try:
+        model, history = train(config)
+    except WeightsUnavailable as error:
+        return fail(error)
     saved = config.out / f"{config.arch}.keras"
     threshold = decision_threshold(saved)
     print(f"saved {saved} and {config.out / (config.arch + '_history.json')}; decision threshold on P(no-mask) "

@@ -27,7 +27,8 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
-from facemask import save_atomically
+from facemask import not_a_regular_file, save_atomically
+from facemask.cli import raise_if_stopped
 
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"}
 # Faces are looked for on a copy of each frame at most this large. Webcam faces are big, and a
@@ -82,6 +83,8 @@ class VideoInfo:
 
 def probe_video(source: Path) -> VideoInfo:
     """The header of `source` as ffmpeg reads it (no frame is decoded); VideoError if it is no video."""
+    if problem := not_a_regular_file(source):  # ffmpeg would wait on a FIFO until PROBE_TIMEOUT
+        raise VideoError(f"{source}: {problem}")
     if not source.is_file():
         raise VideoError(f"{source}: file not found")
     try:
@@ -204,6 +207,7 @@ def encode_annotated(reader, source: Path, target: Path, detector: FrameAnnotato
     frames, faces, started = 0, 0, time.perf_counter()
     try:
         for frame in iterate_frames(reader, source):
+            raise_if_stopped()  # SIGINT or SIGTERM (facemask.cli): between two frames, wherever this runs
             check_running_limits(source, frames, plan.fps, limits)
             annotated, found = detector.annotate(Image.fromarray(even_size(frame)), max_side)
             faces += len(found)

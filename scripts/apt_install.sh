@@ -6,6 +6,7 @@
 # chromium: the browser tests drive Debian's Chromium through Playwright's executable_path
 #   (`playwright install` is never needed);
 # libgl1: opencv-python's cv2, on which the CenterFace face detector runs, loads libGL.so.1.
+# python3.X-venv: Debian's python3.X has no ensurepip without it, so no venv (tests/test_pythons.py).
 set -euo pipefail
 package=$1 check=$2 purpose=$3
 if bash -c "$check" >/dev/null 2>&1; then

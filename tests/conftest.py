@@ -4,7 +4,8 @@
 - pictures and clips: the astronaut photo, video clips written on the spot;
 - test doubles: a classifier (RecordingModel), face detectors (FixedFaces, TruthFaceDetector), and a real
   Keras model with known weights (build_colour_model);
-- the web app served in this process on a free port, with its inputs (tests/test_app*.py).
+- the web app served in this process on a free port, with its inputs (tests/test_app*.py);
+- the package: pyproject.toml parsed, the sources a build needs copied (tests/test_packaging.py, test_pythons.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from packaging.requirements import Requirement
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: requirements-dev.txt brings tomli
+    import tomli as tomllib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Offline, like the app: gradio_client would otherwise start a telemetry thread per Client.
@@ -364,3 +372,24 @@ def served_url(process: subprocess.Popen, log: Path, seconds: float = 240) -> st
     served = SERVING_LINE.fullmatch(line)
     assert served is not None, line + log.read_text()
     return served.group(1)
+
+
+# ---------------------------------------------------------------- the package (test_packaging.py, test_pythons.py)
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def parse_requirements(lines: list[str]) -> list[Requirement]:
+    """Requirement lines (requirements*.txt or pyproject's lists), comments, blank lines and pip options skipped."""
+    stripped = (line.split("#")[0].strip() for line in lines)
+    return [Requirement(line) for line in stripped if line and not line.startswith("-")]
+
+
+def copy_package_source(dest: Path) -> Path:
+    """What `pip install .` builds from, copied to `dest`, so a build's scratch folders (build/, *.egg-info)
+    never land in the working tree."""
+    dest.mkdir(parents=True)
+    shutil.copy(ROOT / "pyproject.toml", dest)
+    shutil.copy(ROOT / "split.py", dest)
+    shutil.copytree(ROOT / "facemask", dest / "facemask", ignore=shutil.ignore_patterns("__pycache__"))
+    return dest

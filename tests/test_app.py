@@ -522,3 +522,100 @@ def test_live_frames_meet_the_video_frame_limits(fake_app, tmp_path):
     assert call(fake_app["url"], "detect_live", [{"url": data_url(notes, "image/jpeg")}]) == (
         200, "error: the webcam frame: not an image (no format Pillow can read)")
     assert live_frame(fake_app["url"], painted_photo(tmp_path / "frame.png", scale=2))[1].startswith("3 faces:")
+
+
+# --- results, the cache --------------------------------------------------------------------------------
+
+
+def test_identical_requests_get_results_of_their_own(app_url, app_files):
+    """Finding 8: two users sending the same photo shared one result file, which Gradio rewrote in place while
+    the other downloaded it (0 bytes, or cut short)."""
+    import io
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    photo = {"url": data_url(app_files["astronaut.jpg"], "image/jpeg")}
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: call(app_url, "detect_photo", [photo]), range(3)))
+    assert all(status == 200 and answer.startswith("complete: ") for status, answer in answers), answers
+    results = [json.loads(answer.removeprefix("complete: "))[0] for _, answer in answers]
+    assert len({result["path"] for result in results}) == 3  # three files, one per request
+    for result in results:
+        download = httpx.get(f"{app_url.rstrip('/')}/gradio_api/file={result['path']}", timeout=60)
+        assert download.status_code == 200
+        Image.open(io.BytesIO(download.content)).load()  # whole
+
+
+def test_the_cache_sweep_removes_old_files_orphans_included_and_their_empty_folders(tmp_path):
+    """Finding 7, on a schedule: what Gradio does not know it stored (a refused upload's bytes) goes too."""
+    import os
+    import time
+
+    from facemask.uploads import CacheSweeper, sweep_cache
+
+    old, fresh = tmp_path / "tmpab12cd", tmp_path / "hash" / "photo.jpg"
+    fresh.parent.mkdir()
+    (tmp_path / "empty-old").mkdir()
+    old.write_bytes(b"an upload refused for its name")
+    fresh.write_bytes(b"a photo uploaded a minute ago")
+    hours_ago = time.time() - 7200
+    for path in (old, tmp_path / "empty-old"):
+        os.utime(path, (hours_ago, hours_ago))
+    sweep_cache(tmp_path, max_age=3600)
+    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*")) == ["hash", "hash/photo.jpg"]
+    os.utime(fresh, (hours_ago, hours_ago))
+    sweeper = CacheSweeper(tmp_path, every=0.05, max_age=3600)
+    try:
+        deadline = time.monotonic() + 10
+        while fresh.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sweeper.stop()
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- what RequestGuard holds (finding 6) -----------------------------------------------------------------
+
+
+def test_a_large_data_url_waits_in_the_queue_as_a_file_and_other_large_bodies_are_refused(tmp_path, monkeypatch):
+    import base64
+    import json
+
+    from facemask import uploads
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    data = np.random.default_rng(0).integers(0, 256, 2 * uploads.MB, dtype=np.uint8).tobytes()
+    pasted = {"data": [{"url": "data:image/png;base64," + base64.b64encode(data).decode()}], "fn_index": 0}
+    status, body = uploads.checked_body(json.dumps(pasted).encode(), max_upload=10 * uploads.MB)
+    assert status == 200 and len(body) < 1000  # what Gradio's queue keeps
+    (record,) = json.loads(body)["data"]
+    assert uploads.is_uploaded(record["path"]) and Path(record["path"]).read_bytes() == data
+    assert record["meta"] == {"_type": "gradio.FileData"} and uploads.is_pasted(record["path"])
+    bulky = {"data": ["x" * (2 * uploads.MB)], "fn_index": 0}
+    assert uploads.checked_body(json.dumps(bulky).encode(), 10 * uploads.MB)[0] == 413
+    broken = {"data": [{"url": "data:image/png;base64," + "@" * (2 * uploads.MB)}]}
+    status, message = uploads.checked_body(json.dumps(broken).encode(), 10 * uploads.MB)
+    assert status == 400 and message.decode().startswith("the pasted image: not valid base64")
+
+
+def test_a_body_that_does_not_arrive_in_time_gives_back_its_share_of_the_budget(monkeypatch):
+    import asyncio
+
+    from facemask import uploads
+
+    monkeypatch.setattr(uploads, "BODY_SECONDS", 0.2)
+    guard = uploads.RequestGuard(app=None, max_body=10 * uploads.MB)
+    sent = []
+
+    async def receive():
+        await asyncio.sleep(3600)  # a client that declared 5 MB and sends nothing
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/gradio_api/queue/join",
+             "headers": [(b"content-length", str(5 * uploads.MB).encode())]}
+    asyncio.run(guard(scope, receive, send))
+    assert sent[0]["status"] == 408 and guard.budget.used == 0

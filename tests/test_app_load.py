@@ -2,7 +2,11 @@
 
 One burst of 30 photo requests and 2 video requests at once against a queue of 16: every request
 is answered or told the queue is full, the server's memory stays under a stated bound, it answers
-afterwards, its cached files are readable by its user only, and SIGTERM leaves its cache empty.
+afterwards, its cached files are readable by its user only. A second burst pastes 12 images of
+40 MB as data URLs beside 30 photo uploads: memory stays under the bound and falls back within a
+minute (bench/app_memory.py measures the same). Malformed requests are one log line each, an
+upload refused for its name leaves nothing behind, and SIGTERM stops the app within seconds and
+leaves its cache empty. Every request goes to 127.0.0.1; RSS is read from /proc.
 """
 
 from __future__ import annotations
@@ -10,24 +14,22 @@ from __future__ import annotations
 import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from conftest import astronaut_photo, run_app, served_url, write_clip
+
+from bench.app_memory import burst, data_url, noise_png, peak_rss_mb, photos_for, rss_mb, settle, upload_photo
 
 PHOTOS, VIDEOS, QUEUE_SIZE = 30, 2, 16
 # Peak resident memory of the server: TensorFlow, Gradio and the model take about 1 GB at rest here
 # and the burst measured 1.1 GB at its peak.
 RSS_BOUND_MB = 2000
+# After a burst resident memory falls back to within this of what it was before the burst, within this.
+# Relative, since the resting size differs between machines (1.2 GB here, 1.5 GB on CI); the bug it guards
+# against left the server 2.3 GB above its resting size.
+SETTLED_ABOVE_MB, SETTLE_SECONDS = 400, 60
 BURST_TIMEOUT = 120  # seconds for the whole burst to be answered; the run stays well under it
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's high-water mark of resident memory (VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmHWM for process {pid}")
+STOP_WITHIN = 10.0  # seconds from SIGTERM to exit the test allows; the target is 2 (bench/app_memory.py)
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +63,8 @@ def outcome(job) -> str:
 def test_a_burst_of_requests_is_answered_or_told_busy_within_bounds(server, tmp_path):
     from gradio_client import Client, handle_file
 
-    # A different photo per request, as from different users: Gradio caches an output under a hash of
-    # its content, so 30 identical results would be rewritten in one cache file while others download
-    # it (seen once: a download cut short, 0 of 32,267 bytes).
+    # A different photo per request, as from different users (identical requests get results of their own:
+    # tests/test_app.py).
     photos = []
     for index in range(PHOTOS):
         photos.append(tmp_path / f"astronaut-{index}.jpg")
@@ -94,9 +95,64 @@ def test_a_burst_of_requests_is_answered_or_told_busy_within_bounds(server, tmp_
 
 
 @pytest.mark.slow
-def test_sigterm_leaves_the_cache_without_files_or_empty_folders(server):
+def test_pasted_images_of_40_mb_keep_memory_bounded_and_it_falls_back(server, tmp_path):
+    """Finding 6: 12 data URLs of 40-49 MB at once took the server from 1.7 GB to 4-5 GB, and it stayed near 4."""
+    pasted = data_url(noise_png(40))
+    before = rss_mb(server["process"].pid)
+    result = burst(server["url"], server["process"].pid, pasted, photos_for(tmp_path, 30), data_urls=12)
+    print(f"\n{result['outcomes'].count('answered')} of {len(result['outcomes'])} answered in "
+          f"{result['seconds']:.0f} s; RSS before {before:.0f} MB, peak {result['peak_mb']:.0f} MB")
+    assert set(result["outcomes"]) <= {"answered", "busy"}, result["outcomes"]
+    assert result["outcomes"][:12].count("answered") >= 6
+    assert result["peak_mb"] < RSS_BOUND_MB
+    assert upload_photo(server["url"], photos_for(tmp_path / "after", 1)[0]) == "answered"
+    below, samples = settle(server["process"].pid, SETTLE_SECONDS, before + SETTLED_ABOVE_MB)
+    assert below is not None, f"RSS before the burst {before:.0f} MB, after it: {samples}"
+
+
+def gradio_post(url: str, path: str, **kwargs):
+    import httpx
+
+    return httpx.post(f"{url.rstrip('/')}/gradio_api{path}", timeout=60, **kwargs)
+
+
+MALFORMED = [  # (path, JSON body): a file record of the wrong shape, an endpoint that does not exist
+    ("/queue/join", {"data": [[1, 2]], "fn_index": 0, "session_hash": "malformed-1"}),
+    ("/call/detect_photo", {"data": [[1, 2]]}),
+    ("/queue/join", {"data": [None], "fn_index": 999, "session_hash": "malformed-2"}),
+]
+
+
+@pytest.mark.slow
+def test_malformed_requests_are_one_log_line_each(server):
+    """Finding 10: Gradio logged a whole traceback for each malformed request: one client could fill the log."""
+    log = server["log"]
+    before = log.read_text()
+    for path, body in MALFORMED:
+        gradio_post(server["url"], path, json=body)
+    time.sleep(3)  # the queue processes the events it accepted
+    added = log.read_text()[len(before):]
+    assert "Traceback" not in added, added
+    lines = added.splitlines()
+    assert 1 <= len(lines) <= len(MALFORMED), added
+    assert all(line.startswith("error: request failed: ") for line in lines), added
+
+
+@pytest.mark.slow
+def test_an_upload_refused_for_its_name_leaves_no_bytes_behind(server):
+    """Finding 7: an upload named `..` was refused with 400, but its bytes stayed in the cache, shutdowns included."""
+    refused = gradio_post(server["url"], "/upload", files={"files": ("..", b"x" * 100_000, "image/png")})
+    assert refused.status_code == 400
+    # Removed at the latest when the app stops (below); the test of the schedule is in test_app.py.
+
+
+@pytest.mark.slow
+def test_sigterm_stops_promptly_and_leaves_the_cache_without_files_or_empty_folders(server):
     process = server["process"]
+    sent = time.monotonic()
     process.terminate()
     process.communicate(timeout=60)
+    seconds = time.monotonic() - sent
     assert process.returncode == 0, server["log"].read_text()
-    assert list(server["cache"].iterdir()) == []
+    assert list(server["cache"].rglob("*")) == []
+    assert seconds < STOP_WITHIN, f"stopped {seconds:.1f} s after SIGTERM"

@@ -44,6 +44,8 @@ COMMANDS = [
     pytest.param(["-m", "facemask.sample"], "python -m facemask.sample", ["--out", "{file}"], id="sample"),
     pytest.param(["-m", "facemask.data"], "python -m facemask.data", None, id="data"),
     pytest.param(["-m", "facemask.data", "counts"], "python -m facemask.data counts", ["{missing}"], id="data-counts"),
+    pytest.param(["-m", "facemask.watch"], "python -m facemask.watch", ["{missing}", "--model", "m.keras"],
+                 id="watch"),
 ]
 
 

@@ -30,6 +30,19 @@ def centerface() -> CenterFaceDetector:
 
 # --- on real images ------------------------------------------------------------------------------
 
+def test_onnx_runtime_and_opencv_find_the_same_faces(centerface, astronaut):
+    """The model as centerface_onnx prepares it for ONNX Runtime computes what the shipped file does in cv2.dnn."""
+    rgb = np.asarray(astronaut)
+    assert centerface.backend == "onnxruntime"
+    ours, theirs = centerface.find_faces(rgb), CenterFaceDetector(backend="opencv").find_faces(rgb)
+    assert len(ours) == len(theirs) >= 1
+    for (box, score), (their_box, their_score) in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(box, their_box, atol=0.01)
+        assert score == pytest.approx(their_score, abs=1e-5)
+    with pytest.raises(ValueError, match="unknown CenterFace backend 'tensorrt'; choose one of onnxruntime, opencv"):
+        CenterFaceDetector(backend="tensorrt")
+
+
 def test_centerface_finds_the_astronaut_in_the_annotation_convention(centerface, astronaut):
     faces = [face for face in centerface.find_faces(np.asarray(astronaut)) if face[1] >= centerface.threshold]
     assert len(faces) == 1

@@ -11,6 +11,7 @@ import pytest
 from facemask import CLASS_NAMES
 from facemask.models import (
     VGGPreprocess,
+    WeightsUnavailable,
     build_compact,
     build_scratch_cnn,
     build_vgg16,
@@ -69,6 +70,27 @@ def test_compact_network_is_small_takes_faces_at_96_px_and_costs_a_tenth_of_the_
 def test_vgg16_rejects_a_missing_weights_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing_notop.h5"):
         build_vgg16(weights=str(tmp_path / "missing_notop.h5"))
+
+
+def test_imagenet_weights_that_cannot_be_downloaded_say_what_to_do(monkeypatch):
+    """keras.utils.get_file fails a download with a bare Exception; build_vgg16 makes it one clear
+    message (the train command prints it as its `error:` line; tests/test_train.py runs that offline)."""
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/x_notop.h5: None -- [Errno 111] refused")
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline)
+    with pytest.raises(WeightsUnavailable) as raised:
+        build_vgg16(weights="imagenet", image_size=SMALL)
+    message = str(raised.value)
+    assert message.startswith("VGG16's ImageNet weights could not be downloaded (URL fetch failure on https://")
+    assert "\n" not in message and "WEIGHTS = None" in message and "--weights none" in message
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message and "not a result" in message
+    # IPython shows what _render_traceback_ returns instead of a traceback: in a notebook, that one line.
+    assert raised.value._render_traceback_() == [f"WeightsUnavailable: {message}"]
+    # Any other failure is not mistaken for a missing download.
+    monkeypatch.setattr(keras.applications, "VGG16", lambda **kwargs: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        build_vgg16(weights="imagenet", image_size=SMALL)
 
 
 def test_vgg_preprocess_matches_keras_preprocess_input(pixels):

@@ -2,34 +2,25 @@
 
 from __future__ import annotations
 
-import re
-import shutil
 import subprocess
 import sys
 import zipfile
 
-import pytest
-from conftest import ROOT
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = pytest.importorskip("tomli")
-
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+from conftest import PYPROJECT, ROOT, copy_package_source, parse_requirements
+from packaging.utils import canonicalize_name
 
 
 def by_name(requirements: list[str]) -> dict[str, str]:
-    """"name>=1,<2" lines -> {normalised name: its ranges, sorted}, comments and blank lines skipped.
+    """Requirement lines -> {normalised name, with its marker if any: its ranges, sorted}.
 
-    Sorted because wheel metadata may write a requirement's ranges in another order.
+    Through packaging's parser, so that a marker reads the same however it is spaced or quoted (wheel
+    metadata writes `python_version < "3.11"` whatever the source wrote), and sorted because wheel
+    metadata may write a requirement's ranges in another order.
     """
     parsed = {}
-    for line in requirements:
-        line = line.split("#")[0].strip()
-        if line:
-            name, specifier = re.match(r"([A-Za-z0-9_.\-]+)\s*(.*)", line).groups()
-            parsed[re.sub(r"[-_.]+", "-", name).lower()] = ",".join(sorted(specifier.replace(" ", "").split(",")))
+    for requirement in parse_requirements(requirements):
+        marker = f"; {requirement.marker}" if requirement.marker else ""
+        parsed[canonicalize_name(requirement.name) + marker] = ",".join(sorted(map(str, requirement.specifier)))
     return parsed
 
 
@@ -50,11 +41,7 @@ def test_package_is_declared():
 def test_wheel_holds_the_package_with_its_requirements(tmp_path):
     # Built from a copy, so the build's scratch folders never land in the working tree; offline
     # (no build isolation, no dependencies), so the test needs no index.
-    source = tmp_path / "src"
-    source.mkdir()
-    shutil.copy(ROOT / "pyproject.toml", source)
-    shutil.copy(ROOT / "split.py", source)
-    shutil.copytree(ROOT / "facemask", source / "facemask", ignore=shutil.ignore_patterns("__pycache__"))
+    source = copy_package_source(tmp_path / "src")
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
                              "--wheel-dir", str(tmp_path / "dist"), str(source)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -247,3 +247,19 @@ def test_cli_labels_follow_the_models_threshold_and_change_exactly_at_it(colour_
     assert label(chosen) == "mask"
     assert label(chosen, "--threshold", str(p)) == "no-mask"
     assert label(chosen, "--threshold", str(np.nextafter(np.float32(p), np.float32(1)))) == "mask"
+
+
+def test_one_graph_per_model_serves_every_batch_size(caplog):
+    """predict_proba traces Keras' predict step once per model, for any batch size: the last, smaller
+    batch of a split, or the few faces of one frame, reuse it. Left to Keras, every model traced twice
+    (full batch, then the remainder), and a notebook scoring and reloading a few models on a small test
+    split drew TensorFlow's warning of "excessive retracing"."""
+    images = np.random.default_rng(0).uniform(0, 255, (33, COLOUR_SIZE, COLOUR_SIZE, 3)).astype(np.float32)
+    for _ in range(6):  # as many models one after the other as the notebook runs, and more
+        model = build_colour_model()
+        expected = model.predict(images, verbose=0)  # Keras' own batching; then a fresh predict step
+        model.make_predict_function(force=True)
+        for batch_size in (32, 5, 1):
+            np.testing.assert_allclose(predict_proba(model, images, batch_size=batch_size), expected, atol=1e-6)
+        assert model.predict_function.experimental_get_tracing_count() == 1
+    assert "retracing" not in caplog.text

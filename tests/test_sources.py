@@ -1,4 +1,5 @@
-"""Which photos the notebook crops: the Kaggle download when present, else the committed real sample."""
+"""Which photos the notebook crops: the Kaggle download when present, else the committed real sample; and
+its data step, which uses complete crops as they are and cuts the photos otherwise."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ import shutil
 import pytest
 from conftest import REAL_SAMPLE, SHARED, requires_shared
 
-from facemask.sources import KAGGLE_DATASET, KAGGLE_RATIOS, SAMPLE_RATIOS, find_photos, kaggle_layout, kagglehub_cache
+from facemask.data import DataError, check_data_dir
+from facemask.sources import (
+    KAGGLE_DATASET,
+    KAGGLE_RATIOS,
+    SAMPLE_RATIOS,
+    ensure_crops,
+    find_photos,
+    kaggle_layout,
+    kagglehub_cache,
+)
 
 NESTED = "Medical mask/Medical mask/Medical Mask/images"  # where the wobot archive keeps its photos
 
@@ -79,3 +89,41 @@ def test_missing_photos_are_an_error_not_a_silent_fallback(elsewhere):
         find_photos("sample", sample_dir=elsewhere / "nothing")
     with pytest.raises(ValueError, match="which must be"):
         find_photos("cartoons")
+
+
+def snapshot(folder) -> dict:
+    """Every file under `folder` with its size and modification time: what a step that uses it must not touch."""
+    return {path: (path.stat().st_size, path.stat().st_mtime_ns) for path in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("empty_folder", [False, True], ids=["no data folder", "an empty one"])
+def test_the_data_step_cuts_the_sample_where_there_are_no_crops(elsewhere, empty_folder, capsys):
+    """A fresh clone has no data/ (nothing of it is committed): the sample is cut, and the cell says so."""
+    if empty_folder:
+        (elsewhere / "data").mkdir()
+    assert ensure_crops("data") == "using the crops just cut into data"
+    said = capsys.readouterr().out
+    reason = "split folder not found: data/train" if empty_folder else "data folder not found: data"
+    assert said.startswith(f"no crops yet ({reason}") and "cutting the embedded real sample (CC0 photos)" in said
+    check_data_dir(elsewhere / "data")  # what the training command checks
+    assert (elsewhere / "data" / "manifest.csv").is_file()
+
+
+def test_the_data_step_uses_complete_crops_as_they_are(real_sample_crops, capsys):
+    before = snapshot(real_sample_crops)
+    assert ensure_crops(real_sample_crops) == f"using the crops already in {real_sample_crops} (delete that " \
+                                              "folder to cut them again)"
+    assert snapshot(real_sample_crops) == before and capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("leftover", ["README.md", "train/mask/face.png"])
+def test_the_data_step_leaves_a_folder_of_other_files_alone(elsewhere, leftover):
+    """Files that are not a complete set of crops (a README, a half-made split) are neither used nor
+    overwritten: the message says what is missing and what to do."""
+    (elsewhere / "data" / leftover).parent.mkdir(parents=True)
+    (elsewhere / "data" / leftover).write_bytes(b"not crops")
+    before = snapshot(elsewhere / "data")
+    with pytest.raises(DataError, match=r"data holds no complete set of crops \(.+\) but is not empty, so nothing "
+                                        "is cut into it: empty or delete it, or set DATA to another folder"):
+        ensure_crops("data")
+    assert snapshot(elsewhere / "data") == before

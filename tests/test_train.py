@@ -126,6 +126,22 @@ def test_train_command_rejects_incomplete_data_folders(sample_crops, tmp_path, c
     assert not (tmp_path / "models").exists()
 
 
+@pytest.mark.slow
+def test_vgg16_offline_without_its_imagenet_weights_is_one_error_line(sample_crops, tmp_path):
+    # Nothing cached in KERAS_HOME, and every download through a proxy that refuses: offline, anywhere.
+    env = {name: value for name, value in os.environ.items() if name.lower() not in ("no_proxy", "https_proxy")}
+    env |= {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), "KERAS_HOME": str(tmp_path / "keras"),
+            "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-m", "facemask.train", "--arch", "vgg16", "--weights", "imagenet",
+                             "--data", str(sample_crops), "--subset", "0.2", "--out", str(tmp_path / "models")],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: VGG16's ImageNet weights could not be downloaded (URL fetch failure on https://")
+    assert "WEIGHTS = None" in last and "--weights none" in last and "Traceback" not in result.stderr
+    assert not (tmp_path / "models").exists()
+
+
 # --- the configuration: one dataclass, the command line generated from it ------------------------
 
 # A value other than the default for every field, and the options that ask for it.

@@ -1,0 +1,232 @@
+"""One mask classifier, whatever file it was saved as: `.keras`, `.onnx` or `.tflite`.
+
+    classifier = load_classifier("models/scratch.onnx")
+    classifier.predict_proba(crops)  # one row [P(mask), P(no-mask)] per face, in class_names order
+
+`.keras` runs in Keras (TensorFlow), `.onnx` in ONNX Runtime, `.tflite` in LiteRT (ai-edge-litert,
+TensorFlow Lite's interpreter as its own package). All three take the same input, RGB 0-255 at the
+model's size (the models rescale inside), and share the JSON sidecar of facemask.models
+(`models/scratch.onnx` reads `models/scratch.json`, the file `models/scratch.keras` reads). ONNX
+Runtime is the runtime the commands use for speed: bench/classify_bench.py measured it against
+LiteRT and OpenVINO on the same exports.
+
+A file that is not a readable model, or not a classifier of fixed-size RGB images with one
+probability per class, is one ValueError naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from PIL import Image
+
+from facemask import CLASS_NAMES, not_a_regular_file
+from facemask.images import to_model_input
+
+MODEL_SUFFIXES = (".keras", ".onnx", ".tflite")
+# Threads per model call. One: a face crop is a few million multiply-adds, too little to share out
+# (bench/classify_bench.py), and the video path runs detection and encoding on the other core.
+DEFAULT_THREADS = 1
+
+
+def model_batch(images: Sequence[Image.Image | np.ndarray] | np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """float32 (n, height, width, 3), RGB 0-255, at the model's size.
+
+    `images` are PIL images or arrays of any size, or one array already shaped (n, height, width, 3)
+    at the model's size (uint8 or float, as facemask.images.to_model_input makes it), used as is.
+    """
+    if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[1:] == (*input_size, 3):
+        return images.astype(np.float32, copy=False)
+    return to_model_input(images, input_size)
+
+
+class Classifier:
+    """A loaded classifier: `predict_proba(images)` gives one probability per class for each image.
+
+    `input_size` is (height, width); `class_names` the order of the probabilities; `format` the
+    file's kind (keras, onnx, tflite); `threads` how many threads a model call may use.
+    """
+
+    format: ClassVar[str] = ""
+
+    def __init__(self, path: Path, class_names: Sequence[str], input_size: tuple[int, int], threads: int):
+        self.path = path
+        self.class_names = list(class_names)
+        self.input_size = input_size
+        self.threads = threads
+
+    def predict_proba(self, images: Sequence[Image.Image | np.ndarray] | np.ndarray,
+                      batch_size: int = 32) -> np.ndarray:
+        """One row of probabilities per image (float32, shape (n, classes)), `batch_size` images per call."""
+        if len(images) == 0:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        batch = model_batch(images, self.input_size)
+        chunks = [self._run(np.ascontiguousarray(batch[start:start + batch_size]))
+                  for start in range(0, len(batch), batch_size)]
+        return np.concatenate([np.asarray(chunk, dtype=np.float32) for chunk in chunks])
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.format}, input {self.input_size[0]}x{self.input_size[1]}, {self.threads} thread(s))"
+
+
+class KerasClassifier(Classifier):
+    """A Keras model; `model` is the keras.Model (for its name, parameters, training).
+
+    `KerasClassifier.load(path)` reads a `.keras` file; `KerasClassifier(model, class_names)` wraps
+    a model in memory (the one training just fitted). TensorFlow picks its own threads.
+    """
+
+    format = "keras"
+
+    def __init__(self, model, class_names: Sequence[str] = CLASS_NAMES, path: Path | None = None):
+        self.model = model
+        super().__init__(path or Path(f"{model.name}.keras"), class_names, tuple(model.input_shape[1:3]),
+                         os.cpu_count() or 1)
+
+    @classmethod
+    def load(cls, path: Path, threads: int | None = None) -> KerasClassifier:
+        from facemask.models import load_model  # Keras and TensorFlow load only for a .keras file
+
+        model, class_names = load_model(path)
+        return cls(model, class_names, path)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        # predict_on_batch, not predict: predict builds a tf.data pipeline on every call, which for
+        # the few faces of one video frame costs more than the network itself.
+        return self.model.predict_on_batch(batch)
+
+
+class OnnxClassifier(Classifier):
+    """An `.onnx` model (facemask.export writes them) in ONNX Runtime, on the CPU."""
+
+    format = "onnx"
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime
+
+        threads = threads or DEFAULT_THREADS
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: its warnings are not the user's business
+        # No busy-waiting between calls: the other stages of a video frame need the cores then.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # ONNX Runtime raises its own types for a corrupt or foreign file
+            raise ValueError(f"{path}: not a readable ONNX model ({_first_line(error)})") from error
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shape = tuple(inputs[0].shape) if len(inputs) == 1 else None
+        if len(inputs) != 1 or inputs[0].type != "tensor(float)":
+            raise ValueError(f"{path}: the model takes {len(inputs)} inputs of type "
+                             f"{', '.join(i.type for i in inputs)}; a classifier here takes one float image batch")
+        self.input_name = inputs[0].name
+        self.output_name = outputs[0].name
+        input_size = _image_size(path, shape)
+        class_names = _class_names(path, input_size, [tuple(o.shape) for o in outputs])
+        super().__init__(path, class_names, input_size, threads)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+
+class LiteRTClassifier(Classifier):
+    """A `.tflite` model in LiteRT (the ai-edge-litert package, TensorFlow Lite's interpreter)."""
+
+    format = "tflite"
+
+    def __init__(self, path: Path, threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        threads = threads or DEFAULT_THREADS
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        except Exception as error:  # a foreign flatbuffer is a ValueError, a truncated one a RuntimeError
+            raise ValueError(f"{path}: not a readable TensorFlow Lite model ({_first_line(error)})") from error
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or inputs[0]["dtype"] != np.float32:
+            raise ValueError(f"{path}: the model takes {len(inputs)} inputs of type "
+                             f"{', '.join(str(np.dtype(i['dtype'])) for i in inputs)}; a classifier here takes "
+                             "one float32 image batch")
+        self.input_index, self.output_index = inputs[0]["index"], outputs[0]["index"]
+        shape = tuple(int(v) if v > 0 else None for v in inputs[0]["shape_signature"])
+        input_size = _image_size(path, shape)
+        output_shapes = [tuple(int(v) if v > 0 else None for v in o["shape_signature"]) for o in outputs]
+        class_names = _class_names(path, input_size, output_shapes)
+        super().__init__(path, class_names, input_size, threads)
+        self.batch_size = 0  # the batch the tensors are allocated for
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        # Tensors are allocated for one batch size; a frame with another number of faces re-allocates.
+        if len(batch) != self.batch_size:
+            self.interpreter.resize_tensor_input(self.input_index, batch.shape)
+            self.interpreter.allocate_tensors()
+            self.batch_size = len(batch)
+        self.interpreter.set_tensor(self.input_index, batch)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output_index).copy()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def _image_size(path: Path, shape: tuple | None) -> tuple[int, int]:
+    """(height, width) of an input shaped (batch, height, width, 3) with both sides fixed and within
+    facemask.models' bounds (what a .keras file is held to), else ValueError."""
+    from facemask.models import check_input_size
+
+    if not (shape is not None and len(shape) == 4 and shape[3] == 3
+            and all(isinstance(v, int) and v > 0 for v in shape[1:3])):
+        raise ValueError(f"{path}: the model's input shape is {shape}; a classifier here takes RGB images "
+                         "of a fixed size, (batch, height, width, 3)")
+    check_input_size(shape[1:3], path)
+    return shape[1], shape[2]
+
+
+def _class_names(path: Path, input_size: tuple[int, int], output_shapes: list[tuple]) -> list[str]:
+    """The class names of the sidecar (or the project's), checked against the model's size and output."""
+    # facemask.models imports Keras (seconds); its sidecar reader is the one the .keras files use.
+    from facemask.models import read_sidecar, sidecar_path
+
+    sidecar = sidecar_path(path)
+    if problem := not_a_regular_file(sidecar):
+        raise ValueError(f"{sidecar}: {problem}")
+    meta = read_sidecar(sidecar) if sidecar.exists() else {"class_names": list(CLASS_NAMES)}
+    if "image_size" in meta and tuple(meta["image_size"]) != input_size:
+        raise ValueError(f"{sidecar}: 'image_size' is {list(meta['image_size'])} but the model {path} takes "
+                         f"{list(input_size)}")
+    names = meta["class_names"]
+    if len(output_shapes) != 1 or len(output_shapes[0]) != 2 or output_shapes[0][1] != len(names):
+        raise ValueError(f"{path}: the model's outputs are {output_shapes}, not one probability for each of its "
+                         f"{len(names)} classes {names}")
+    return names
+
+
+# Suffix -> what loads such a file: (path, threads) -> Classifier.
+CLASSIFIERS: dict[str, Callable[[Path, int | None], Classifier]] = {
+    ".keras": KerasClassifier.load, ".onnx": OnnxClassifier, ".tflite": LiteRTClassifier}
+
+
+def load_classifier(path: Path | str, threads: int | None = None) -> Classifier:
+    """The classifier saved in `path` (.keras, .onnx or .tflite), with its class names.
+
+    FileNotFoundError for a missing file; ValueError naming the file for another suffix, a file the
+    runtime cannot read, a model that is not a fixed-size RGB classifier, or a bad sidecar.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in CLASSIFIERS:
+        raise ValueError(f"{path}: a model file ends in {', '.join(MODEL_SUFFIXES)}")
+    if problem := not_a_regular_file(path):  # a FIFO would block the runtime's read forever
+        raise ValueError(f"{path}: {problem}")
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    return CLASSIFIERS[path.suffix.lower()](path, threads)

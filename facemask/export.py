@@ -1,0 +1,287 @@
+"""A saved classifier as an ONNX or TensorFlow Lite file, checked against the Keras model.
+
+    python -m facemask.export --model models/scratch.keras --format onnx
+    python -m facemask.export --model models/scratch.keras --format tflite --quantize int8
+
+writes `models/scratch.onnx` (`models/scratch-int8.tflite` for the second; `--out` names another
+file), with the model's JSON sidecar beside it (`scratch.json` is shared with `scratch.keras`; an
+export of another name gets a copy), so facemask.classifier loads it like the .keras file.
+
+`--quantize int8` stores weights and activations as 8-bit integers, the activations' ranges
+calibrated on training crops (`--calibration`, default DATA/train, the crops split.py cut);
+`--quantize float16` halves the file and keeps float arithmetic. After the conversion the export is
+compared with the Keras model on the test crops (DATA/test): agreement of the labels, accuracy of
+both, the largest difference of a probability, the file sizes and milliseconds per face. The report
+is printed and saved as `<file>.parity.json` beside the export.
+
+Conversions: Keras' own `model.export` (tf2onnx for ONNX; the TFLite converter through a
+SavedModel for TFLite, the route that works with Keras 3), and ONNX Runtime's quantization tools
+for ONNX int8 and float16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from facemask import save_atomically
+from facemask.cli import ArgumentParser, fail, number_in, run
+
+FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
+QUANTIZATIONS = ("int8", "float16")
+CALIBRATION_CROPS = 200  # enough for stable activation ranges; more only slows the export
+TIMED_FACES = 60  # faces timed one at a time for the report's milliseconds per face
+
+
+class ExportError(ValueError):
+    """An export that could not be made or checked; the message names the file."""
+
+
+def default_out(model_path: Path, fmt: str, quantize: str | None) -> Path:
+    """`models/scratch.keras` -> `models/scratch.onnx`, or `models/scratch-int8.tflite` when quantized."""
+    suffix = f"-{quantize}" if quantize else ""
+    return model_path.with_name(f"{model_path.stem}{suffix}{FORMATS[fmt]}")
+
+
+def report_path(out: Path) -> Path:
+    return out.with_name(out.name + ".parity.json")
+
+
+def sample_crops(folder: Path, image_size: tuple[int, int], limit: int, seed: int = 0) -> np.ndarray:
+    """Up to `limit` crops of `folder/<class>/`, picked at random (fixed seed), float32 at the model's size."""
+    from facemask.evaluate import list_split
+    from facemask.images import load_image, to_model_input
+
+    files, _ = list_split(folder)
+    picked = np.random.default_rng(seed).permutation(len(files))[:limit]
+    return to_model_input([load_image(files[i]) for i in sorted(picked)], image_size)
+
+
+def _call_once(model) -> None:
+    """Keras exports only a model that has been called (a freshly loaded one has not)."""
+    model.predict_on_batch(np.zeros((1, *model.input_shape[1:]), dtype=np.float32))
+
+
+def export_onnx(model, target: Path, quantize: str | None, calibration: np.ndarray | None) -> None:
+    """Write `model` to `target` as ONNX (float32, float16 weights and arithmetic, or int8 QDQ)."""
+    _call_once(model)
+    with tempfile.TemporaryDirectory(prefix="facemask-export-") as folder:
+        plain = Path(folder) / "model.onnx"
+        model.export(str(plain), format="onnx", verbose=False)
+        if quantize is None:
+            target.write_bytes(plain.read_bytes())
+        elif quantize == "float16":
+            import onnx
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            # Inputs and outputs stay float32, so callers feed the same arrays whatever the file.
+            onnx.save(convert_float_to_float16(onnx.load(str(plain)), keep_io_types=True), str(target))
+        else:
+            from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            prepared = Path(folder) / "prepared.onnx"
+            # Shapes inferred and the graph folded, as ORT advises; ONNX's own shape inference suffices here
+            # (fixed image sizes), so no sympy for the symbolic one.
+            quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
+            input_name = _onnx_input_name(prepared)
+
+            class Crops(CalibrationDataReader):
+                def __init__(self) -> None:
+                    self.rows = iter(calibration)
+
+                def get_next(self) -> dict | None:
+                    row = next(self.rows, None)
+                    return None if row is None else {input_name: row[None]}
+
+            # QDQ, unsigned 8-bit activations and signed weights: ORT's advice for x86 and ARM CPUs alike.
+            quantize_static(str(prepared), str(target), Crops(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+
+
+def _onnx_input_name(path: Path) -> str:
+    import onnx
+
+    return onnx.load(str(path)).graph.input[0].name
+
+
+def export_tflite(model, target: Path, quantize: str | None, calibration: np.ndarray | None) -> None:
+    """Write `model` to `target` as TensorFlow Lite (float32, float16 weights, or int8 with float I/O)."""
+    import tensorflow as tf
+
+    _call_once(model)
+
+    options: dict = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}  # no TF ops: LiteRT alone
+    if quantize == "float16":
+        options = {"optimizations": [tf.lite.Optimize.DEFAULT],
+                   "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS],
+                                   "supported_types": [tf.float16]}}
+    elif quantize == "int8":
+        def crops():
+            for row in calibration:
+                yield [row[None]]
+
+        # Every operation in int8; the input and output stay float32 (quantized inside the model).
+        options = {"optimizations": [tf.lite.Optimize.DEFAULT], "representative_dataset": crops,
+                   "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]}}
+    # Keras writes the file itself and insists on the .tflite suffix.
+    with tempfile.TemporaryDirectory(prefix="facemask-export-") as folder:
+        written = Path(folder) / "model.tflite"
+        model.export(str(written), format="litert", verbose=False, **options)
+        target.write_bytes(written.read_bytes())
+
+
+EXPORTERS = {"onnx": export_onnx, "tflite": export_tflite}
+
+
+def time_per_face(classifier, crops: np.ndarray, rounds: int = 3) -> float:
+    """Milliseconds per face, one face per call (the webcam case), best of `rounds`."""
+    classifier.predict_proba(crops[:1])  # warm up
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for i in range(len(crops)):
+            classifier.predict_proba(crops[i:i + 1])
+        best = min(best, (time.perf_counter() - started) / len(crops))
+    return 1000 * best
+
+
+def parity(reference, exported, test_dir: Path) -> dict:
+    """The export against the Keras model on every crop of `test_dir`: labels, accuracy, probabilities, speed."""
+    from facemask.evaluate import list_split
+    from facemask.images import load_image, to_model_input
+
+    files, labels = list_split(test_dir, reference.class_names)
+    crops = to_model_input([load_image(f) for f in files], reference.input_size)
+    expected, found = reference.predict_proba(crops), exported.predict_proba(crops)
+    expected_labels, found_labels = expected.argmax(axis=1), found.argmax(axis=1)
+    timed = crops[:TIMED_FACES]
+    return {
+        "test_dir": str(test_dir), "crops": len(files),
+        "label_agreement": float(np.mean(expected_labels == found_labels)),
+        "accuracy_keras": float(np.mean(expected_labels == labels)),
+        "accuracy_export": float(np.mean(found_labels == labels)),
+        "max_abs_probability_difference": float(np.abs(expected - found).max()),
+        "ms_per_face_keras": time_per_face(reference, timed),
+        "ms_per_face_export": time_per_face(exported, timed),
+    }
+
+
+def write_sidecar(model_path: Path, out: Path, class_names: list[str], image_size: tuple[int, int]) -> Path:
+    """The export's sidecar: the model's own when they share one, else a copy of it (or a new one)."""
+    from facemask.models import read_sidecar, sidecar_path
+
+    source, target = sidecar_path(model_path), sidecar_path(out)
+    if target.resolve() == source.resolve() and source.exists():
+        return target
+    if source.exists():
+        read_sidecar(source)  # checked before it is copied
+        meta = json.loads(source.read_text(encoding="utf-8"))
+    else:
+        meta = {"class_names": class_names, "image_size": list(image_size)}
+    payload = json.dumps(meta, indent=2) + "\n"
+    save_atomically(target, lambda temporary: temporary.write_text(payload))
+    return target
+
+
+def export(model_path: Path, fmt: str, quantize: str | None, out: Path, data: Path,
+           calibration_dir: Path | None, calibration_crops: int = CALIBRATION_CROPS) -> dict:
+    """Convert, check and write the export, its sidecar and its parity report; returns the report."""
+    from facemask.classifier import KerasClassifier, load_classifier
+
+    test_dir, calibration_dir = data / "test", calibration_dir or data / "train"
+    for folder in [test_dir] + ([calibration_dir] if quantize == "int8" else []):
+        if not folder.is_dir():
+            raise ExportError(f"{folder}: crop folder not found (the test crops check the export, the training "
+                              "crops calibrate int8; make them with split.py, or name them with --data/--calibration)")
+    reference = KerasClassifier.load(model_path)
+    calibration = (sample_crops(calibration_dir, reference.input_size, calibration_crops)
+                   if quantize == "int8" else None)
+    with tempfile.TemporaryDirectory(prefix="facemask-export-", dir=out.parent) as folder:
+        # Beside its final place: loaded and checked there, then moved in whole.
+        draft = Path(folder) / f"{out.stem}{out.suffix}"
+        try:
+            EXPORTERS[fmt](reference.model, draft, quantize, calibration)
+        except Exception as error:  # the converters raise many types
+            raise ExportError(f"{model_path}: the {fmt} conversion failed ({type(error).__name__}: "
+                              f"{str(error).strip().splitlines()[0] if str(error).strip() else ''})") from error
+        write_sidecar(model_path, draft, reference.class_names, reference.input_size)
+        exported = load_classifier(draft)
+        report = {"model": str(model_path), "export": str(out), "format": fmt, "quantize": quantize or "none",
+                  "calibration": None if calibration is None else {"dir": str(calibration_dir),
+                                                                   "crops": len(calibration)},
+                  "bytes_keras": model_path.stat().st_size, "bytes_export": draft.stat().st_size}
+        report |= parity(reference, exported, test_dir)
+        save_atomically(out, lambda target: target.write_bytes(draft.read_bytes()))
+    write_sidecar(model_path, out, reference.class_names, reference.input_size)
+    payload = json.dumps(report, indent=2) + "\n"
+    save_atomically(report_path(out), lambda target: target.write_text(payload))
+    return report
+
+
+def format_report(report: dict) -> str:
+    mb = 1024 * 1024
+    return "\n".join([
+        f"{report['export']}: {report['format']} ({report['quantize']}), {report['bytes_export'] / mb:.2f} MB "
+        f"(the .keras file {report['bytes_keras'] / mb:.2f} MB)",
+        f"  on {report['crops']} test crops of {report['test_dir']}: labels agree on "
+        f"{report['label_agreement']:.2%}; accuracy {report['accuracy_export']:.4f} (Keras "
+        f"{report['accuracy_keras']:.4f}); largest probability difference "
+        f"{report['max_abs_probability_difference']:.2e}",
+        f"  one face per call: {report['ms_per_face_export']:.2f} ms per face "
+        f"(Keras {report['ms_per_face_keras']:.2f})",
+        f"  report: {report_path(Path(report['export']))}",
+    ])
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = ArgumentParser(prog="python -m facemask.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, metavar="FILE", help="a saved .keras classifier")
+    parser.add_argument("--format", choices=list(FORMATS), required=True, help="the file to write")
+    parser.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
+                        help="int8: integer weights and activations (calibrated); float16: half-size weights")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
+                        help="the export (default: beside the model, e.g. scratch.onnx, scratch-int8.tflite)")
+    parser.add_argument("--data", type=Path, default=Path("data"),
+                        help="split.py's crop folder: its test/ checks the export, its train/ calibrates int8")
+    parser.add_argument("--calibration", type=Path, default=None, metavar="DIR",
+                        help="crops (DIR/mask, DIR/no-mask) calibrating int8 (default: DATA/train)")
+    parser.add_argument("--calibration-crops", type=number_in(int, 1), default=CALIBRATION_CROPS, metavar="N",
+                        help="how many of them, picked at random")
+    args = parser.parse_args(argv)
+    if args.model.suffix != ".keras":
+        parser.error(f"--model {args.model}: export reads a .keras model")
+    args.out = args.out or default_out(args.model, args.format, args.quantize)
+    if args.out.suffix != FORMATS[args.format]:
+        parser.error(f"--out {args.out}: a {args.format} file ends in {FORMATS[args.format]}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.model.is_file():
+        return fail(f"model file not found: {args.model}")
+    if not args.out.parent.is_dir():
+        return fail(f"{args.out}: its folder {args.out.parent} does not exist")
+    for name in ("tf2onnx", "absl"):  # the converters' progress lines are not the user's business
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"keras\.src\.export")  # numpy 2's np.object
+    try:
+        report = export(args.model, args.format, args.quantize, args.out, args.data, args.calibration,
+                        args.calibration_crops)
+    except (OSError, ValueError) as error:
+        return fail(error)
+    print(format_report(report), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
