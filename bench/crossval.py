@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 from reproduce import KAGGLE, cpu  # noqa: E402
 
 from facemask import CLASS_NAMES, SPLITS, save_atomically, split  # noqa: E402
-from facemask.metrics import SIZE_BUCKETS, by_size, choose_threshold, compute_metrics  # noqa: E402
+from facemask.metrics import SIZE_BUCKETS, by_size, choose_threshold, compute_metrics, serving_threshold  # noqa: E402
 
 EXTRA = ROOT.parent / "shared" / "datasets" / "crops"
 SEED_AUGMENT = "flip,rotation,shift"
@@ -225,8 +225,8 @@ def run_fold(name: str, overrides: dict, fold_dir: Path, out: Path, seed: int, f
 # Rules for the decision threshold, compared by cross-fitting on the valid parts (--threshold-rules).
 THRESHOLD_RULES = {
     "0.5": lambda labels, p: 0.5,
-    "best balanced accuracy (the training default)": choose_threshold,
-    "halfway from 0.5 to the best balanced accuracy's": lambda labels, p: (choose_threshold(labels, p) + 0.5) / 2,
+    "best balanced accuracy": choose_threshold,
+    "halfway from 0.5 to the best balanced accuracy's (the training default)": serving_threshold,
 }
 
 

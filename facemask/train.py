@@ -7,9 +7,9 @@ The compact and scratch CNNs (trained from scratch): Adam, categorical cross-ent
 validation loss (best weights restored), the best model checkpointed to `<out>/<arch>.keras`, history
 to JSON.
 
-Every network then gets its decision threshold on P(no-mask): the one with the best balanced accuracy
-on the validation split (ties to 0.5; facemask.metrics.choose_threshold), saved in its sidecar, which
-predict, detect, the app and evaluate serve it with.
+Every network then gets its decision threshold on P(no-mask), chosen on the validation split (the best
+balanced accuracy's cut pulled halfway back to 0.5: facemask.metrics.serving_threshold), saved in its
+sidecar, which predict, detect, the app, evaluate and watch serve it with.
 
 VGG16, the Keras transfer-learning recipe: (1) freeze the ImageNet base and train the new head
 until it converges; (2) unfreeze the base (all of it, or from a chosen block), *recompile* so the
@@ -62,7 +62,7 @@ from facemask.cli import deferred_stop, fail, raise_if_stopped, run
 from facemask.config import PRECISIONS, TrainConfig, parse_config, training_record
 from facemask.data import DataError, class_weights, load_datasets, split_files
 from facemask.evaluate import evaluate_model, format_report
-from facemask.metrics import choose_threshold, compute_metrics
+from facemask.metrics import compute_metrics, serving_threshold
 from facemask.models import (
     WeightsUnavailable,
     build_compact,
@@ -235,7 +235,7 @@ def training_splits(config: TrainConfig, image_size: tuple[int, int], augment: b
 
 
 def validation_threshold(model: keras.Model, valid: tf.data.Dataset) -> tuple[float, dict]:
-    """The decision threshold chosen on the validation split (best balanced accuracy, ties to 0.5), and
+    """The decision threshold chosen on the validation split (`serving_threshold`), and
     what it gives there: {"no_mask_threshold", "valid_balanced_accuracy", "valid_balanced_accuracy_at_0.5"}."""
     labels, probabilities = [], []
     for images, onehot in valid:
@@ -243,7 +243,7 @@ def validation_threshold(model: keras.Model, valid: tf.data.Dataset) -> tuple[fl
         probabilities.append(np.asarray(model.predict_on_batch(images), dtype=np.float32))
         labels.append(onehot.numpy().argmax(axis=1))
     labels, probabilities = np.concatenate(labels), np.concatenate(probabilities)
-    threshold = choose_threshold(labels, probabilities[:, 1])
+    threshold = serving_threshold(labels, probabilities[:, 1])
     return threshold, {
         "no_mask_threshold": threshold,
         "valid_balanced_accuracy": compute_metrics(labels, probabilities, threshold=threshold)["balanced_accuracy"],

@@ -52,7 +52,6 @@ from facemask.tracking import (
     DEFAULT_CLASSIFY_EVERY,
     DEFAULT_LOST_SECONDS,
     DEFAULT_MIN_FRAMES,
-    DEFAULT_THRESHOLD,
     DEFAULT_TRACKER,
     TRACKERS,
     LibraryTracks,
@@ -324,15 +323,6 @@ class Watch:
         self.status(final=True)
 
 
-def decision_threshold(model: Path) -> float:
-    """The model's P(no-mask) decision threshold from its sidecar, or 0.5 when it names none."""
-    from facemask.models import read_sidecar, sidecar_path
-
-    sidecar = sidecar_path(model)
-    meta = read_sidecar(sidecar) if sidecar.exists() else {}
-    return float(meta.get("threshold", DEFAULT_THRESHOLD))
-
-
 def parse_args(argv: Sequence[str] | None):
     parser = ArgumentParser(prog="python -m facemask.watch", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", metavar="SOURCE", help="a camera (/dev/video0), a stream URL "
@@ -421,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def watch_source(args, stop: Stop) -> int:
     """Open the source, load the model, watch; the exit status."""
+    from facemask.models import decision_threshold  # the sidecar's no_mask_threshold, else 0.5
+
     try:
         threshold = args.threshold if args.threshold is not None else decision_threshold(args.model)
     except ValueError as error:

@@ -23,6 +23,7 @@ from facemask.metrics import (
     compute_metrics,
     misclassified_indices,
     predicted_classes,
+    serving_threshold,
 )
 from facemask.plots import plot_confusion, plot_history, plot_images, plot_misclassified
 from facemask.split import MANIFEST_COLUMNS
@@ -292,6 +293,11 @@ def test_the_threshold_is_chosen_for_the_best_balanced_accuracy_ties_to_half():
     assert choose_threshold(np.array([0, 1]), np.array([0.2, 0.8])) == 0.5  # every cut in (0.2, 0.8] is perfect
     assert choose_threshold(np.array([0, 1]), np.array([0.6, 0.9])) == pytest.approx(0.75)  # never on a face's own p
     assert choose_threshold(np.array([0, 0]), np.array([0.6, 0.9])) == 0.5  # one class: nothing to balance
+
+
+def test_the_served_threshold_is_pulled_halfway_back_to_half():
+    assert serving_threshold(np.array([0, 0, 0, 1, 1]), np.array([0.1, 0.2, 0.6, 0.4, 0.9])) == pytest.approx(0.4)
+    assert serving_threshold(np.array([0, 1]), np.array([0.2, 0.8])) == 0.5
 
 
 def test_by_size_puts_each_face_in_its_bucket():
