@@ -10,6 +10,10 @@ model's size (the models rescale inside), and share the JSON sidecar of facemask
 Runtime is the runtime the commands use for speed: bench/classify_bench.py measured it against
 LiteRT and OpenVINO on the same exports.
 
+Every command's `--model` goes through `load_served`: any of the three formats, and for a `.keras`
+file the `.onnx` beside it when it was exported from that very file (training writes it), so the
+model the training command wrote is served at ONNX Runtime's speed with no extra step.
+
 A file that is not a readable model, or not a classifier of fixed-size RGB images with one
 probability per class, is one ValueError naming the file and what is wrong.
 """
@@ -17,6 +21,7 @@ probability per class, is one ValueError naming the file and what is wrong.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -87,7 +92,8 @@ class KerasClassifier(Classifier):
 
     def __init__(self, model, class_names: Sequence[str] = CLASS_NAMES, path: Path | None = None):
         self.model = model
-        super().__init__(path or Path(f"{model.name}.keras"), class_names, tuple(model.input_shape[1:3]),
+        name = getattr(model, "name", type(model).__name__)
+        super().__init__(path or Path(f"{name}.keras"), class_names, tuple(model.input_shape[1:3]),
                          os.cpu_count() or 1)
 
     @classmethod
@@ -98,9 +104,37 @@ class KerasClassifier(Classifier):
         return cls(model, class_names, path)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        # predict_on_batch, not predict: predict builds a tf.data pipeline on every call, which for
-        # the few faces of one video frame costs more than the network itself.
+        # predict_on_batch, not predict: predict builds a tf.data pipeline and a progress loop on every
+        # call, which for the few faces of one video frame costs more than the network itself (~3x).
+        trace_for_any_batch_size(self.model)
         return self.model.predict_on_batch(batch)
+
+
+def trace_for_any_batch_size(model) -> None:
+    """Trace the graph of Keras' predict step once, for float32 batches of any size; later calls reuse it.
+
+    Left to itself, predict_on_batch traces a graph for the first batch size it meets and again, with
+    the size left open, for the next one (a smaller last batch). Keras gives every model's predict step
+    the same code, so TensorFlow counts those traces together and, after five in a few calls (a
+    notebook scoring and reloading a few models on a small test split), warns of "excessive retracing".
+    A trace asked for with `get_concrete_function` is neither repeated nor counted. Objects that are
+    not Keras models (anything with `predict_on_batch`) are left alone.
+    """
+    if not hasattr(model, "make_predict_function"):
+        return
+    model.make_predict_function()  # Keras' own, made again after each compile()
+    function = model.predict_function
+    if hasattr(function, "experimental_get_tracing_count") and function.experimental_get_tracing_count() == 0:
+        import tensorflow as tf
+
+        # predict_on_batch(x) calls predict_function([(x,)]).
+        function.get_concrete_function([(tf.TensorSpec((None, *model.input_shape[1:]), tf.float32),)])
+
+
+def as_classifier(model, class_names: Sequence[str] = CLASS_NAMES) -> Classifier:
+    """`model` as a Classifier: a Classifier as it is; a Keras model in memory (or anything with
+    `predict_on_batch` and `input_shape`, as the tests' doubles) wrapped in a KerasClassifier."""
+    return model if isinstance(model, Classifier) else KerasClassifier(model, class_names)
 
 
 class OnnxClassifier(Classifier):
@@ -230,3 +264,40 @@ def load_classifier(path: Path | str, threads: int | None = None) -> Classifier:
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     return CLASSIFIERS[path.suffix.lower()](path, threads)
+
+
+def say_on_stderr(line: str) -> None:
+    from facemask.cli import printable
+
+    print(printable(line), file=sys.stderr, flush=True)
+
+
+def load_served(path: Path | str, threads: int | None = None,
+                say: Callable[[str], None] = say_on_stderr) -> Classifier:
+    """The classifier a command serves for the model file `path`: what every `--model` loads.
+
+    A `.keras` file with an `.onnx` of the same name beside it, exported from that very file (the
+    export's parity report records the .keras file's sha256: facemask.export, which training runs), is
+    served from the .onnx by ONNX Runtime: the same probabilities to float rounding, several times
+    faster per face. An .onnx exported from another file or an earlier version of this one, with no
+    record, or one ONNX Runtime cannot load is ignored and the .keras served. `say` gets one line
+    saying which file is served instead of `path`, or why the .onnx beside it is not. Any other file
+    is loaded as it is (load_classifier), with the same errors.
+    """
+    path = Path(path)
+    beside = path.with_suffix(".onnx")
+    if path.suffix.lower() != ".keras" or not path.is_file() or not beside.exists():
+        return load_classifier(path, threads)
+    from facemask.export import not_a_copy
+
+    problem = not_a_regular_file(beside) or not_a_copy(path, beside)
+    if problem is None:
+        try:
+            classifier = load_classifier(beside, threads)
+        except ValueError as error:
+            problem = str(error)
+        else:
+            say(f"serving {beside} (ONNX Runtime), exported from {path}")
+            return classifier
+    say(f"warning: {beside} ignored ({problem}); serving {path} (Keras)")
+    return load_classifier(path, threads)

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, MAX_MARGIN, save_atomically
+from facemask.classifier import as_classifier, load_served
 from facemask.cli import ArgumentParser, add_threshold_options, deferred_stop, fail, number_in, raise_if_stopped, run
 from facemask.detectors import (
     DEFAULT_DETECTOR,
@@ -39,8 +40,7 @@ from facemask.detectors import (
     make_face_detector,
 )
 from facemask.images import Box, ImageError, clip_box, crop_face, load_image, shrink
-from facemask.models import decision_threshold, load_model
-from facemask.predict import predict_proba
+from facemask.models import decision_threshold
 from facemask.video import VIDEO_EXTENSIONS, VIDEO_MAX_SIDE, VideoError, annotate_video
 
 __all__ = [
@@ -71,6 +71,8 @@ class Detection:
 class FaceMaskDetector:
     """Face detector + mask classifier: `detect(photo)` gives one Detection per face.
 
+    `model`: a facemask.classifier.Classifier (`from_path` loads any format) or a Keras model in memory,
+    kept as `classifier`.
     `face_threshold`: the face detector's score from which a face is kept (None: the detector's own).
     `no_mask_threshold`: a face is labelled no-mask when its P(no-mask) is at least this (`from_path`
     takes the model's own, chosen on validation; 0.5 is the most probable class).
@@ -83,7 +85,8 @@ class FaceMaskDetector:
             raise ValueError(f"the model's classes are {list(class_names)}; detection needs {CLASS_NAMES}")
         if not 0 <= no_mask_threshold <= 1:
             raise ValueError(f"the decision threshold is a probability, from 0 to 1, not {no_mask_threshold}")
-        self.model = model
+        # None: the benches that only find faces.
+        self.classifier = None if model is None else as_classifier(model, class_names)
         self.class_names = list(class_names)
         self.face_detector = face_detector if face_detector is not None else make_face_detector(DEFAULT_DETECTOR)
         self.margin = margin
@@ -96,11 +99,12 @@ class FaceMaskDetector:
 
     @classmethod
     def from_path(cls, model_path: str | Path, no_mask_threshold: float | None = None, **kwargs) -> FaceMaskDetector:
-        """The detector for a saved model, served at its own decision threshold unless `no_mask_threshold`."""
-        model, class_names = load_model(model_path)
+        """The detector for a saved model (any format, facemask.classifier.load_served), served at its own
+        decision threshold unless `no_mask_threshold`."""
+        classifier = load_served(model_path)
         if no_mask_threshold is None:
             no_mask_threshold = decision_threshold(model_path)
-        return cls(model, class_names=class_names, no_mask_threshold=no_mask_threshold, **kwargs)
+        return cls(classifier, class_names=classifier.class_names, no_mask_threshold=no_mask_threshold, **kwargs)
 
     def find_faces(self, image: Image.Image, max_side: int | None = None) -> list[tuple[Box, float]]:
         """Faces found on a copy no larger than max_side (default: the detector's), boxes in the original."""
@@ -131,7 +135,7 @@ class FaceMaskDetector:
         if not faces:
             return []
         # One batched model call for all the faces of the photo.
-        probabilities = predict_proba(self.model, [crop_face(image, box, self.margin) for box, _ in faces])
+        probabilities = self.classifier.predict_proba([crop_face(image, box, self.margin) for box, _ in faces])
         mask_index, no_mask_index = self.class_names.index("mask"), self.class_names.index("no-mask")
         detections = []
         for (box, score), row in zip(faces, probabilities, strict=True):
@@ -272,7 +276,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m facemask.detect", description=__doc__.split("\n\n")[0],
                             epilog="Videos are written without their sound track.")
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="photos and/or videos")
-    parser.add_argument("--model", type=Path, required=True, metavar="FILE", help="a saved .keras classifier")
+    parser.add_argument("--model", type=Path, required=True, metavar="FILE",
+                        help="a saved classifier: .keras, or its .onnx/.tflite export")
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder")
     parser.add_argument("--margin", type=number_in(float, 0, MAX_MARGIN), default=DEFAULT_MARGIN,
                         help=f"crop margin around a face, a fraction of its size, 0 to {MAX_MARGIN:g} (split.py's too)")

@@ -50,6 +50,8 @@ FACE_SIZE_COLUMNS = ("path", "face_width", "face_height")
 if TYPE_CHECKING:
     import keras
 
+    from facemask.classifier import Classifier
+
 
 def list_split(split_dir: Path | str, class_names: Sequence[str] = CLASS_NAMES) -> tuple[list[Path], np.ndarray]:
     """The image files of `split_dir/<class>/` (searched recursively, as Keras does) and their labels."""
@@ -70,7 +72,8 @@ def list_split(split_dir: Path | str, class_names: Sequence[str] = CLASS_NAMES) 
 
 
 def predict_directory(
-    model: keras.Model, split_dir: Path | str, batch_size: int = 32, class_names: Sequence[str] = CLASS_NAMES
+    model: Classifier | keras.Model, split_dir: Path | str, batch_size: int = 32,
+    class_names: Sequence[str] = CLASS_NAMES,
 ) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """Files, true labels and [P(mask), P(no-mask)] rows for every image of a split folder.
 
@@ -136,7 +139,7 @@ def crop_face_sizes(files: Sequence[Path], manifest: Path | None,
 
 
 def evaluate_model(
-    model: keras.Model,
+    model: Classifier | keras.Model,
     split_dir: Path | str,
     out_dir: Path | str,
     history: Mapping[str, Sequence[float]] | None = None,
@@ -262,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     photos = commands.add_parser("photos", help="face detector + classifier on annotated photos (Kaggle layout)")
     for command in (crops, photos):
         command.add_argument("--model", type=Path, required=True, metavar="FILE",
-                             help="a .keras model saved by facemask")
+                             help="a model saved by facemask: .keras, or its .onnx/.tflite export")
     crops.add_argument("split_dir", type=Path, help="e.g. data/test")
     crops.add_argument("--manifest", type=Path, default=None, metavar="FILE",
                        help="split.py's manifest.csv, for the face sizes (default: SPLIT_DIR/../manifest.csv if "
@@ -287,12 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def crops_command(args: argparse.Namespace) -> int:
-    from facemask.evaluate_photos import load_classifier
+    from facemask.evaluate_photos import load_scored_model
 
-    model, class_names, threshold = load_classifier(args.model)
-    if list(class_names) != CLASS_NAMES:
-        raise ValueError(f"{args.model}: classes {class_names}, expected them in the order {CLASS_NAMES}")
-    metrics = evaluate_model(model, args.split_dir, args.reports, name=args.name or args.model.stem,
+    classifier, threshold = load_scored_model(args.model)
+    if classifier.class_names != CLASS_NAMES:
+        raise ValueError(f"{args.model}: classes {classifier.class_names}, expected them in the order {CLASS_NAMES}")
+    metrics = evaluate_model(classifier, args.split_dir, args.reports, name=args.name or args.model.stem,
                              threshold=threshold if args.threshold is None else args.threshold,
                              manifest=args.manifest)
     print(format_report(metrics))

@@ -114,8 +114,6 @@ def run_photos(detector, images: Path, truth: dict[str, list[TrueFace]], names: 
     `detector` is a facemask.detect.FaceMaskDetector built with face_threshold 0 (AP ranks every face it
     finds). `seconds` times detection and classification only, not reading the photos.
     """
-    from facemask.predict import predict_proba  # TensorFlow: only once there is a model to run
-
     detector.detect(Image.new("RGB", (64, 64)))  # warm up: graphs are traced once per process, not per photo
     found, scored_truth, problems = {}, {}, []
     box_labels, box_probabilities, box_sides, outside = [], [], [], 0
@@ -133,7 +131,8 @@ def run_photos(detector, images: Path, truth: dict[str, list[TrueFace]], names: 
         seconds += time.perf_counter() - started
         scored_truth[name] = faces
         if faces:  # the classifier alone, on the annotated boxes cut as training cuts them
-            box_probabilities.append(predict_proba(detector.model, [crop_face(photo, f.box, margin) for f in faces]))
+            box_probabilities.append(detector.classifier.predict_proba([crop_face(photo, f.box, margin)
+                                                                        for f in faces]))
             box_labels += [CLASS_NAMES.index(face.label) for face in faces]
             box_sides += [_shorter_side(face, *photo.size) for face in faces]
     if not found:
@@ -226,20 +225,22 @@ def choose_photos(args: argparse.Namespace, truth: dict[str, list[TrueFace]]) ->
     return select_photos(truth, None, str(args.csv)), f"every annotated photo of {args.csv}"
 
 
-def load_classifier(path: Path):
-    """The model, its class names and its decision threshold on P(no-mask) (0.5 for a model saved without
-    one); ValueError naming the file if it is missing or not our classifier."""
+def load_scored_model(path: Path):
+    """The classifier a command serves for `path` (any format, facemask.classifier.load_served) and its
+    decision threshold on P(no-mask) (0.5 for a model saved without one); ValueError naming the file if
+    it is missing or not our classifier."""
     if problem := not_a_regular_file(path):  # answered before paying for the TensorFlow import
         raise ValueError(f"{path}: {problem}")
     if not path.is_file():
         raise ValueError(f"model file not found: {path}")
-    from facemask.models import decision_threshold, load_model
+    from facemask.classifier import load_served
+    from facemask.models import decision_threshold
 
-    model, class_names = load_model(path)  # which checks one output per class name
-    if sorted(class_names) != sorted(CLASS_NAMES):
-        raise ValueError(f"{path}: the model has {model.output_shape[-1]} outputs for classes {class_names}; "
-                         f"expected {CLASS_NAMES}")
-    return model, class_names, decision_threshold(path)
+    classifier = load_served(path)  # which checks one output per class name
+    if sorted(classifier.class_names) != sorted(CLASS_NAMES):
+        raise ValueError(f"{path}: the model has {len(classifier.class_names)} outputs for classes "
+                         f"{classifier.class_names}; expected {CLASS_NAMES}")
+    return classifier, decision_threshold(path)
 
 
 def photos_command(args: argparse.Namespace) -> int:
@@ -251,7 +252,8 @@ def photos_command(args: argparse.Namespace) -> int:
     check_images_dir(args.images)
     truth = read_truth(args.csv)
     names, selection = choose_photos(args, truth)
-    model, class_names, no_mask_threshold = load_classifier(args.model)
+    classifier, no_mask_threshold = load_scored_model(args.model)
+    class_names = classifier.class_names
     if args.threshold is not None:
         no_mask_threshold = args.threshold
     from facemask.detect import FaceMaskDetector
@@ -260,7 +262,7 @@ def photos_command(args: argparse.Namespace) -> int:
     face_detector = make_face_detector(args.detector)
     face_threshold = face_detector.threshold if args.face_threshold is None else args.face_threshold
     # Every face the detector returns is kept: AP ranks them all; recall and precision cut at `face_threshold`.
-    detector = FaceMaskDetector(model, class_names, face_detector=face_detector, margin=args.margin,
+    detector = FaceMaskDetector(classifier, class_names, face_detector=face_detector, margin=args.margin,
                                 face_threshold=0.0, no_mask_threshold=no_mask_threshold)
     run = run_photos(detector, args.images, truth, names, margin=args.margin)
     for problem in run["problems"][:20]:

@@ -12,7 +12,10 @@ calibrated on training crops (`--calibration`, default DATA/train, the crops spl
 `--quantize float16` halves the file and keeps float arithmetic. After the conversion the export is
 compared with the Keras model on the test crops (DATA/test): agreement of the labels, accuracy of
 both, the largest difference of a probability, the file sizes and milliseconds per face. The report
-is printed and saved as `<file>.parity.json` beside the export.
+is printed and saved as `<file>.parity.json` beside the export, with the sha256 of the .keras file it
+was made from: a command given `scratch.keras` serves `scratch.onnx` instead only while that record
+matches the file (facemask.classifier.load_served). `python -m facemask.train` writes that float32
+.onnx itself (`export_after_training`).
 
 Conversions: Keras' own `model.export` (tf2onnx for ONNX; the TFLite converter through a
 SavedModel for TFLite, the route that works with Keras 3), and ONNX Runtime's quantization tools
@@ -22,6 +25,7 @@ for ONNX int8 and float16.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import tempfile
@@ -32,13 +36,20 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask import save_atomically
+from facemask import not_a_regular_file, save_atomically
 from facemask.cli import ArgumentParser, fail, number_in, run
 
 FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
 QUANTIZATIONS = ("int8", "float16")
 CALIBRATION_CROPS = 200  # enough for stable activation ranges; more only slows the export
 TIMED_FACES = 60  # faces timed one at a time for the report's milliseconds per face
+# A float32 export computes what Keras computes in another order: probabilities agree to rounding.
+FLOAT32_TOLERANCE = 1e-4
+# Networks whose .onnx training does not write (`python -m facemask.export` still makes one), and why.
+NOT_EXPORTED_AFTER_TRAINING = {
+    "vgg16": "VGG16's 14.7 M-parameter base costs as much in ONNX Runtime as in Keras at 224x224, and its "
+             "conversion and check would add minutes to training",
+}
 
 
 class ExportError(ValueError):
@@ -53,6 +64,33 @@ def default_out(model_path: Path, fmt: str, quantize: str | None) -> Path:
 
 def report_path(out: Path) -> Path:
     return out.with_name(out.name + ".parity.json")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def not_a_copy(model_path: Path, export_path: Path) -> str | None:
+    """Why the export `export_path` cannot stand in for the .keras file `model_path` as it is now, or None
+    when its parity report records a float32 export of exactly these bytes (the sha256 taken at export)."""
+    report = report_path(export_path)
+    if problem := not_a_regular_file(report):
+        return f"{report}: {problem}"
+    if not report.is_file():
+        return f"no {report.name} records which model it was exported from"
+    try:
+        record = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        return f"{report.name} cannot be read ({type(error).__name__})"
+    if not isinstance(record, dict) or record.get("keras_sha256") != file_sha256(model_path):
+        return f"it was not exported from {model_path} as that file is now"
+    if record.get("quantize") != "none":
+        return f"it is a {record.get('quantize')} export, not float32"
+    return None
 
 
 def sample_crops(folder: Path, image_size: tuple[int, int], limit: int, seed: int = 0) -> np.ndarray:
@@ -218,13 +256,42 @@ def export(model_path: Path, fmt: str, quantize: str | None, out: Path, data: Pa
         report = {"model": str(model_path), "export": str(out), "format": fmt, "quantize": quantize or "none",
                   "calibration": None if calibration is None else {"dir": str(calibration_dir),
                                                                    "crops": len(calibration)},
-                  "bytes_keras": model_path.stat().st_size, "bytes_export": draft.stat().st_size}
+                  "bytes_keras": model_path.stat().st_size, "bytes_export": draft.stat().st_size,
+                  "keras_sha256": file_sha256(model_path)}
         report |= parity(reference, exported, test_dir)
         save_atomically(out, lambda target: target.write_bytes(draft.read_bytes()))
     write_sidecar(model_path, out, reference.class_names, reference.input_size)
     payload = json.dumps(report, indent=2) + "\n"
     save_atomically(report_path(out), lambda target: target.write_text(payload))
     return report
+
+
+def export_after_training(model_path: Path, arch: str, data: Path) -> str:
+    """`python -m facemask.train`'s last step: the float32 `<out>/<arch>.onnx` beside the .keras it just
+    saved, checked against it on DATA/test like any export, so the commands serve it (load_served).
+
+    Returns the line to print. The .keras file is the product: an arch left out, a conversion that
+    fails or an export whose probabilities differ from Keras' by more than FLOAT32_TOLERANCE costs the
+    .onnx (removed), with the line saying why, never the training."""
+    out = default_out(model_path, "onnx", None)
+    if arch in NOT_EXPORTED_AFTER_TRAINING:
+        return f"no {out.name} written: {NOT_EXPORTED_AFTER_TRAINING[arch]} (python -m facemask.export makes one)"
+    for name in ("tf2onnx", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"keras\.src\.export")
+            report = export(model_path, "onnx", None, out, data, None)
+    except (OSError, ValueError) as error:
+        return f"no {out.name} written: {error}"
+    if report["max_abs_probability_difference"] > FLOAT32_TOLERANCE:
+        for path in (out, report_path(out)):
+            path.unlink(missing_ok=True)
+        return (f"no {out.name} kept: its probabilities differ from the .keras model's by up to "
+                f"{report['max_abs_probability_difference']:.2g} on {report['crops']} test crops")
+    return (f"saved {out} for ONNX Runtime, which the commands serve in place of {model_path.name}: "
+            f"{report['ms_per_face_export']:.2f} ms per face against {report['ms_per_face_keras']:.2f} in Keras, "
+            f"labels agreeing on {report['label_agreement']:.2%} of {report['crops']} test crops")
 
 
 def format_report(report: dict) -> str:

@@ -21,70 +21,38 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from facemask import not_a_regular_file
+from facemask.classifier import as_classifier
+from facemask.classifier import trace_for_any_batch_size as trace_for_any_batch_size  # train and bench import it here
 from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
 from facemask.images import ImageError, load_image, to_model_input
 from facemask.metrics import predicted_classes
 
-if TYPE_CHECKING:  # keras is imported lazily so that `--help` and a missing model answer at once
-    import keras
 
-
-def predict_proba(model: keras.Model, images: Sequence[Image.Image | np.ndarray], batch_size: int = 32) -> np.ndarray:
+def predict_proba(model, images: Sequence[Image.Image | np.ndarray], batch_size: int = 32) -> np.ndarray:
     """One row [P(mask), P(no-mask)] per image, `batch_size` images per model call.
 
-    `images` are PIL images or arrays of any size, or an array already shaped (n, height, width, 3)
-    at the model's size, as `to_model_input` makes it, which is used as is.
+    `model` is a facemask.classifier.Classifier (any format) or a Keras model in memory. `images` are
+    PIL images or arrays of any size, or an array already shaped (n, height, width, 3) at the model's
+    size, as `to_model_input` makes it, which is used as is.
     """
-    if len(images) == 0:
-        return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
-    image_size = tuple(model.input_shape[1:3])
-    if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[1:] == (*image_size, 3):
-        batch = images.astype(np.float32, copy=False)
-    else:
-        batch = to_model_input(images, image_size)
-    # predict_on_batch, not predict: predict builds a tf.data pipeline and a progress loop on every
-    # call, which for the few faces of one video frame costs more than the network itself (~3x).
-    trace_for_any_batch_size(model)
-    chunks = [model.predict_on_batch(batch[start:start + batch_size]) for start in range(0, len(batch), batch_size)]
-    return np.concatenate([np.asarray(chunk, dtype=np.float32) for chunk in chunks])
-
-
-def trace_for_any_batch_size(model: keras.Model) -> None:
-    """Trace the graph of Keras' predict step once, for float32 batches of any size; later calls reuse it.
-
-    Left to itself, predict_on_batch traces a graph for the first batch size it meets and again, with
-    the size left open, for the next one (a smaller last batch). Keras gives every model's predict step
-    the same code, so TensorFlow counts those traces together and, after five in a few calls (a
-    notebook scoring and reloading a few models on a small test split), warns of "excessive retracing".
-    A trace asked for with `get_concrete_function` is neither repeated nor counted. Objects that are
-    not Keras models (anything with `predict_on_batch`) are left alone.
-    """
-    if not hasattr(model, "make_predict_function"):
-        return
-    model.make_predict_function()  # Keras' own, made again after each compile()
-    function = model.predict_function
-    if hasattr(function, "experimental_get_tracing_count") and function.experimental_get_tracing_count() == 0:
-        import tensorflow as tf
-
-        # predict_on_batch(x) calls predict_function([(x,)]).
-        function.get_concrete_function([(tf.TensorSpec((None, *model.input_shape[1:]), tf.float32),)])
+    return as_classifier(model).predict_proba(images, batch_size=batch_size)
 
 
 def predict_files(
-    model: keras.Model, paths: Sequence[Path | str], batch_size: int = 32
+    model, paths: Sequence[Path | str], batch_size: int = 32
 ) -> Iterator[tuple[Path | str, np.ndarray | ImageError]]:
     """(path, probabilities) for each file in order, or (path, ImageError) for an unreadable one.
 
-    Files are read `batch_size` at a time and shrunk to the model's size as soon as they are
-    decoded, so a folder of large photos never sits in memory at full resolution.
+    `model` as for predict_proba. Files are read `batch_size` at a time and shrunk to the model's size
+    as soon as they are decoded, so a folder of large photos never sits in memory at full resolution.
     """
-    image_size = tuple(model.input_shape[1:3])
+    classifier = as_classifier(model)
+    image_size = classifier.input_size
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
         errors: list[ImageError | None] = []  # None where the image was read
@@ -95,7 +63,7 @@ def predict_files(
                 errors.append(None)
             except ImageError as error:
                 errors.append(error)
-        rows = iter(predict_proba(model, np.stack(inputs) if inputs else [], batch_size=batch_size))
+        rows = iter(classifier.predict_proba(np.stack(inputs) if inputs else [], batch_size=batch_size))
         for path, error in zip(chunk, errors, strict=True):
             yield path, (next(rows) if error is None else error)
 
@@ -115,7 +83,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="face crops (any format Pillow reads)")
     parser.add_argument("--model", type=Path, required=True, metavar="FILE",
-                        help="a model saved by facemask (e.g. models/scratch.keras)")
+                        help="a model saved by facemask: .keras, or its .onnx/.tflite export")
     add_threshold_options(parser, face=False)
     parser.add_argument("--batch-size", type=number_in(int, 1), default=32, help="images per model call")
     return parser.parse_args(argv)
@@ -128,22 +96,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"{args.model}: {problem}")
     if not args.model.is_file():
         return fail(f"model file not found: {args.model}")
-    from facemask.models import decision_threshold, load_model
+    from facemask.classifier import load_served
+    from facemask.models import decision_threshold
 
     try:
-        model, class_names = load_model(args.model)
+        classifier = load_served(args.model)
         threshold = decision_threshold(args.model) if args.threshold is None else args.threshold
     except (FileNotFoundError, ValueError) as error:
         return fail(error)
-    if model.output_shape[-1] != len(class_names):
-        return fail(f"{args.model}: the model has {model.output_shape[-1]} outputs but {len(class_names)} class names")
     failures = 0
-    for path, outcome in predict_files(model, args.images, batch_size=args.batch_size):
+    for path, outcome in predict_files(classifier, args.images, batch_size=args.batch_size):
         if isinstance(outcome, ImageError):
             failures += 1
             fail(outcome)
         else:
-            print(format_prediction(str(path), outcome, class_names, threshold), flush=True)
+            print(format_prediction(str(path), outcome, classifier.class_names, threshold), flush=True)
     if failures:
         return fail(f"{failures} of {len(args.images)} images could not be read")
     return 0

@@ -308,10 +308,10 @@ def test_output_stems_are_unique_whatever_the_inputs():
 
 @pytest.fixture
 def model_never_loads(monkeypatch):
-    def refuse(path):
+    def refuse(path, *args):
         raise AssertionError("the model must not load when the command line is wrong")
 
-    monkeypatch.setattr(detect, "load_model", refuse)
+    monkeypatch.setattr(detect, "load_served", refuse)
 
 
 @pytest.mark.parametrize(("option", "value", "words"), [

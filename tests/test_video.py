@@ -102,7 +102,9 @@ def test_truncated_video_is_refused_without_leaving_files(tmp_path, clip):
 
 def test_cli_annotates_a_video(tmp_path, clip, capsys, monkeypatch):
     # The command line on a video, with the classifier swapped for the double to keep this test quick.
-    monkeypatch.setattr(detect, "load_model", lambda path: (RecordingModel(), ["mask", "no-mask"]))
+    from facemask.classifier import KerasClassifier
+
+    monkeypatch.setattr(detect, "load_served", lambda path: KerasClassifier(RecordingModel()))
     (tmp_path / "broken.webm").write_bytes(b"\x1a\x45\xdf\xa3 truncated")
     code = detect.main(["--model", "any.keras", str(clip), str(tmp_path / "broken.webm"), "--out", str(tmp_path)])
     captured = capsys.readouterr()
