@@ -31,7 +31,9 @@ detection frames the faces it serves. `--extra-train DIR` (repeatable) adds othe
 report stay on the data folder's own photos. Class weights count everything trained on, an extra crop
 weighing `--extra-weight` of one of the data folder's.
 
-At the end the command evaluates the model on the test split and writes the reports.
+At the end the command exports the model to `<out>/<arch>.onnx` (float32, checked against the .keras
+on the test split: facemask.export), which every command then serves in its place through ONNX Runtime,
+and evaluates the model on the test split and writes the reports.
 
 Where one GPU is not enough, `--distribute` trains under `tf.distribute.MirroredStrategy`: the model
 is built and compiled inside the strategy's scope, and Keras' own `fit` then keeps a copy on every
@@ -62,6 +64,7 @@ from facemask.cli import deferred_stop, fail, raise_if_stopped, run
 from facemask.config import PRECISIONS, TrainConfig, parse_config, training_record
 from facemask.data import DataError, class_weights, load_datasets, split_files
 from facemask.evaluate import evaluate_model, format_report
+from facemask.export import export_after_training
 from facemask.metrics import compute_metrics, serving_threshold
 from facemask.models import (
     WeightsUnavailable,
@@ -445,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     threshold = decision_threshold(saved)
     print(f"saved {saved} and {config.out / (config.arch + '_history.json')}; decision threshold on P(no-mask) "
           f"{threshold:.4g}, chosen on {config.data / 'valid'}")
+    print(export_after_training(saved, config.arch, config.data), flush=True)
     phase_boundary = history["phase"].count(1) if "phase" in history else None
     metrics = evaluate_model(model, config.data / "test", config.reports, history=history, name=config.arch,
                              phase_boundary=phase_boundary, threshold=threshold)
