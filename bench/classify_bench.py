@@ -20,6 +20,11 @@ at 1 and 2 threads, on real face crops (../shared/datasets/crops), for three wor
 per call (a webcam), five faces per call (a crowd frame) and 3 to 7 faces per call in turn (a
 crowd clip, where the number of faces changes from frame to frame). Milliseconds per face, median
 of the rounds; rounds alternate over every runner so that other work on the machine slows all alike.
+
+    python bench/classify_bench.py --served models/compact.keras
+
+measures only what the commands do with a trained model: Keras on the .keras file against what
+facemask.classifier.load_served serves for it (the .onnx training wrote beside it, in ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from facemask.classifier import KerasClassifier, load_classifier  # noqa: E402
+from facemask.classifier import KerasClassifier, load_classifier, load_served  # noqa: E402
 from facemask.export import EXPORTERS, QUANTIZATIONS  # noqa: E402
 from facemask.images import load_image, to_model_input  # noqa: E402
 
@@ -168,11 +173,21 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.3, help="per runner, workload and round")
     parser.add_argument("--skip-scratch", action="store_true")
+    parser.add_argument("--served", type=Path, default=None, metavar="MODEL.keras",
+                        help="only Keras on this trained model against what the commands serve for it")
     args = parser.parse_args()
     from facemask.models import build_scratch_cnn, save_model
 
     pictures = real_crops()
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; {len(pictures)} real crops")
+    if args.served is not None:
+        served = load_served(args.served)
+        crops = to_model_input(pictures, served.input_size)
+        runners = {"keras (TF threads)": KerasClassifier.load(args.served).predict_proba,
+                   f"served: {served.path.name} ({served.format})": served.predict_proba}
+        report(f"{args.served}, {args.rounds} rounds", measure(runners, crops, args.rounds, args.seconds))
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
+        return 0
     with tempfile.TemporaryDirectory(prefix="classify_bench_") as folder:
         networks = {"compact-like 96x96 (random weights)": save_model(build_compact_like(),
                                                                       Path(folder) / "compact.keras")}
