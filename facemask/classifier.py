@@ -20,6 +20,8 @@ probability per class, is one ValueError naming the file and what is wrong.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -266,6 +268,38 @@ def load_classifier(path: Path | str, threads: int | None = None) -> Classifier:
     return CLASSIFIERS[path.suffix.lower()](path, threads)
 
 
+def report_path(out: Path) -> Path:
+    """The parity report facemask.export writes beside an export: `scratch.onnx.parity.json`."""
+    return out.with_name(out.name + ".parity.json")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def not_a_copy(model_path: Path, export_path: Path) -> str | None:
+    """Why the export `export_path` cannot stand in for the .keras file `model_path` as it is now, or None
+    when its parity report records a float32 export of exactly these bytes (the sha256 taken at export)."""
+    report = report_path(export_path)
+    if problem := not_a_regular_file(report):
+        return f"{report}: {problem}"
+    if not report.is_file():
+        return f"no {report.name} records which model it was exported from"
+    try:
+        record = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        return f"{report.name} cannot be read ({type(error).__name__})"
+    if not isinstance(record, dict) or record.get("keras_sha256") != file_sha256(model_path):
+        return f"it was not exported from {model_path} as that file is now"
+    if record.get("quantize") != "none":
+        return f"it is a {record.get('quantize')} export, not float32"
+    return None
+
+
 def say_on_stderr(line: str) -> None:
     from facemask.cli import printable
 
@@ -288,8 +322,6 @@ def load_served(path: Path | str, threads: int | None = None,
     beside = path.with_suffix(".onnx")
     if path.suffix.lower() != ".keras" or not path.is_file() or not beside.exists():
         return load_classifier(path, threads)
-    from facemask.export import not_a_copy
-
     problem = not_a_regular_file(beside) or not_a_copy(path, beside)
     if problem is None:
         try:

@@ -25,7 +25,6 @@ for ONNX int8 and float16.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import tempfile
@@ -36,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask import not_a_regular_file, save_atomically
+from facemask import save_atomically
+from facemask.classifier import file_sha256, report_path
 from facemask.cli import ArgumentParser, fail, number_in, run
 
 FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
@@ -60,37 +60,6 @@ def default_out(model_path: Path, fmt: str, quantize: str | None) -> Path:
     """`models/scratch.keras` -> `models/scratch.onnx`, or `models/scratch-int8.tflite` when quantized."""
     suffix = f"-{quantize}" if quantize else ""
     return model_path.with_name(f"{model_path.stem}{suffix}{FORMATS[fmt]}")
-
-
-def report_path(out: Path) -> Path:
-    return out.with_name(out.name + ".parity.json")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def not_a_copy(model_path: Path, export_path: Path) -> str | None:
-    """Why the export `export_path` cannot stand in for the .keras file `model_path` as it is now, or None
-    when its parity report records a float32 export of exactly these bytes (the sha256 taken at export)."""
-    report = report_path(export_path)
-    if problem := not_a_regular_file(report):
-        return f"{report}: {problem}"
-    if not report.is_file():
-        return f"no {report.name} records which model it was exported from"
-    try:
-        record = json.loads(report.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        return f"{report.name} cannot be read ({type(error).__name__})"
-    if not isinstance(record, dict) or record.get("keras_sha256") != file_sha256(model_path):
-        return f"it was not exported from {model_path} as that file is now"
-    if record.get("quantize") != "none":
-        return f"it is a {record.get('quantize')} export, not float32"
-    return None
 
 
 def sample_crops(folder: Path, image_size: tuple[int, int], limit: int, seed: int = 0) -> np.ndarray:
