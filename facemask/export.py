@@ -47,8 +47,8 @@ TIMED_FACES = 60  # faces timed one at a time for the report's milliseconds per 
 FLOAT32_TOLERANCE = 1e-4
 # Networks whose .onnx training does not write (`python -m facemask.export` still makes one), and why.
 NOT_EXPORTED_AFTER_TRAINING = {
-    "vgg16": "VGG16's 14.7 M-parameter base costs as much in ONNX Runtime as in Keras at 224x224, and its "
-             "conversion and check would add minutes to training",
+    # Its conversion is measured in bench/README.md ("What the commands serve").
+    "vgg16": "VGG16's conversion and check take minutes and gigabytes of memory, for a small gain per face",
 }
 
 
