@@ -4,8 +4,9 @@ sample    - a small generated data set in the Kaggle layout (photos + train.csv)
 sources   - which photos to crop: the Kaggle download when present, else the real sample in sample/
 split     - Kaggle photos + train.csv to train/valid/test face crops, grouped by photo (`split.py`)
 images    - the one image reader, face cropper (one margin) and resizer, for training and serving alike
-data      - the tf.data input pipeline and augmentation (`python -m facemask.data counts`)
-models    - the scratch CNN and the fine-tuned VGG16, saving and loading (with a JSON sidecar)
+data      - the tf.data input pipeline (`python -m facemask.data counts`)
+augment   - the training augmentations as Keras layers: geometry, colour, resolution
+models    - the compact CNN, the scratch CNN and the fine-tuned VGG16, saving and loading (with a JSON sidecar)
 config    - the training configuration (TrainConfig), from which the train command line is made
 train     - training (`python -m facemask.train`)
 predict   - [P(mask), P(no-mask)] for images (`python -m facemask.predict`)

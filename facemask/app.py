@@ -56,7 +56,7 @@ from PIL import Image
 from starlette.middleware import Middleware
 
 from facemask import remove_tree, save_atomically
-from facemask.cli import ArgumentParser, Interrupted, fail, number_in, run
+from facemask.cli import ArgumentParser, Interrupted, add_threshold_options, fail, number_in, run
 from facemask.detect import Detection, FaceMaskDetector
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.images import MAX_PIXELS, ImageError, load_image
@@ -272,7 +272,7 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
         # A path is an uploaded file, from an API client: a browser sends data URLs.
         image = read_input(frame, partial(read_frame, limits=limits.video), LIVE_FRAME_NAME)
         if watch is None or watch.is_over(time.monotonic()):
-            watch = LiveWatch(start_score=detector.threshold)
+            watch = LiveWatch(start_score=detector.face_threshold, threshold=detector.no_mask_threshold)
         annotated, summary = watch.frame(shared, image, VIDEO_MAX_SIDE)  # a small copy, as video frames
         return annotated, summary, watch
 
@@ -386,6 +386,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-live-seconds", type=number_in(int, 1), default=AppLimits.live_seconds,
                         help="how long one live webcam stream runs")
     parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
+    add_threshold_options(parser)
     return parser.parse_args(argv)
 
 
@@ -400,7 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     limits = limits_from(args)
     try:
-        detector = FaceMaskDetector.from_path(args.model, face_detector=make_face_detector(args.detector))
+        detector = FaceMaskDetector.from_path(args.model, face_detector=make_face_detector(args.detector),
+                                              face_threshold=args.face_threshold, no_mask_threshold=args.threshold)
     except (OSError, ValueError) as error:
         return fail(error)
     # Uploads, results and their folders in Gradio's cache: readable by this user only.

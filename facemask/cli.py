@@ -8,7 +8,8 @@
 - `prog` is what the user typed: `python -m facemask.detect`, `split.py`;
 - the same idea has the same flag everywhere: `--model FILE` is always a saved model file (the
   architecture to train is `--arch`), `--min-size N` ignores faces smaller than N px, `--seed`
-  defaults to `facemask.DEFAULT_SEED`.
+  defaults to `facemask.DEFAULT_SEED`, `--threshold` is the classifier's decision threshold on
+  P(no-mask) and `--face-threshold` the face detector's confidence cutoff (`add_threshold_options`).
 
 Exit status, the same for every command:
 
@@ -244,3 +245,16 @@ def number_in(kind: type, low: float, high: float = math.inf, above: bool = Fals
 
     parse.__name__ = kind.__name__  # argparse names the type in its "invalid int value" messages
     return parse
+
+
+def add_threshold_options(parser: argparse.ArgumentParser, face: bool = True) -> None:
+    """The two thresholds, named alike in every command: `--threshold`, the classifier's decision threshold
+    on P(no-mask) (None: the model's own), and with `face`, `--face-threshold`, the face detector's
+    confidence from which a face is kept (None: the detector's own)."""
+    if face:
+        parser.add_argument("--face-threshold", type=number_in(float, 0, 1), default=None,
+                            help="face detector confidence from which a face is kept, 0 to 1 (default: the "
+                                 "detector's own)")
+    parser.add_argument("--threshold", type=number_in(float, 0, 1), default=None,
+                        help="decision threshold: a face is no-mask (boxed red) when its P(no-mask) is at least "
+                             "this, 0 to 1 (default: the model's own, chosen on validation; 0.5 for older models)")

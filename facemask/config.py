@@ -20,15 +20,23 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from facemask import DEFAULT_SEED
+from facemask import DEFAULT_SEED, IMAGE_SIZE
+from facemask.augment import SEED_AUGMENTATIONS, augmentation_text, parse_augmentations
 from facemask.cli import ArgumentParser, number_in
 from facemask.data import check_data_dir, check_extra_dirs
-from facemask.models import VGG_BLOCKS
+from facemask.models import COMPACT_SIZE, VGG_BLOCKS
 
-ARCHS = ("scratch", "vgg16")
-# Unset epochs mean the arch's own: the scratch CNN needs many epochs to learn its filters (early stopping
-# usually ends it sooner), VGG16's pretrained base only a few for its new head.
-DEFAULT_EPOCHS = {"scratch": 30, "vgg16": 10}
+ARCHS = ("compact", "scratch", "vgg16")
+# Unset epochs mean the arch's own: the CNNs trained from scratch need many epochs to learn their filters
+# (early stopping usually ends them sooner), VGG16's pretrained base only a few for its new head.
+DEFAULT_EPOCHS = {"compact": 60, "scratch": 30, "vgg16": 10}
+# Unset input sizes mean the arch's own: the seed's networks take 224x224, the compact one the size of
+# the faces it serves.
+DEFAULT_IMAGE_SIZE = {"compact": COMPACT_SIZE[0], "scratch": IMAGE_SIZE[0], "vgg16": IMAGE_SIZE[0]}
+# Unset augmentations mean the arch's own: the seed's networks keep the seed's recipe (flips, rotations,
+# shifts); the compact network's was chosen on the validation parts of bench/crossval.py's folds.
+DEFAULT_AUGMENT = {"compact": augmentation_text(SEED_AUGMENTATIONS), "scratch": augmentation_text(SEED_AUGMENTATIONS),
+                   "vgg16": augmentation_text(SEED_AUGMENTATIONS)}
 PRECISIONS = {"float32": "float32", "bf16": "mixed_bfloat16"}  # the --precision name: Keras' dtype policy
 # Each VGG16 recipe and the block phase 2 unfreezes from unless --fine-tune-from says otherwise.
 RECIPE_FINE_TUNE_FROM = {"cached-features": "block5", "full": "all"}
@@ -38,6 +46,14 @@ def weights_name(text: str) -> str | None:
     """--weights: "imagenet", a file name, or "none" (random weights) as None; a None given in Python
     reaches this as "None" (see `checked`) and stays None."""
     return None if text.lower() == "none" else text
+
+
+def augmentation_names(text: str) -> str:
+    """--augment: the names checked and put in the order they are applied (facemask.augment), or "none"."""
+    try:
+        return augmentation_text(parse_augmentations(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def setting(default: Any, help: str, **argparse_options: Any) -> Any:
@@ -53,16 +69,26 @@ class TrainConfig:
     Bad values raise ValueError on construction, however the config is made.
     """
 
-    arch: str = setting("scratch", "the network: scratch, the small CNN trained from scratch; vgg16, "
-                        "VGG16's ImageNet base with a new head, fine-tuned in two phases", choices=ARCHS)
+    arch: str = setting("compact", "the network: compact, a small CNN sized for the faces it serves (0.14 M "
+                        "weights); scratch, the seed's CNN trained from scratch (12.9 M); vgg16, VGG16's ImageNet "
+                        "base with a new head, fine-tuned in two phases", choices=ARCHS)
     data: Path = setting(Path("data"), "folder with train/, valid/, test/ of split.py's crops", type=Path)
     extra_train: tuple[Path, ...] = setting(
         (), "another crop folder (DIR/mask, DIR/no-mask) added to the training split only; repeatable "
         "(e.g. ../shared/datasets/crops)", type=Path, action="append", metavar="DIR")
+    extra_weight: float = setting(1.0, "the loss weight of each --extra-train crop, a crop of the data folder "
+                                  "weighing 1", type=number_in(float, 0, above=True))
+    image_size: int | None = setting(None, "side of the square the faces are resized to, in px; None: the arch's "
+                                     "own, " + ", ".join(f"{size} for {arch}" for arch, size in
+                                                         DEFAULT_IMAGE_SIZE.items()), type=number_in(int, 32))
+    augment: str | None = setting(None, "the training augmentations, comma-separated (see facemask/augment.py), or "
+                                  "none; None: the arch's own, " + "; ".join(f"{names} for {arch}" for arch, names
+                                                                            in DEFAULT_AUGMENT.items()),
+                                  type=augmentation_names, metavar="NAMES")
     out: Path = setting(Path("models"), "folder for the .keras model, its JSON sidecar and the history", type=Path)
     reports: Path = setting(Path("reports"), "folder for the test-set reports", type=Path)
     epochs: int | None = setting(None, "maximum epochs (VGG16: of phase 1); None: the arch's own, "
-                                 f"{DEFAULT_EPOCHS['scratch']} for scratch, {DEFAULT_EPOCHS['vgg16']} for vgg16",
+                                 + ", ".join(f"{epochs} for {arch}" for arch, epochs in DEFAULT_EPOCHS.items()),
                                  type=number_in(int, 1))
     batch_size: int = setting(32, "images per training step (under --distribute, split among the GPUs)",
                               type=number_in(int, 1))
@@ -113,7 +139,14 @@ class TrainConfig:
         epochs = DEFAULT_EPOCHS[self.arch] if self.epochs is None else self.epochs
         return dataclasses.replace(
             self, epochs=epochs, fine_tune_epochs=epochs if self.fine_tune_epochs is None else self.fine_tune_epochs,
-            fine_tune_from=self.fine_tune_from or RECIPE_FINE_TUNE_FROM[self.recipe])
+            fine_tune_from=self.fine_tune_from or RECIPE_FINE_TUNE_FROM[self.recipe],
+            image_size=self.image_size or DEFAULT_IMAGE_SIZE[self.arch],
+            augment=self.augment or DEFAULT_AUGMENT[self.arch])
+
+    @property
+    def augmentations(self) -> tuple[str, ...]:
+        """The augmentation names of the resolved `augment`, in the order they are applied."""
+        return parse_augmentations(self.resolved().augment)
 
     def check_files(self) -> None:
         """Check the folders and the weights file exist, before any model is built: DataError/ValueError.
@@ -160,7 +193,8 @@ def checked(item: dataclasses.Field, value: Any) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     """`python -m facemask.train`: one option per TrainConfig field, with the field's default and help."""
     parser = ArgumentParser(prog="python -m facemask.train",
-                            description="Train the scratch CNN or fine-tune VGG16 on split.py's crops, then "
+                            description="Train the compact CNN or the scratch CNN, or fine-tune VGG16, on split.py's "
+                                        "crops, choose the decision threshold on the validation split, then "
                                         "evaluate the model on the test split.")
     for item in fields(TrainConfig):
         flag = "--" + item.name.replace("_", "-")
@@ -181,7 +215,7 @@ def parse_config(argv: Sequence[str] | None = None) -> TrainConfig:
     # --model names a model file in every other command, so say what train takes instead of argparse's
     # "unrecognized arguments".
     if any(arg == "--model" or arg.startswith("--model=") for arg in argv):
-        parser.error("--model names a model file; choose the network to train with --arch scratch|vgg16")
+        parser.error(f"--model names a model file; choose the network to train with --arch {'|'.join(ARCHS)}")
     args = parser.parse_args(argv)
     try:
         return TrainConfig(**vars(args))

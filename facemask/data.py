@@ -6,11 +6,12 @@ serve the model (`facemask.images.load_image` and `to_model_input`: EXIF orienta
 RGB, Pillow's antialiased bilinear resize to 224x224), so training sees exactly the pixels detection
 will feed it; labels are one-hot in `CLASS_NAMES` order. The resized pixels are cached in memory
 after the first epoch, so later epochs decode nothing. Other crop folders (class sub-folders) can
-be added to the training split alone (`extra_train`). The training split alone is
-augmented with Keras preprocessing layers - horizontal flip, rotation up to 40 degrees, shifts up
-to 10% - the seed's `ImageDataGenerator` recipe; Keras 3 dropped `ImageDataGenerator` and
-documents these layers as its replacement. Pixels stay float32 in 0-255: each model rescales
-inside itself.
+be added to the training split alone (`extra_train`), each of their crops weighing
+`extra_weight` of a crop of the data folder's own in the loss. The training split alone is augmented
+with Keras preprocessing layers (facemask.augment: the seed's flips, rotations and shifts, and the
+colour and resolution changes the cross-validation folds kept); Keras 3 dropped
+`ImageDataGenerator` and documents these layers as its replacement. Pixels stay float32 in
+0-255: each model rescales inside itself.
 
     python -m facemask.data counts data                      # images per split and class
 
@@ -25,19 +26,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
 from facemask import CLASS_NAMES, IMAGE_EXTENSIONS, IMAGE_SIZE, SPLITS
+from facemask.augment import SEED_AUGMENTATIONS, build_augmentation
 from facemask.cli import ArgumentParser, fail, run
 from facemask.images import load_image, to_model_input
-
-# The seed's ImageDataGenerator(rotation_range=40, width_shift_range=0.1, height_shift_range=0.1,
-# horizontal_flip=True); RandomRotation takes a fraction of a full turn.
-ROTATION_DEGREES = 40
-SHIFT_FRACTION = 0.1
 
 
 class DataError(ValueError):
@@ -108,11 +104,13 @@ def check_extra_dirs(folders: Sequence[Path | str], class_names: Sequence[str] =
 
 
 def class_weights(train_dir: Path | str, class_names: Sequence[str] = CLASS_NAMES,
-                  extra_dirs: Sequence[Path | str] = ()) -> dict[int, float]:
+                  extra_dirs: Sequence[Path | str] = (), extra_weight: float = 1.0) -> dict[int, float]:
     """Balanced weights n_samples / (n_classes * n_c), keyed by class index, over every file trained on:
-    the training split and the extra training folders."""
-    _, labels = split_files([train_dir, *extra_dirs], class_names)
-    counts = np.bincount(labels, minlength=len(class_names)).astype(np.float64)
+    the training split and the extra training folders, an extra crop counting `extra_weight` of one."""
+    _, labels = split_files([train_dir], class_names)
+    _, extra_labels = split_files(extra_dirs, class_names)
+    counts = (np.bincount(labels, minlength=len(class_names))
+              + extra_weight * np.bincount(extra_labels, minlength=len(class_names))).astype(np.float64)
     if counts.min() == 0:
         empty = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
         raise DataError(f"cannot weight classes: no images in {', '.join(str(Path(train_dir) / n) for n in empty)}")
@@ -138,56 +136,53 @@ def _decode_in_pipeline(path: tf.Tensor, image_size: tuple[int, int]) -> tf.Tens
     return pixels
 
 
-def build_augmentation(seed: int | None = 0) -> keras.Sequential:
-    """The training augmentation as Keras layers, filling exposed corners by repeating the edge
-    ("nearest"), as ImageDataGenerator does. float32 even under a mixed-precision policy."""
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed, dtype="float32"),
-            keras.layers.RandomRotation(ROTATION_DEGREES / 360, fill_mode="nearest", seed=seed, dtype="float32"),
-            keras.layers.RandomTranslation(SHIFT_FRACTION, SHIFT_FRACTION, fill_mode="nearest", seed=seed,
-                                           dtype="float32"),
-        ],
-        name="augmentation",
-    )
-
-
 def load_split(split_dir: Path | str, batch_size: int = 32, image_size: tuple[int, int] = IMAGE_SIZE,
                augment: bool = False, shuffle: bool = False, subset: float = 1.0, seed: int = 0,
-               class_names: Sequence[str] = CLASS_NAMES, extra_dirs: Sequence[Path | str] = ()) -> tf.data.Dataset:
+               class_names: Sequence[str] = CLASS_NAMES, extra_dirs: Sequence[Path | str] = (),
+               augmentations: Sequence[str] = SEED_AUGMENTATIONS, weights: dict[int, float] | None = None,
+               extra_weight: float = 1.0) -> tf.data.Dataset:
     """One split as batches of (images float32 (n, h, w, 3) in 0-255, one-hot labels (n, 2)).
 
     `extra_dirs` are more folders of class folders read with the split (training only). `subset` < 1
     keeps a seeded random fraction of the files for quick runs. `shuffle` reshuffles every epoch;
-    `augment` applies fresh random augmentations every epoch (training only). The returned dataset
+    `augment` applies fresh random `augmentations` (facemask.augment) every epoch (training only).
+    Given class `weights` (class index -> weight), batches carry a third element, each crop's loss
+    weight: its class's weight, times `extra_weight` for a crop of `extra_dirs`. The returned dataset
     carries `class_names` and `num_images` attributes.
     """
     split_dir = Path(split_dir)
     if not 0 < subset <= 1:
         raise ValueError(f"subset must be a fraction in (0, 1], got {subset}")
-    files, labels = split_files([split_dir, *extra_dirs], class_names)
-    if not any(list_images(split_dir / name) for name in class_names):
+    own_files, own_labels = split_files([split_dir], class_names)
+    extra_files, extra_labels = split_files(extra_dirs, class_names)
+    if not own_files:
         raise DataError(f"no images in {split_dir} (looked in {', '.join(class_names)} for image files)")
+    files, labels = own_files + extra_files, np.concatenate([own_labels, extra_labels])
+    from_extra = np.arange(len(files)) >= len(own_files)
     if subset < 1:
         keep = np.sort(np.random.default_rng(seed).permutation(len(files))[:max(1, round(subset * len(files)))])
-        files, labels = [files[i] for i in keep], labels[keep]
+        files, labels, from_extra = [files[i] for i in keep], labels[keep], from_extra[keep]
     num_images = len(files)
     onehot = np.eye(len(class_names), dtype=np.float32)[labels]
-    images = tf.data.Dataset.from_tensor_slices(([str(path) for path in files], onehot))
-    # Cache the resized pixels as uint8 (3,200 crops take about 0.5 GB): every epoch after the first
+    columns: tuple = ([str(path) for path in files], onehot)
+    if weights is not None:
+        loss_weights = np.array([weights[label] for label in labels], dtype=np.float32)
+        columns += (np.where(from_extra, extra_weight * loss_weights, loss_weights).astype(np.float32),)
+    images = tf.data.Dataset.from_tensor_slices(columns)
+    # Cache the resized pixels as uint8 (3,200 crops take about 0.5 GB at 224 px): every epoch after the first
     # reads them from memory, so serving's Pillow reader costs training nothing after that.
-    images = images.map(lambda path, y: (_decode_in_pipeline(path, image_size), y),
+    images = images.map(lambda path, *rest: (_decode_in_pipeline(path, image_size), *rest),
                         num_parallel_calls=tf.data.AUTOTUNE).cache()
     if shuffle:
         images = images.shuffle(num_images, seed=seed, reshuffle_each_iteration=True)
-    images = images.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y),
+    images = images.batch(batch_size).map(lambda x, *rest: (tf.cast(x, tf.float32), *rest),
                                           num_parallel_calls=tf.data.AUTOTUNE)
     if augment:
-        augmentation = build_augmentation(seed)
+        augmentation = build_augmentation(augmentations, seed)
         # After the cache, so every epoch draws new transformations. Sequential (no parallel calls):
         # the layers' seed generators advance in a fixed order, which keeps seeded runs repeatable;
         # prefetch still overlaps this with training.
-        images = images.map(lambda x, y: (augmentation(x, training=True), y))
+        images = images.map(lambda x, *rest: (augmentation(x, training=True), *rest))
     images = images.prefetch(tf.data.AUTOTUNE)
     images.class_names = list(class_names)
     images.num_images = num_images
@@ -196,15 +191,19 @@ def load_split(split_dir: Path | str, batch_size: int = 32, image_size: tuple[in
 
 def load_datasets(data_dir: Path | str, batch_size: int = 32, image_size: tuple[int, int] = IMAGE_SIZE,
                   augment: bool = True, subset: float = 1.0, seed: int = 0,
-                  splits: Sequence[str] = SPLITS, extra_train: Sequence[Path | str] = ()) -> dict[str, tf.data.Dataset]:
-    """{split: dataset} for a data folder; only "train" is shuffled, (if `augment`) augmented, and
-    joined by the `extra_train` crop folders: validation and test stay the data folder's own."""
+                  splits: Sequence[str] = SPLITS, extra_train: Sequence[Path | str] = (),
+                  augmentations: Sequence[str] = SEED_AUGMENTATIONS, weights: dict[int, float] | None = None,
+                  extra_weight: float = 1.0) -> dict[str, tf.data.Dataset]:
+    """{split: dataset} for a data folder; only "train" is shuffled, (if `augment`) augmented, weighted
+    (given class `weights`) and joined by the `extra_train` crop folders: validation and test stay the
+    data folder's own."""
     check_data_dir(data_dir, splits)
     check_extra_dirs(extra_train)
     return {
         split: load_split(Path(data_dir) / split, batch_size, image_size, augment=augment and split == "train",
                           shuffle=split == "train", subset=subset, seed=seed,
-                          extra_dirs=extra_train if split == "train" else ())
+                          extra_dirs=extra_train if split == "train" else (), augmentations=augmentations,
+                          weights=weights if split == "train" else None, extra_weight=extra_weight)
         for split in splits
     }
 

@@ -4,7 +4,10 @@ The detection stage chains two models: a face detector (CenterFace by default, o
 one-method interface)
 finds the faces on a copy of the photo no larger than `max_side`, each face is cropped from the
 full-resolution original with a margin (as split.py cuts the training crops), and all the faces
-of one photo go through the mask classifier in a single batched call.
+of one photo go through the mask classifier in a single batched call. Two thresholds decide what is
+shown: the face detector's confidence from which a face is kept (`face_threshold`, `--face-threshold`)
+and the classifier's decision threshold, from which P(no-mask) means no mask (`no_mask_threshold`,
+`--threshold`: by default the one chosen on validation at training time, kept in the model's sidecar).
 
     python -m facemask.detect --model models/scratch.keras photo.jpg clip.mp4 --out out/
 
@@ -28,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, MAX_MARGIN, save_atomically
-from facemask.cli import ArgumentParser, deferred_stop, fail, number_in, raise_if_stopped, run
+from facemask.cli import ArgumentParser, add_threshold_options, deferred_stop, fail, number_in, raise_if_stopped, run
 from facemask.detectors import (
     DEFAULT_DETECTOR,
     FACE_DETECTORS,
@@ -36,7 +39,7 @@ from facemask.detectors import (
     make_face_detector,
 )
 from facemask.images import Box, ImageError, clip_box, crop_face, load_image, shrink
-from facemask.models import load_model
+from facemask.models import decision_threshold, load_model
 from facemask.predict import predict_proba
 from facemask.video import VIDEO_EXTENSIONS, VIDEO_MAX_SIDE, VideoError, annotate_video
 
@@ -66,32 +69,44 @@ class Detection:
 
 
 class FaceMaskDetector:
-    """Face detector + mask classifier: `detect(photo)` gives one Detection per face."""
+    """Face detector + mask classifier: `detect(photo)` gives one Detection per face.
+
+    `face_threshold`: the face detector's score from which a face is kept (None: the detector's own).
+    `no_mask_threshold`: a face is labelled no-mask when its P(no-mask) is at least this (`from_path`
+    takes the model's own, chosen on validation; 0.5 is the most probable class).
+    """
 
     def __init__(self, model, class_names: Sequence[str] = CLASS_NAMES, face_detector: FaceDetector | None = None,
-                 margin: float = DEFAULT_MARGIN, min_size: int = 0, threshold: float | None = None,
-                 max_side: int = 1024):
+                 margin: float = DEFAULT_MARGIN, min_size: int = 0, face_threshold: float | None = None,
+                 no_mask_threshold: float = 0.5, max_side: int = 1024):
         if sorted(class_names) != sorted(CLASS_NAMES):
             raise ValueError(f"the model's classes are {list(class_names)}; detection needs {CLASS_NAMES}")
+        if not 0 <= no_mask_threshold <= 1:
+            raise ValueError(f"the decision threshold is a probability, from 0 to 1, not {no_mask_threshold}")
         self.model = model
         self.class_names = list(class_names)
         self.face_detector = face_detector if face_detector is not None else make_face_detector(DEFAULT_DETECTOR)
         self.margin = margin
         self.min_size = min_size
         # Each detector's scores mean something else: by default, its own threshold (none: keep all).
-        self.threshold = threshold if threshold is not None else getattr(self.face_detector, "threshold", 0.0)
+        self.face_threshold = (face_threshold if face_threshold is not None
+                               else getattr(self.face_detector, "threshold", 0.0))
+        self.no_mask_threshold = no_mask_threshold
         self.max_side = max_side
 
     @classmethod
-    def from_path(cls, model_path: str | Path, **kwargs) -> FaceMaskDetector:
+    def from_path(cls, model_path: str | Path, no_mask_threshold: float | None = None, **kwargs) -> FaceMaskDetector:
+        """The detector for a saved model, served at its own decision threshold unless `no_mask_threshold`."""
         model, class_names = load_model(model_path)
-        return cls(model, class_names=class_names, **kwargs)
+        if no_mask_threshold is None:
+            no_mask_threshold = decision_threshold(model_path)
+        return cls(model, class_names=class_names, no_mask_threshold=no_mask_threshold, **kwargs)
 
     def find_faces(self, image: Image.Image, max_side: int | None = None,
                    min_score: float | None = None) -> list[tuple[Box, float]]:
         """Faces found on a copy no larger than max_side (default: the detector's), boxes in the original,
-        from the score `min_score` (default: the detector's threshold; facemask.watch also takes fainter ones)."""
-        cutoff = self.threshold if min_score is None else min_score
+        from the score `min_score` (default: `face_threshold`; facemask.watch also takes fainter ones)."""
+        cutoff = self.face_threshold if min_score is None else min_score
         width, height = image.size
         max_side = max_side or self.max_side
         scale = min(1.0, max_side / max(width, height))
@@ -124,7 +139,7 @@ class FaceMaskDetector:
         detections = []
         for (box, score), row in zip(faces, probabilities, strict=True):
             p_mask, p_no_mask = float(row[mask_index]), float(row[no_mask_index])
-            label = "mask" if p_mask >= p_no_mask else "no-mask"
+            label = "no-mask" if p_no_mask >= self.no_mask_threshold else "mask"
             detections.append(Detection(box, float(score), p_mask, p_no_mask, label))
         return detections
 
@@ -267,8 +282,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-size", type=number_in(int, 0), default=0, metavar="N",
                         help="ignore faces whose shorter side is under N px")
     parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
-    parser.add_argument("--threshold", type=number_in(float, 0, 1), default=None,
-                        help="face detector confidence threshold, 0 to 1 (default: the detector's own)")
+    add_threshold_options(parser)
     parser.add_argument("--max-side", type=number_in(int, 1), default=1024,
                         help="detect faces on a copy of a photo at most this big")
     parser.add_argument("--video-max-side", type=number_in(int, 1), default=VIDEO_MAX_SIDE,
@@ -284,7 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(problem)
     try:
         detector = FaceMaskDetector.from_path(args.model, face_detector=make_face_detector(args.detector),
-                                              margin=args.margin, min_size=args.min_size, threshold=args.threshold,
+                                              margin=args.margin, min_size=args.min_size,
+                                              face_threshold=args.face_threshold, no_mask_threshold=args.threshold,
                                               max_side=args.max_side)
     except (OSError, ValueError) as error:
         return fail(error)

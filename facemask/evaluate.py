@@ -2,18 +2,23 @@
 
 As commands (one `error:` line and exit 2 for a bad command line, 1 for bad input; see facemask.cli):
 
-    python -m facemask.evaluate crops --model FILE SPLIT_DIR [--reports DIR]
+    python -m facemask.evaluate crops --model FILE SPLIT_DIR [--threshold P] [--manifest FILE] [--reports DIR]
     python -m facemask.evaluate photos --model FILE IMAGES CSV [--detector NAME] [--reports DIR]
                                 [--split-manifest data/manifest.csv [--split test] | --photos-list FILE]
 
-`crops` scores the classifier on a folder of face crops (`data/test`), as training does at its end.
+`crops` scores the classifier on a folder of face crops (`data/test`), as training does at its end, and
+by face size: the shorter side of each face's annotated box, which split.py's manifest records
+(`SPLIT_DIR/../manifest.csv` is found by itself, `--manifest` names another; without one the report
+says by-size is unavailable rather than guess a size from the crop, which includes a margin).
 `photos` scores face detector and classifier together on annotated photos in the Kaggle layout
 (see facemask.evaluate_photos); `--split-manifest` keeps only the photos of one split.py split,
 so detection is never scored on photos the classifier trained on.
 
 A model is run over a split folder (`data/test/{mask,no-mask}`) and judged on the numbers of
-facemask.metrics: accuracy, balanced accuracy, per-class scores, ROC AUC, the confusion matrix and
-no-mask recall, the number that matters for safety, reported on its own line.
+facemask.metrics at its decision threshold on P(no-mask) (the one its sidecar holds, chosen on validation
+at training time, or `--threshold`): accuracy, balanced accuracy, per-class scores, ROC AUC, the
+confusion matrix, and mask and no-mask recall, each on its own line: no-mask recall is the number that
+matters for safety, mask recall the one that says whether masked people are left alone.
 
 `evaluate_model` writes `<name>_metrics.json`, `<name>_confusion.png`, `<name>_misclassified.png`
 and, when a training history is given, `<name>_curves.png` (drawn by facemask.plots). When nothing
@@ -33,11 +38,14 @@ import numpy as np
 import pandas as pd
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, IMAGE_EXTENSIONS, MAX_MARGIN, SPLITS, save_atomically
-from facemask.cli import ArgumentParser, fail, number_in, run
+from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
 from facemask.images import ImageError
-from facemask.metrics import compute_metrics, misclassified_indices
+from facemask.metrics import by_size, compute_metrics, format_by_size, misclassified_indices
 from facemask.plots import plot_confusion, plot_history, plot_misclassified
 from facemask.predict import predict_files
+from facemask.split import SplitError, read_manifest
+
+FACE_SIZE_COLUMNS = ("path", "face_width", "face_height")
 
 if TYPE_CHECKING:
     import keras
@@ -78,6 +86,55 @@ def predict_directory(
     return files, y_true, np.stack(rows).astype(np.float32)
 
 
+def find_manifest(split_dir: Path | str, manifest: Path | str | None = None) -> Path | None:
+    """The manifest that gives a split folder's face sizes: `manifest` if given, else split.py's beside the
+    split folders (`<split_dir>/../manifest.csv`) if there is one, else None."""
+    if manifest is not None:
+        return Path(manifest)
+    beside = Path(split_dir).parent / "manifest.csv"
+    return beside if beside.is_file() else None
+
+
+def manifest_face_sizes(manifest: Path) -> dict[Path, int]:
+    """Each crop of a split.py manifest (its resolved path) -> the shorter side of its annotated face, px.
+
+    ValueError naming the manifest when it cannot be read or records no face sizes (split.py before
+    it did: cut the crops again).
+    """
+    try:
+        rows = read_manifest(manifest, FACE_SIZE_COLUMNS)
+    except SplitError as error:
+        raise ValueError(f"{error}; a manifest of split.py records each face's size (cut the crops again "
+                         "with this version if it is older)") from None
+    sizes = {}
+    for line, row in enumerate(rows, start=2):
+        try:
+            sizes[(manifest.parent / row["path"]).resolve()] = min(int(row["face_width"]), int(row["face_height"]))
+        except (TypeError, ValueError):
+            raise ValueError(f"{manifest}: line {line}: face_width and face_height must be whole numbers") from None
+    return sizes
+
+
+def crop_face_sizes(files: Sequence[Path], manifest: Path | None,
+                    strict: bool = True) -> tuple[np.ndarray | None, str]:
+    """The shorter side of each crop's annotated face, from `manifest`, and where the sizes come from; or
+    (None, why not) when there is no manifest or it lacks some of the crops. A manifest that cannot be read
+    or has no face sizes is a ValueError if `strict` (one the user named), else (None, why not)."""
+    if manifest is None:
+        return None, "by face size: unavailable (no split.py manifest.csv beside the split folder; see --manifest)"
+    try:
+        sizes = manifest_face_sizes(manifest)
+    except ValueError as error:
+        if strict:
+            raise
+        return None, f"by face size: unavailable ({error})"
+    found = [sizes.get(Path(file).resolve()) for file in files]
+    missing = sum(size is None for size in found)
+    if missing:
+        return None, f"by face size: unavailable ({missing} of the {len(files)} crops are not in {manifest})"
+    return np.array(found, dtype=np.int64), f"face sizes from {manifest}"
+
+
 def evaluate_model(
     model: keras.Model,
     split_dir: Path | str,
@@ -86,25 +143,34 @@ def evaluate_model(
     name: str = "model",
     phase_boundary: int | None = None,
     batch_size: int = 32,
+    threshold: float = 0.5,
+    manifest: Path | str | None = None,
 ) -> dict:
-    """Evaluate on a split folder, write the report files into `out_dir`, and return the metrics.
+    """Evaluate on a split folder at a decision `threshold` on P(no-mask), write the report files into
+    `out_dir`, and return the metrics.
 
-    The returned dict is `compute_metrics`' plus `model`, `split_dir`, `misclassified` (file,
-    true label, probabilities of each mistake) and `paths` (every file written, by kind). The
+    The returned dict is `compute_metrics`' plus `model`, `split_dir`, `by_size` (see facemask.metrics;
+    None, with `by_size_note` saying why, without a usable manifest: `find_manifest`; a `manifest` named
+    here must be usable), `misclassified` (file,
+    face size, true label, probabilities of each mistake) and `paths` (every file written, by kind). The
     JSON is written last, so its presence means the report is complete.
     """
     files, y_true, probabilities = predict_directory(model, split_dir, batch_size=batch_size)
-    metrics = compute_metrics(y_true, probabilities)
+    sizes, note = crop_face_sizes(files, find_manifest(split_dir, manifest), strict=manifest is not None)
+    metrics = compute_metrics(y_true, probabilities, threshold=threshold)
     class_names = metrics["class_names"]
     metrics["model"] = name
     metrics["split_dir"] = str(split_dir)
+    metrics["by_size"] = None if sizes is None else by_size(y_true, probabilities, sizes, threshold)
+    metrics["by_size_note"] = note
     metrics["misclassified"] = [
         {
             "file": str(files[i]),
+            "face_size": None if sizes is None else int(sizes[i]),
             "true": class_names[y_true[i]],
             "probabilities": {cls: float(p) for cls, p in zip(class_names, probabilities[i], strict=True)},
         }
-        for i in misclassified_indices(y_true, probabilities)
+        for i in misclassified_indices(y_true, probabilities, threshold)
     ]
     out_dir = Path(out_dir)
     paths = {
@@ -112,7 +178,8 @@ def evaluate_model(
         "misclassified": out_dir / f"{name}_misclassified.png",
     }
     plot_confusion(metrics["confusion_matrix"], class_names, paths["confusion"])
-    plot_misclassified(files, y_true, probabilities, paths["misclassified"], class_names=class_names)
+    plot_misclassified(files, y_true, probabilities, paths["misclassified"], class_names=class_names,
+                       threshold=threshold, sizes=sizes)
     if history is not None:
         paths["curves"] = out_dir / f"{name}_curves.png"
         plot_history(history, paths["curves"], phase_boundary=phase_boundary)
@@ -128,16 +195,18 @@ def _score(value: float | None) -> str:
 
 
 def format_report(metrics: Mapping) -> str:
-    """A short text report; no-mask recall, the safety number, has its own line."""
+    """A short text report at the decision threshold; mask and no-mask recall have their own lines, and
+    the numbers by face size follow when known."""
     class_names = metrics["class_names"]
     title = f"{metrics['model']}: " if "model" in metrics else ""
     auc = _score(metrics["roc_auc"]) if metrics["roc_auc"] is not None else f"n/a ({metrics['roc_auc_note']})"
     lines = [
-        f"{title}{metrics['count']} images",
+        f"{title}{metrics['count']} images, decision threshold on P(no-mask) {metrics['threshold']:.4g}",
         f"accuracy           {_score(metrics['accuracy'])}",
         f"balanced accuracy  {_score(metrics['balanced_accuracy'])}",
         f"ROC AUC            {auc}",
         f"no-mask recall     {_score(metrics['no_mask_recall'])}   (share of unmasked faces caught)",
+        f"mask recall        {_score(metrics['per_class']['mask']['recall'])}   (share of masked faces left alone)",
         "",
         f"{'':10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
     ]
@@ -149,6 +218,8 @@ def format_report(metrics: Mapping) -> str:
     lines.append(f"{'':10}" + "".join(f"{name:>9}" for name in class_names))
     for name, row in zip(class_names, metrics["confusion_matrix"], strict=True):
         lines.append(f"{name:10}" + "".join(f"{count:>9}" for count in row))
+    if "by_size" in metrics:
+        lines += ["", *format_by_size(metrics["by_size"], metrics.get("by_size_note", ""))]
     return "\n".join(lines)
 
 
@@ -162,6 +233,7 @@ def comparison_table(metrics_by_model: Mapping[str, Mapping]) -> pd.DataFrame:
             "accuracy": metrics["accuracy"],
             "balanced accuracy": metrics["balanced_accuracy"],
             "no-mask recall": metrics["no_mask_recall"],
+            "mask recall": metrics["per_class"]["mask"]["recall"],
             "ROC AUC": metrics["roc_auc"],
         }
         for class_name, scores in metrics["per_class"].items():
@@ -192,13 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--model", type=Path, required=True, metavar="FILE",
                              help="a .keras model saved by facemask")
     crops.add_argument("split_dir", type=Path, help="e.g. data/test")
+    crops.add_argument("--manifest", type=Path, default=None, metavar="FILE",
+                       help="split.py's manifest.csv, for the face sizes (default: SPLIT_DIR/../manifest.csv if "
+                            "there is one)")
     photos.add_argument("images", type=Path, help="folder of the photos the CSV names")
     photos.add_argument("csv", type=Path,
                         help="train.csv: name,x1,x2,y1,y2,classname (x1..y2 hold xmin,ymin,xmax,ymax)")
     photos.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
-    photos.add_argument("--threshold", type=number_in(float, 0, 1), default=None,
-                        help="detector score from which a face counts for recall and precision, 0 to 1 (default: "
-                             "the detector's own, as detection uses it); AP ranks every face found")
     photos.add_argument("--margin", type=number_in(float, 0, MAX_MARGIN), default=DEFAULT_MARGIN,
                         help=f"crop margin, 0 to {MAX_MARGIN:g}, as the model was trained with")
     chosen = photos.add_mutually_exclusive_group()
@@ -206,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="split.py's manifest.csv: score only the photos of --split")
     chosen.add_argument("--photos-list", type=Path, metavar="FILE", help="score only these photos (one name a line)")
     photos.add_argument("--split", choices=SPLITS, default="test", help="with --split-manifest: which split's photos")
+    add_threshold_options(crops, face=False)
+    add_threshold_options(photos)  # AP ranks every face found; recall and precision count from --face-threshold
     for command in (crops, photos):
         command.add_argument("--reports", type=Path, default=Path("reports"), help="folder for the reports")
         command.add_argument("--name", default=None, help="report file prefix (default: the model's file name)")
@@ -215,10 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
 def crops_command(args: argparse.Namespace) -> int:
     from facemask.evaluate_photos import load_classifier
 
-    model, class_names = load_classifier(args.model)
+    model, class_names, threshold = load_classifier(args.model)
     if list(class_names) != CLASS_NAMES:
         raise ValueError(f"{args.model}: classes {class_names}, expected them in the order {CLASS_NAMES}")
-    metrics = evaluate_model(model, args.split_dir, args.reports, name=args.name or args.model.stem)
+    metrics = evaluate_model(model, args.split_dir, args.reports, name=args.name or args.model.stem,
+                             threshold=threshold if args.threshold is None else args.threshold,
+                             manifest=args.manifest)
     print(format_report(metrics))
     print(f"reports written to {args.reports} ({metrics['paths']['metrics']})")
     return 0

@@ -6,7 +6,9 @@ x1,x2,y1,y2 hold xmin, ymin, xmax, ymax), `face_with_mask_incorrect` counted as 
 under the nose does not protect.
 Only annotated photos are scored (a photo with no face row may simply be unlabelled), and, given
 split.py's manifest, only the photos of one split: detection must be scored on photos the classifier
-never trained on.
+never trained on. Faces are labelled at the classifier's decision threshold on P(no-mask) (its sidecar's,
+or `--threshold`); the classifier alone is also scored on the annotated boxes, overall and by face size
+(the shorter side of the annotated box inside the photo).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, not_a_regular_file, save_atomically
-from facemask.images import ImageError, crop_face, load_image
-from facemask.metrics import compute_metrics
+from facemask.images import ImageError, clip_box, crop_face, load_image
+from facemask.metrics import by_size, compute_metrics, format_by_size
 from facemask.plots import plot_precision_recall
 from facemask.scoring import TrueFace, score_photos
 from facemask.split import SplitError, apply_class_rules, read_manifest, read_rows
@@ -99,18 +101,24 @@ def _inside(face: TrueFace, width: int, height: int) -> bool:
     return min(x1, width) > max(x0, 0) and min(y1, height) > max(y0, 0)
 
 
+def _shorter_side(face: TrueFace, width: int, height: int) -> int:
+    """The shorter side of an annotated box inside its photo, in whole pixels (as split.py records it)."""
+    x0, y0, x1, y1 = clip_box(face.box, width, height)
+    return min(x1 - x0, y1 - y0)
+
+
 def run_photos(detector, images: Path, truth: dict[str, list[TrueFace]], names: Sequence[str],
                margin: float = DEFAULT_MARGIN, progress: bool = True) -> dict:
     """Detect and classify every photo, classify its annotated boxes too, and score it all.
 
-    `detector` is a facemask.detect.FaceMaskDetector built with threshold 0 (AP ranks every face it
+    `detector` is a facemask.detect.FaceMaskDetector built with face_threshold 0 (AP ranks every face it
     finds). `seconds` times detection and classification only, not reading the photos.
     """
     from facemask.predict import predict_proba  # TensorFlow: only once there is a model to run
 
     detector.detect(Image.new("RGB", (64, 64)))  # warm up: graphs are traced once per process, not per photo
     found, scored_truth, problems = {}, {}, []
-    box_labels, box_probabilities, outside = [], [], 0
+    box_labels, box_probabilities, box_sides, outside = [], [], [], 0
     seconds = 0.0
     for name in tqdm(names, unit="photo", desc="evaluating", file=sys.stderr, disable=not progress):
         try:
@@ -127,30 +135,36 @@ def run_photos(detector, images: Path, truth: dict[str, list[TrueFace]], names: 
         if faces:  # the classifier alone, on the annotated boxes cut as training cuts them
             box_probabilities.append(predict_proba(detector.model, [crop_face(photo, f.box, margin) for f in faces]))
             box_labels += [CLASS_NAMES.index(face.label) for face in faces]
+            box_sides += [_shorter_side(face, *photo.size) for face in faces]
     if not found:
         raise EvaluationError(f"{images}: none of the {len(names)} photos could be read (first: {problems[0]})")
     return {"found": found, "truth": scored_truth, "problems": problems, "outside": outside, "seconds": seconds,
-            "box_labels": np.array(box_labels, dtype=np.int64),
+            "box_labels": np.array(box_labels, dtype=np.int64), "box_sides": np.array(box_sides, dtype=np.int64),
             "box_probabilities": np.concatenate(box_probabilities) if box_probabilities else np.zeros((0, 2))}
 
 
-def summarise(run: dict, threshold: float, model_class_names: Sequence[str]) -> dict:
-    """The report: score_photos' numbers, the classifier on the annotated boxes, timing and counts."""
-    scores = score_photos(run["found"], run["truth"], threshold)
+def summarise(run: dict, face_threshold: float, model_class_names: Sequence[str],
+              no_mask_threshold: float = 0.5) -> dict:
+    """The report: score_photos' numbers (detections kept from `face_threshold`), the classifier on the
+    annotated boxes at `no_mask_threshold`, overall and by face size, timing and counts."""
+    scores = score_photos(run["found"], run["truth"], face_threshold)
     curves = scores.pop("curves")
     on_boxes = None
     if len(run["box_labels"]):
         # Columns in CLASS_NAMES order whatever order the model's outputs are in.
         order = [list(model_class_names).index(name) for name in CLASS_NAMES]
-        metrics = compute_metrics(run["box_labels"], run["box_probabilities"][:, order])
-        on_boxes = {key: metrics[key] for key in ("count", "accuracy", "balanced_accuracy", "no_mask_recall",
-                                                  "roc_auc", "per_class", "confusion_matrix")}
+        probabilities = run["box_probabilities"][:, order]
+        metrics = compute_metrics(run["box_labels"], probabilities, threshold=no_mask_threshold)
+        on_boxes = {key: metrics[key] for key in ("count", "threshold", "accuracy", "balanced_accuracy",
+                                                  "no_mask_recall", "roc_auc", "per_class", "confusion_matrix")}
+        on_boxes["by_size"] = by_size(run["box_labels"], probabilities, run["box_sides"], no_mask_threshold)
     photos = len(run["found"])
     return scores | {
         "photos": photos,
         "seconds": run["seconds"],
         "photos_per_second": photos / run["seconds"] if run["seconds"] > 0 else None,
-        "threshold": threshold,
+        "face_threshold": face_threshold,
+        "no_mask_threshold": no_mask_threshold,
         "true_boxes": on_boxes,
         "unreadable_photos": run["problems"],
         "boxes_outside_photo": run["outside"],
@@ -180,14 +194,17 @@ def format_photos_report(report: dict) -> str:
         f"faces under 20 px {_number(report['recall50_small'])}, 20 px and more "
         f"{_number(report['recall50_large'])}; at IoU 0.3 {_number(report['recall30'])})",
         f"face precision@0.5 {_number(report['precision50'])}   ({report['detections']} faces found with "
-        f"detector score >= {report['threshold']})",
-        f"accuracy on matched faces {_number(report['accuracy_matched'])}",
+        f"detector score >= {report['face_threshold']})",
+        f"accuracy on matched faces {_number(report['accuracy_matched'])}   (no-mask when P(no-mask) >= "
+        f"{report['no_mask_threshold']:.4g})",
     ]
     boxes = report["true_boxes"]
     if boxes is not None:
         lines.append(f"classifier on the {boxes['count']} annotated boxes: accuracy {_number(boxes['accuracy'])}, "
+                     f"mask recall {_number(boxes['per_class']['mask']['recall'])}, "
                      f"no-mask recall {_number(boxes['no_mask_recall'])}, "
                      f"balanced accuracy {_number(boxes['balanced_accuracy'])}")
+        lines += format_by_size(boxes["by_size"])
     speed = _number(report["photos_per_second"], 2)
     lines.append(f"speed              {speed} photos/s ({report['seconds']:.1f} s detecting and classifying)")
     if report["unreadable_photos"]:
@@ -210,18 +227,19 @@ def choose_photos(args: argparse.Namespace, truth: dict[str, list[TrueFace]]) ->
 
 
 def load_classifier(path: Path):
-    """The model and its class names; ValueError naming the file if it is missing or not our classifier."""
+    """The model, its class names and its decision threshold on P(no-mask) (0.5 for a model saved without
+    one); ValueError naming the file if it is missing or not our classifier."""
     if problem := not_a_regular_file(path):  # answered before paying for the TensorFlow import
         raise ValueError(f"{path}: {problem}")
     if not path.is_file():
         raise ValueError(f"model file not found: {path}")
-    from facemask.models import load_model
+    from facemask.models import decision_threshold, load_model
 
     model, class_names = load_model(path)  # which checks one output per class name
     if sorted(class_names) != sorted(CLASS_NAMES):
         raise ValueError(f"{path}: the model has {model.output_shape[-1]} outputs for classes {class_names}; "
                          f"expected {CLASS_NAMES}")
-    return model, class_names
+    return model, class_names, decision_threshold(path)
 
 
 def photos_command(args: argparse.Namespace) -> int:
@@ -233,18 +251,21 @@ def photos_command(args: argparse.Namespace) -> int:
     check_images_dir(args.images)
     truth = read_truth(args.csv)
     names, selection = choose_photos(args, truth)
-    model, class_names = load_classifier(args.model)
+    model, class_names, no_mask_threshold = load_classifier(args.model)
+    if args.threshold is not None:
+        no_mask_threshold = args.threshold
     from facemask.detect import FaceMaskDetector
     from facemask.detectors import make_face_detector
 
     face_detector = make_face_detector(args.detector)
-    threshold = face_detector.threshold if args.threshold is None else args.threshold
-    # Every face the detector returns is kept: AP ranks them all; recall and precision cut at `threshold`.
-    detector = FaceMaskDetector(model, class_names, face_detector=face_detector, margin=args.margin, threshold=0.0)
+    face_threshold = face_detector.threshold if args.face_threshold is None else args.face_threshold
+    # Every face the detector returns is kept: AP ranks them all; recall and precision cut at `face_threshold`.
+    detector = FaceMaskDetector(model, class_names, face_detector=face_detector, margin=args.margin,
+                                face_threshold=0.0, no_mask_threshold=no_mask_threshold)
     run = run_photos(detector, args.images, truth, names, margin=args.margin)
     for problem in run["problems"][:20]:
         print(f"warning: {problem}; photo skipped", file=sys.stderr)
-    report, curves = summarise(run, threshold, class_names)
+    report, curves = summarise(run, face_threshold, class_names, no_mask_threshold)
     name = args.name or f"{args.model.stem}_{args.detector}"
     paths = {"metrics": args.reports / f"{name}_photos_metrics.json",
              "pr_curve": args.reports / f"{name}_photos_pr.png"}

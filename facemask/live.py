@@ -33,7 +33,6 @@ from facemask.detect import Detection, FaceMaskDetector, draw_detections
 from facemask.images import MAX_PIXELS, Box, load_image, shrink
 from facemask.tracking import (
     DEFAULT_LOST_SECONDS,
-    DEFAULT_THRESHOLD,
     DEFAULT_TRACKER,
     FAINT_SHARE,
     LibraryTracks,
@@ -95,7 +94,7 @@ class LiveWatch:
     Times are the frames' arrival (time.monotonic()): a browser sends them as fast as they are answered.
     """
 
-    def __init__(self, start_score: float, threshold: float = DEFAULT_THRESHOLD):
+    def __init__(self, start_score: float, threshold: float):
         self.start_score = start_score
         self.people = PersonTracker(LibraryTracks(DEFAULT_TRACKER, 1 / STREAM_EVERY, DEFAULT_LOST_SECONDS, start_score),
                                     threshold, min_frames=LIVE_MIN_FRAMES)

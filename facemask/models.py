@@ -1,13 +1,19 @@
-"""The two classifiers: a CNN trained from scratch and a fine-tuned VGG16.
+"""The classifiers: the seed's CNN trained from scratch, a fine-tuned VGG16, and a compact CNN.
 
-Both take raw RGB pixels (0-255, 224x224x3) and output [P(mask), P(no-mask)]. Each model carries
+All take raw RGB pixels (0-255) and output [P(mask), P(no-mask)]: the seed's two networks at
+224x224, the compact one at the size of the faces it serves (96x96 by default). Each model carries
 its own preprocessing as its first layers, so a saved file is all that inference needs: nobody
 downstream has to remember whether to divide by 255 or subtract ImageNet means.
+
+The model's JSON sidecar keeps what is not in the weights: the class order, the input size, how the
+model was trained, and its decision threshold on P(no-mask), chosen on the validation split at
+training time (`no_mask_threshold`; a sidecar from before it means 0.5, the most probable class).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import zipfile
 from pathlib import Path
@@ -15,7 +21,13 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from facemask import CLASS_NAMES, IMAGE_SIZE, not_a_regular_file
+from facemask import CLASS_NAMES, IMAGE_SIZE, not_a_regular_file, save_atomically
+
+DEFAULT_THRESHOLD = 0.5  # on P(no-mask): the most probable class, what a model without a chosen one uses
+COMPACT_SIZE = (96, 96)
+# The compact network's blocks: (output channels, stride) of each depthwise-separable block after the stem.
+COMPACT_BLOCKS = ((64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1))
+COMPACT_STEM = 32
 
 # A loaded model's input, per side: every face is resized to it and batched, so a file claiming
 # 100000x100000 would have the first photo allocate 112 GiB. VGG16 needs at least 32.
@@ -98,6 +110,75 @@ def build_vgg16(weights: str | None = "imagenet", image_size: tuple[int, int] = 
     return keras.Model(inputs, outputs, name="vgg16_finetuned")
 
 
+# Batch norm's running statistics follow the batches faster than Keras' default (0.99): an epoch of the
+# Kaggle training split is only 36 batches, and early stopping judges every epoch on those statistics.
+BN_MOMENTUM = 0.9
+
+
+def separable_block(x, filters: int, stride: int, name: str):
+    """Depthwise 3x3, batch norm, ReLU, pointwise 1x1, batch norm, plus the input when the shapes agree
+    (a residual), then ReLU: MobileNet's block with a ResNet shortcut, standard layers only."""
+    shortcut = x
+    x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_depthwise")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_depthwise_bn")(x)
+    x = layers.ReLU(name=f"{name}_depthwise_relu")(x)
+    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pointwise")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_pointwise_bn")(x)
+    if stride == 1 and shortcut.shape[-1] == filters:
+        x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def build_compact(image_size: tuple[int, int] = COMPACT_SIZE, dropout: float = 0.2) -> keras.Model:
+    """A small CNN for small faces, trained from scratch: 142,850 parameters, 13.5 M multiply-adds at 96x96.
+
+    A strided 3x3 stem and six depthwise-separable blocks (three halving the size, three residual): a
+    96 px face is down to 24x24 after two layers, about the resolution a Kaggle face has in its photo,
+    and to 6x6 at the end; then global average pooling and a softmax. Where the scratch CNN flattens
+    50,176 features into one dense layer of 12.8 M weights, this one averages 256. Built from layers
+    every converter knows (ONNX, TFLite) with the Functional API; augmentation is never part of it.
+    """
+    inputs = keras.Input(shape=(*image_size, 3), name="rgb")
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = layers.Conv2D(COMPACT_STEM, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for index, (filters, stride) in enumerate(COMPACT_BLOCKS, start=1):
+        x = separable_block(x, filters, stride, name=f"block{index}")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(len(CLASS_NAMES), activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="compact_cnn")
+
+
+def multiply_adds(model: keras.Model) -> int:
+    """Multiply-adds of one image through the model's convolutions and dense layers (batch norm, pooling,
+    activations and additions, a few per value, are left out, as is usual): the cost of a face."""
+    total = 0
+    for layer in _all_layers(model):
+        if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D, layers.Dense)):
+            out_values = math.prod(layer.output.shape[1:-1])  # positions: height x width, or 1 for Dense
+            in_channels = layer.input.shape[-1]
+            if isinstance(layer, layers.Dense):
+                total += in_channels * layer.units
+            elif isinstance(layer, layers.DepthwiseConv2D):
+                total += out_values * math.prod(layer.kernel_size) * in_channels * layer.depth_multiplier
+            elif isinstance(layer, layers.SeparableConv2D):
+                depthwise = in_channels * layer.depth_multiplier
+                total += out_values * (math.prod(layer.kernel_size) * depthwise + depthwise * layer.filters)
+            else:
+                total += out_values * math.prod(layer.kernel_size) * in_channels * layer.filters // layer.groups
+    return total
+
+
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer, nested models (VGG16's base) opened."""
+    found = []
+    for layer in model.layers:
+        found += _all_layers(layer) if isinstance(layer, keras.Model) else [layer]
+    return found
+
+
 VGG_BASE = "vgg16"  # the name keras.applications gives the convolutional base
 VGG_HEAD = ("head_flatten", "head_dense", "head_dropout", "probabilities")
 VGG_BLOCKS = ("block1", "block2", "block3", "block4", "block5")
@@ -146,10 +227,12 @@ def sidecar_path(path: Path | str) -> Path:
 
 
 def save_model(model: keras.Model, path: Path | str, class_names: list[str] = CLASS_NAMES,
-               training: dict | None = None) -> Path:
-    """Save in the native `.keras` format plus a JSON sidecar holding the class order, the input size
-    and, from training, how the model was trained (`training`, see facemask.config.training_record).
+               training: dict | None = None, no_mask_threshold: float | None = None) -> Path:
+    """Save in the native `.keras` format plus a JSON sidecar holding the class order, the input size,
+    from training how the model was trained (`training`, see facemask.config.training_record) and the
+    decision threshold on P(no-mask) chosen on validation (`no_mask_threshold`; None: 0.5 is used).
 
+    Both files are written through temporary files, so neither is ever half-written.
     A compiled model is saved without its optimizer: Adam's two moment estimates per weight would
     triple the file (154 MB instead of 51 MB for the scratch CNN) and inference never needs them.
     A loaded model is therefore uncompiled: `compile` it before `fit` or `evaluate`.
@@ -157,6 +240,8 @@ def save_model(model: keras.Model, path: Path | str, class_names: list[str] = CL
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"{path}: models are saved in the native .keras format; use a .keras file name")
+    if no_mask_threshold is not None and not 0 <= no_mask_threshold <= 1:
+        raise ValueError(f"the decision threshold is a probability, from 0 to 1, not {no_mask_threshold}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if getattr(model, "optimizer", None) is not None:
         # .keras files always include a compiled model's optimizer (and clone_model compiles its
@@ -164,18 +249,22 @@ def save_model(model: keras.Model, path: Path | str, class_names: list[str] = CL
         lean = type(model).from_config(model.get_config())
         lean.set_weights(model.get_weights())
         model = lean
-    model.save(path)
+    save_atomically(path, model.save)
     meta = {"class_names": list(class_names), "image_size": list(model.input_shape[1:3]), "name": model.name}
+    if no_mask_threshold is not None:
+        meta["no_mask_threshold"] = float(no_mask_threshold)
     if training is not None:
         meta["training"] = training
-    sidecar_path(path).write_text(json.dumps(meta, indent=2) + "\n")
+    payload = json.dumps(meta, indent=2) + "\n"
+    save_atomically(sidecar_path(path), lambda target: target.write_text(payload))
     return path
 
 
 def read_sidecar(path: Path | str) -> dict:
     """The checked contents of a model's JSON sidecar: `class_names` (a list of distinct, non-empty
-    strings, at least two) and, when present, `image_size` ([height, width], positive integers) and
-    `training` (an object: how the model was trained; models saved before it was recorded have none).
+    strings, at least two) and, when present, `image_size` ([height, width], positive integers),
+    `no_mask_threshold` (a number from 0 to 1) and `training` (an object: how the model was trained;
+    models saved before these were recorded have neither).
 
     The sidecar is a file anyone can edit or truncate beside the model, so every way it can be
     wrong is a ValueError naming it, which the commands print as one `error:` line.
@@ -209,6 +298,12 @@ def read_sidecar(path: Path | str) -> dict:
                 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
             raise ValueError(f"{path}: 'image_size' must be [height, width] in whole pixels, not {_json_kind(size)}")
         checked["image_size"] = tuple(size)
+    if "no_mask_threshold" in meta:
+        threshold = meta["no_mask_threshold"]
+        if not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and 0 <= threshold <= 1):
+            raise ValueError(f"{path}: 'no_mask_threshold' must be a probability from 0 to 1, "
+                             f"not {_json_kind(threshold)}")
+        checked["no_mask_threshold"] = float(threshold)
     if "training" in meta:
         # A record for people (and facemask.config.TrainConfig); only its being an object is checked.
         if not isinstance(meta["training"], dict):
@@ -228,6 +323,14 @@ def _json_kind(value: object) -> str:
         return json.dumps(value) if short else f"a list of {len(value)} items"
     text = json.dumps(value)  # a scalar: null, true, a number or a string
     return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def decision_threshold(path: Path | str) -> float:
+    """The decision threshold on P(no-mask) a saved model is served with: its sidecar's, else 0.5
+    (a model saved before thresholds were chosen, or without a sidecar). ValueError for a bad sidecar."""
+    sidecar = sidecar_path(path)
+    meta = read_sidecar(sidecar) if sidecar.exists() else {}
+    return meta.get("no_mask_threshold", DEFAULT_THRESHOLD)
 
 
 def fixed_image_size(model: keras.Model, path: Path | str) -> tuple[int, int]:

@@ -126,12 +126,16 @@ def plot_misclassified(
     path: Path | str | None = None,
     max_images: int = 25,
     class_names: Sequence[str] = CLASS_NAMES,
+    threshold: float = 0.5,
+    sizes: Sequence[int] | None = None,
 ) -> Figure:
-    """A grid of the misclassified crops, most confident mistakes first, with true label and both probabilities.
+    """A grid of the crops misclassified at the decision `threshold` on P(no-mask), most confident mistakes
+    first, with true label, both probabilities and, given `sizes`, the face's size (its annotated box's
+    shorter side, px).
 
     With no mistakes the figure says so in words, so the report file still exists and reads right.
     """
-    wrong = misclassified_indices(y_true, probabilities)
+    wrong = misclassified_indices(y_true, probabilities, threshold)
     if len(wrong) == 0:
         figure = Figure(figsize=(6, 1.5))
         figure.text(0.5, 0.5, f"No misclassified crops: all {len(files)} predictions are correct.",
@@ -142,7 +146,8 @@ def plot_misclassified(
     titles = []
     for index in shown:
         odds = "  ".join(f"P({name})={p:.2f}" for name, p in zip(class_names, probabilities[index], strict=True))
-        titles.append(f"{Path(files[index]).name}\ntrue: {class_names[y_true[index]]}\n{odds}")
+        size = "" if sizes is None else f", face {int(sizes[index])} px"
+        titles.append(f"{Path(files[index]).name}\ntrue: {class_names[y_true[index]]}{size}\n{odds}")
     figure = plot_images([load_image(files[index]) for index in shown], titles, columns=5)
     figure.suptitle(f"{len(wrong)} misclassified of {len(files)} (showing {len(shown)}, most confident first)")
     _save(figure, path)

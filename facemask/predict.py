@@ -6,6 +6,9 @@ prints one tab-separated line per image, in the order given:
 
     face1.jpg	mask	P(mask)=0.9731	P(no-mask)=0.0269
 
+The label is no-mask when P(no-mask) is at least the model's decision threshold, chosen on the validation
+split at training time and kept in its sidecar (0.5 for a model saved without one), or `--threshold`.
+
 Images are read in any mode (RGB, RGBA flattened onto white, grey, palette, 16-bit) with their EXIF orientation
 applied, and classified in batches of `--batch-size`, so memory stays bounded however many files
 are named. An image that cannot be read does not stop the others: its `error: <file>: <what>`
@@ -24,8 +27,9 @@ import numpy as np
 from PIL import Image
 
 from facemask import not_a_regular_file
-from facemask.cli import ArgumentParser, fail, number_in, run
+from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
 from facemask.images import ImageError, load_image, to_model_input
+from facemask.metrics import predicted_classes
 
 if TYPE_CHECKING:  # keras is imported lazily so that `--help` and a missing model answer at once
     import keras
@@ -96,9 +100,10 @@ def predict_files(
             yield path, (next(rows) if error is None else error)
 
 
-def format_prediction(name: str, probabilities: np.ndarray, class_names: Sequence[str]) -> str:
-    """`face.jpg<TAB>mask<TAB>P(mask)=0.9731<TAB>P(no-mask)=0.0269`; ties go to the first class."""
-    label = class_names[int(np.argmax(probabilities))]
+def format_prediction(name: str, probabilities: np.ndarray, class_names: Sequence[str],
+                      threshold: float = 0.5) -> str:
+    """`face.jpg<TAB>mask<TAB>P(mask)=0.9731<TAB>P(no-mask)=0.0269`; no-mask from P(no-mask) >= `threshold`."""
+    label = class_names[int(predicted_classes(np.asarray(probabilities)[None], threshold, class_names)[0])]
     columns = [f"P({cls})={float(p):.4f}" for cls, p in zip(class_names, probabilities, strict=True)]
     return "\t".join([name, label, *columns])
 
@@ -111,6 +116,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="face crops (any format Pillow reads)")
     parser.add_argument("--model", type=Path, required=True, metavar="FILE",
                         help="a model saved by facemask (e.g. models/scratch.keras)")
+    add_threshold_options(parser, face=False)
     parser.add_argument("--batch-size", type=number_in(int, 1), default=32, help="images per model call")
     return parser.parse_args(argv)
 
@@ -122,10 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"{args.model}: {problem}")
     if not args.model.is_file():
         return fail(f"model file not found: {args.model}")
-    from facemask.models import load_model
+    from facemask.models import decision_threshold, load_model
 
     try:
         model, class_names = load_model(args.model)
+        threshold = decision_threshold(args.model) if args.threshold is None else args.threshold
     except (FileNotFoundError, ValueError) as error:
         return fail(error)
     if model.output_shape[-1] != len(class_names):
@@ -136,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             failures += 1
             fail(outcome)
         else:
-            print(format_prediction(str(path), outcome, class_names), flush=True)
+            print(format_prediction(str(path), outcome, class_names, threshold), flush=True)
     if failures:
         return fail(f"{failures} of {len(args.images)} images could not be read")
     return 0

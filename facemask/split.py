@@ -1,7 +1,8 @@
 """Cut the faces of the Kaggle "Face Mask Detection" photos into train/valid/test crop folders.
 
 `split.py IMAGES CSV 80 10 10` (or `python -m facemask.split`) writes PNG crops into `{train,valid,test}/
-{mask,no-mask}/` and `manifest.csv` (a row a crop: path, split, label, photo, CSV line, class, box as cut).
+{mask,no-mask}/` and `manifest.csv` (a row a crop: path, split, label, photo, CSV line, class, box as cut,
+and the width and height of the annotated face inside the photo, by which evaluation reports face sizes).
 - The header says `name,x1,x2,y1,y2,classname` but the number columns hold xmin, ymin, xmax, ymax (the
   Kaggle trap). Columns are found by name. Object classes (hat, eyeglasses, ...) are not faces: ignored.
 - The split is by photo, never by crop: faces of one photo in train and test would leak. Photos go
@@ -43,7 +44,8 @@ COORDINATE_COLUMNS = {"x1": "xmin", "x2": "ymin", "y1": "xmax", "y2": "ymax"}
 MASK_CLASS, NO_MASK_CLASS, INCORRECT_CLASS = "face_with_mask", "face_no_mask", "face_with_mask_incorrect"
 # zlib level 1: crops are written once and read a few times; level 6 takes 2.4x as long for 3% less disk.
 PNG_COMPRESS_LEVEL = 1
-MANIFEST_COLUMNS = ["path", "split", "label", "source", "csv_line", "classname", "xmin", "ymin", "xmax", "ymax"]
+MANIFEST_COLUMNS = ["path", "split", "label", "source", "csv_line", "classname", "xmin", "ymin", "xmax", "ymax",
+                    "face_width", "face_height"]
 # Why a face row yields no crop, in the order the summary lists them.
 SKIP_NOT_FOUND, SKIP_UNREADABLE, SKIP_LONG_NAME, SKIP_EMPTY, SKIP_SMALL, SKIP_DUPLICATE = SKIP_REASONS = (
     "photo not found", "photo unreadable", "photo name too long for its crops' file names",
@@ -83,6 +85,7 @@ class Crop:
     label: str
     box: Box
     split: str = ""
+    face_size: tuple[int, int] = (0, 0)  # the annotated box's width and height inside the photo, before the margin
 
     @property
     def path(self) -> str:
@@ -185,12 +188,18 @@ def apply_class_rules(rows: list[BoxRow], incorrect: str) -> tuple[list[tuple[Bo
     return faces, taken
 
 
+def face_size(row: BoxRow, width: int, height: int) -> tuple[int, int]:
+    """The annotated face's width and height in whole pixels, clipped to its photo (the margin not included)."""
+    x0, y0, x1, y1 = clip_box((row.xmin, row.ymin, row.xmax, row.ymax), width, height)
+    return max(0, x1 - x0), max(0, y1 - y0)
+
+
 def crop_box(row: BoxRow, width: int, height: int, margin: float = DEFAULT_MARGIN, min_size: int = 0) -> Box | str:
     """The pixels to cut for one face (detection's `face_box`, so train and serve cut alike), or why not."""
-    x0, y0, x1, y1 = clip_box((row.xmin, row.ymin, row.xmax, row.ymax), width, height)
-    if row.xmax <= row.xmin or row.ymax <= row.ymin or x1 <= x0 or y1 <= y0:
+    face_width, face_height = face_size(row, width, height)
+    if row.xmax <= row.xmin or row.ymax <= row.ymin or face_width == 0 or face_height == 0:
         return SKIP_EMPTY
-    if min(x1 - x0, y1 - y0) < min_size:  # the face itself, not the margin around it
+    if min(face_width, face_height) < min_size:  # the face itself, not the margin around it
         return SKIP_SMALL
     box = face_box((row.xmin, row.ymin, row.xmax, row.ymax), margin, width, height)
     return box if box[2] > box[0] and box[3] > box[1] else SKIP_EMPTY
@@ -266,7 +275,8 @@ def plan(args: argparse.Namespace) -> Plan:
         if isinstance(box, str):
             skipped[box] += 1
         else:
-            crops.append(Crop(row.name, row.line, row.classname, label, box))
+            crops.append(Crop(row.name, row.line, row.classname, label, box,
+                              face_size=face_size(row, *sizes[row.name])))
     if not crops:
         raise SplitError(f"{csv_path}: no face left to crop ({skipped[SKIP_EMPTY] + skipped[SKIP_SMALL]} boxes "
                          f"empty or too small, {len(problems)} photos missing or unreadable)")
@@ -340,7 +350,8 @@ def write_crops(plan: Plan, images_dir: Path, folder: Path, workers: int) -> tup
     with open(folder / "manifest.csv", "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(MANIFEST_COLUMNS)
-        writer.writerows([c.path, c.split, c.label, c.source, c.line, c.classname, *c.box] for c in crops)
+        writer.writerows([c.path, c.split, c.label, c.source, c.line, c.classname, *c.box, *c.face_size]
+                         for c in crops)
     return crops, lost
 
 

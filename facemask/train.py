@@ -1,10 +1,15 @@
-"""Training: the scratch CNN, and VGG16 fine-tuned in two phases.
+"""Training: the compact CNN and the scratch CNN, and VGG16 fine-tuned in two phases.
 
 Every setting, its default and its help live in `facemask.config.TrainConfig`, from which the command
 line is generated; the model's JSON sidecar records the config it was trained with.
 
-Scratch CNN: Adam, categorical cross-entropy, early stopping on validation loss (best weights
-restored), the best model checkpointed to `<out>/scratch.keras`, history to JSON.
+The compact and scratch CNNs (trained from scratch): Adam, categorical cross-entropy, early stopping on
+validation loss (best weights restored), the best model checkpointed to `<out>/<arch>.keras`, history
+to JSON.
+
+Every network then gets its decision threshold on P(no-mask), chosen on the validation split (the best
+balanced accuracy's cut pulled halfway back to 0.5: facemask.metrics.serving_threshold), saved in its
+sidecar, which predict, detect, the app, evaluate and watch serve it with.
 
 VGG16, the Keras transfer-learning recipe: (1) freeze the ImageNet base and train the new head
 until it converges; (2) unfreeze the base (all of it, or from a chosen block), *recompile* so the
@@ -14,6 +19,7 @@ with `--recipe` and never by the hardware (one command trains the same model on 
 `cached-features` (the default) trains phase 1's head on features the frozen base computes once and
 opens only the top block ("block5") in phase 2; `full` runs the recipe as is, for a GPU.
 
+    python -m facemask.train --data data --out models/          # the default network, compact
     python -m facemask.train --arch scratch --data data --out models/
     python -m facemask.train --arch vgg16 --data data --epochs 5 --weights imagenet --out models/
     python -m facemask.train --arch vgg16 --recipe full --data data --out models/     # on a GPU
@@ -22,7 +28,8 @@ opens only the top block ("block5") in phase 2; `full` runs the recipe as is, fo
 The default trains on split.py's crops of the Kaggle photos (`data/train`), framed as
 detection frames the faces it serves. `--extra-train DIR` (repeatable) adds other crop folders
 (DIR/mask, DIR/no-mask) to the training split only: validation, early stopping and the test
-report stay on the data folder's own photos. Class weights count everything trained on.
+report stay on the data folder's own photos. Class weights count everything trained on, an extra crop
+weighing `--extra-weight` of one of the data folder's.
 
 At the end the command evaluates the model on the test split and writes the reports.
 
@@ -50,21 +57,27 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from facemask import IMAGE_SIZE, save_atomically
+from facemask import save_atomically
 from facemask.cli import deferred_stop, fail, raise_if_stopped, run
 from facemask.config import PRECISIONS, TrainConfig, parse_config, training_record
 from facemask.data import DataError, class_weights, load_datasets, split_files
 from facemask.evaluate import evaluate_model, format_report
+from facemask.metrics import compute_metrics, serving_threshold
 from facemask.models import (
     WeightsUnavailable,
+    build_compact,
     build_scratch_cnn,
     build_vgg16,
+    decision_threshold,
     save_model,
     unfreeze_vgg16,
     vgg16_features,
     vgg16_head,
 )
 from facemask.predict import trace_for_any_batch_size
+
+# The networks trained from scratch, by arch name; VGG16 has its own two-phase recipe.
+FROM_SCRATCH = {"compact": build_compact, "scratch": build_scratch_cnn}
 
 
 @contextlib.contextmanager
@@ -180,46 +193,91 @@ def save_history(history: dict, path: Path) -> Path:
     return path
 
 
-def config_for(config: TrainConfig, arch: str) -> TrainConfig:
-    """The resolved config, if it is for `arch` (a sidecar must not say vgg16 of a scratch model) and
+def config_for(config: TrainConfig, archs: tuple[str, ...]) -> TrainConfig:
+    """The resolved config, if it is for one of `archs` (a sidecar must not say vgg16 of a scratch model) and
     its folders and weights file exist."""
-    if config.arch != arch:
-        raise ValueError(f"this trains {arch}, but the config's arch is {config.arch}; use train(config)")
+    if config.arch not in archs:
+        raise ValueError(f"this trains {' or '.join(archs)}, but the config's arch is {config.arch}; "
+                         "use train(config)")
     config.check_files()
     return config.resolved()
 
 
 def weights_by_class(config: TrainConfig) -> dict[int, float] | None:
     """Class weights over everything trained on, or None when the config turns them off."""
-    return class_weights(config.data / "train", extra_dirs=config.extra_train) if config.class_weights else None
+    if not config.class_weights:
+        return None
+    return class_weights(config.data / "train", extra_dirs=config.extra_train, extra_weight=config.extra_weight)
 
 
-def training_splits(config: TrainConfig, image_size: tuple[int, int], augment: bool) -> dict[str, tf.data.Dataset]:
-    """The train (with any extra folders) and valid splits; `augment` applies to train only."""
+def loss_weights(config: TrainConfig) -> dict[int, float] | None:
+    """Each class's weight in the loss, for the training batches to carry; None when every crop weighs 1."""
+    weights = weights_by_class(config)
+    if weights is None and config.extra_train and config.extra_weight != 1:
+        weights = {0: 1.0, 1: 1.0}  # no class weights, but the extra crops still weigh extra_weight
+    return weights
+
+
+def input_size(config: TrainConfig) -> tuple[int, int]:
+    """The model's input (height, width): the config's square."""
+    side = config.resolved().image_size
+    return side, side
+
+
+def training_splits(config: TrainConfig, image_size: tuple[int, int], augment: bool,
+                    weighted: bool = True) -> dict[str, tf.data.Dataset]:
+    """The train (with any extra folders) and valid splits; `augment` and the loss weights (`weighted`:
+    class weights, extra crops' weight) apply to train only."""
     return load_datasets(config.data, config.batch_size, image_size, augment=augment, subset=config.subset,
-                         seed=config.seed, splits=("train", "valid"), extra_train=config.extra_train)
+                         seed=config.seed, splits=("train", "valid"), extra_train=config.extra_train,
+                         augmentations=config.augmentations, weights=loss_weights(config) if weighted else None,
+                         extra_weight=config.extra_weight)
 
 
-def train_scratch(config: TrainConfig, *, image_size: tuple[int, int] = IMAGE_SIZE,
-                  verbose: int = 2) -> tuple[keras.Model, dict]:
-    """Train the scratch CNN; writes `<out>/scratch.keras` (+ its .json sidecar) and scratch_history.json.
+def validation_threshold(model: keras.Model, valid: tf.data.Dataset) -> tuple[float, dict]:
+    """The decision threshold chosen on the validation split (`serving_threshold`), and
+    what it gives there: {"no_mask_threshold", "valid_balanced_accuracy", "valid_balanced_accuracy_at_0.5"}."""
+    labels, probabilities = [], []
+    for images, onehot in valid:
+        raise_if_stopped()
+        probabilities.append(np.asarray(model.predict_on_batch(images), dtype=np.float32))
+        labels.append(onehot.numpy().argmax(axis=1))
+    labels, probabilities = np.concatenate(labels), np.concatenate(probabilities)
+    threshold = serving_threshold(labels, probabilities[:, 1])
+    return threshold, {
+        "no_mask_threshold": threshold,
+        "valid_balanced_accuracy": compute_metrics(labels, probabilities, threshold=threshold)["balanced_accuracy"],
+        "valid_balanced_accuracy_at_0.5": compute_metrics(labels, probabilities)["balanced_accuracy"],
+    }
 
-    `image_size` is the project's 224x224 except in tests; the sidecar records it beside the config.
+
+def save_trained(model: keras.Model, config: TrainConfig, valid: tf.data.Dataset, histories: tuple,
+                 extra_history: dict | None = None) -> dict:
+    """Choose the threshold on `valid`, save `<out>/<arch>.keras` with its sidecar and the history JSON
+    (with the threshold's record); return the history."""
+    threshold, choice = validation_threshold(model, valid)
+    record = training_record(config) | {"threshold": choice}
+    save_model(model, config.out / f"{config.arch}.keras", training=record, no_mask_threshold=threshold)
+    history = history_dict(*histories) | (extra_history or {})
+    save_history(history, config.out / f"{config.arch}_history.json")
+    return history
+
+
+def train_scratch(config: TrainConfig, *, verbose: int = 2) -> tuple[keras.Model, dict]:
+    """Train a network from scratch, the compact CNN or the seed's scratch CNN (`config.arch`); writes
+    `<out>/<arch>.keras` (+ its .json sidecar, with the threshold chosen on validation) and `<arch>_history.json`.
     """
-    config = config_for(config, "scratch")
+    image_size = input_size(config)
+    config = config_for(config, tuple(FROM_SCRATCH))
     keras.utils.set_random_seed(config.seed)
     datasets = training_splits(config, image_size, augment=True)
     with precision_policy(config.precision), distribution_strategy(config.distribute).scope():
-        model = compile_model(build_scratch_cnn(image_size), config.learning_rate)
-    checkpoint = config.out / "scratch.keras"
+        model = compile_model(FROM_SCRATCH[config.arch](image_size), config.learning_rate)
+    checkpoint = config.out / f"{config.arch}.keras"
     history = model.fit(datasets["train"], validation_data=datasets["valid"], epochs=config.epochs, shuffle=False,
-                        class_weight=weights_by_class(config), callbacks=callbacks_for(config.patience, checkpoint),
-                        verbose=verbose)
+                        callbacks=callbacks_for(config.patience, checkpoint), verbose=verbose)
     # EarlyStopping restored the best epoch's weights; save them again with the sidecar.
-    save_model(model, checkpoint, training=training_record(config))
-    history = history_dict(history)
-    save_history(history, config.out / "scratch_history.json")
-    return model, history
+    return model, save_trained(model, config, datasets["valid"], (history,))
 
 
 def compute_features(extractor: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -264,12 +322,12 @@ class VGG16Training:
     verbose: int
 
     @classmethod
-    def start(cls, config: TrainConfig, *, image_size: tuple[int, int] = IMAGE_SIZE,
-              verbose: int = 2) -> VGG16Training:
+    def start(cls, config: TrainConfig, *, verbose: int = 2) -> VGG16Training:
         """VGG16 built with `config.weights`, its base frozen; the augmented training split and the
         validation split; the class weights. Raises WeightsUnavailable when the ImageNet weights cannot
         be downloaded."""
-        config = config_for(config, "vgg16")
+        image_size = input_size(config)
+        config = config_for(config, ("vgg16",))
         keras.utils.set_random_seed(config.seed)
         class_weight = weights_by_class(config)
         datasets = training_splits(config, image_size, augment=True)
@@ -288,12 +346,13 @@ class VGG16Training:
         cached-features: the frozen base gives the same features for an image every epoch, so it
         computes them once and the head alone (which shares its layers, so its weights, with the full
         model) trains on them: minutes instead of hours on a CPU. The price: no augmentation in this
-        phase (augmented images would need their features recomputed every epoch).
+        phase (augmented images would need their features recomputed every epoch), and the classes are
+        weighed but extra crops count as much as the data folder's (--extra-weight acts in phase 2).
         full: the whole model, on augmented images; only the head's weights are trainable.
         """
         if self.config.recipe == "full":
             return self.model, self.datasets["train"], self.datasets["valid"]
-        plain = training_splits(self.config, self.image_size, augment=False)
+        plain = training_splits(self.config, self.image_size, augment=False, weighted=False)
         with self.strategy.scope():
             extractor = vgg16_features(self.model)
         train = compute_features(extractor, plain["train"])
@@ -312,12 +371,13 @@ class VGG16Training:
         """One phase: early stopping and learning-rate drops on validation loss, the class weights; the
         full model is checkpointed at its best epoch (the head alone is not a model to keep)."""
         callbacks = callbacks_for(self.config.patience, self.checkpoint if model is self.model else None)
-        if isinstance(train, tuple):  # features in memory: Keras batches and shuffles them
-            (x, y), options = train, {"batch_size": self.config.batch_size, "shuffle": True}
-        else:
+        if isinstance(train, tuple):  # features in memory: Keras batches, shuffles and weighs them
+            (x, y), options = train, {"batch_size": self.config.batch_size, "shuffle": True,
+                                      "class_weight": self.class_weight}
+        else:  # the dataset's batches carry their loss weights (training_splits)
             (x, y), options = (train, None), {"shuffle": False}
-        return model.fit(x, y, validation_data=valid, epochs=epochs, class_weight=self.class_weight,
-                         callbacks=callbacks, verbose=self.verbose, **options)
+        return model.fit(x, y, validation_data=valid, epochs=epochs, callbacks=callbacks, verbose=self.verbose,
+                         **options)
 
     def open_base(self) -> list[str]:
         """Phase 2's unfreezing: the base from `config.fine_tune_from` upwards ("all": the whole of it).
@@ -327,19 +387,16 @@ class VGG16Training:
 
     def finish(self, phase1: keras.callbacks.History,
                phase2: keras.callbacks.History) -> tuple[keras.Model, dict]:
-        """Save `<out>/vgg16.keras` (+ .json sidecar) and vgg16_history.json, whose "phase" entry says
+        """Save `<out>/vgg16.keras` (+ .json sidecar, with the threshold chosen on validation) and
+        vgg16_history.json, whose "phase" entry says
         1 or 2 per epoch; the model and that history."""
-        save_model(self.model, self.checkpoint, training=training_record(self.config))
-        history = history_dict(phase1, phase2)
-        history["phase"] = [1] * len(phase1.epoch) + [2] * len(phase2.epoch)
-        save_history(history, self.config.out / "vgg16_history.json")
-        return self.model, history
+        phases = {"phase": [1] * len(phase1.epoch) + [2] * len(phase2.epoch)}
+        return self.model, save_trained(self.model, self.config, self.datasets["valid"], (phase1, phase2), phases)
 
 
-def train_vgg16(config: TrainConfig, *, image_size: tuple[int, int] = IMAGE_SIZE,
-                verbose: int = 2) -> tuple[keras.Model, dict]:
+def train_vgg16(config: TrainConfig, *, verbose: int = 2) -> tuple[keras.Model, dict]:
     """Fine-tune VGG16 in two phases by `config.recipe`; writes `<out>/vgg16.keras` (+ .json), vgg16_history.json."""
-    vgg16 = VGG16Training.start(config, image_size=image_size, verbose=verbose)
+    vgg16 = VGG16Training.start(config, verbose=verbose)
     # Phase 1: the base is frozen (build_vgg16 leaves it so); only the new head learns.
     head, train, valid = vgg16.phase1_inputs()
     vgg16.compile(head, vgg16.config.learning_rate)
@@ -352,17 +409,16 @@ def train_vgg16(config: TrainConfig, *, image_size: tuple[int, int] = IMAGE_SIZE
     return vgg16.finish(phase1, phase2)
 
 
-def train(config: TrainConfig, *, image_size: tuple[int, int] = IMAGE_SIZE,
-          verbose: int = 2) -> tuple[keras.Model, dict]:
-    """Train the network `config.arch` names: `train_scratch` or `train_vgg16`.
+def train(config: TrainConfig, *, verbose: int = 2) -> tuple[keras.Model, dict]:
+    """Train the network `config.arch` names: `train_scratch` (compact, scratch) or `train_vgg16`.
 
     SIGINT or SIGTERM stops it at the end of a batch (StopOnSignal), never inside a checkpoint or the
     model being saved (deferred_stop); the checkpoint in progress is removed then too.
     """
-    trainer = train_scratch if config.arch == "scratch" else train_vgg16
+    trainer = train_vgg16 if config.arch == "vgg16" else train_scratch
     try:
         with deferred_stop():
-            return trainer(config, image_size=image_size, verbose=verbose)
+            return trainer(config, verbose=verbose)
     finally:
         in_progress(Path(config.out) / f"{config.arch}.keras").unlink(missing_ok=True)
 
@@ -385,10 +441,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         model, history = train(config)
     except WeightsUnavailable as error:
         return fail(error)
-    print(f"saved {config.out / (config.arch + '.keras')} and {config.out / (config.arch + '_history.json')}")
+    saved = config.out / f"{config.arch}.keras"
+    threshold = decision_threshold(saved)
+    print(f"saved {saved} and {config.out / (config.arch + '_history.json')}; decision threshold on P(no-mask) "
+          f"{threshold:.4g}, chosen on {config.data / 'valid'}")
     phase_boundary = history["phase"].count(1) if "phase" in history else None
     metrics = evaluate_model(model, config.data / "test", config.reports, history=history, name=config.arch,
-                             phase_boundary=phase_boundary)
+                             phase_boundary=phase_boundary, threshold=threshold)
     print(format_report(metrics))
     print(f"reports written to {config.reports}")
     return 0

@@ -49,7 +49,6 @@ from facemask.tracking import (
     DEFAULT_CLASSIFY_EVERY,
     DEFAULT_LOST_SECONDS,
     DEFAULT_MIN_FRAMES,
-    DEFAULT_THRESHOLD,
     DEFAULT_TRACKER,
     FAINT_SHARE,
     TRACKERS,
@@ -306,16 +305,6 @@ class Watch:
             self.status(final=True)
 
 
-def decision_threshold(model: Path) -> float:
-    """The model's P(no-mask) decision threshold, as its checked sidecar gives it (`no_mask_threshold`, chosen
-    on validation at training time), or 0.5 when it names none; ValueError for a sidecar that is wrong."""
-    from facemask.models import read_sidecar, sidecar_path
-
-    sidecar = sidecar_path(model)
-    meta = read_sidecar(sidecar) if sidecar.exists() else {}
-    return float(meta.get("no_mask_threshold", DEFAULT_THRESHOLD))
-
-
 def parse_args(argv: Sequence[str] | None):
     parser = ArgumentParser(prog="python -m facemask.watch", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", metavar="SOURCE", help="a camera (/dev/video0), a stream URL "
@@ -399,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def watch_source(args) -> int:
     """Open the source, load the model, watch; the exit status (a stop raises facemask.cli's `Interrupted`)."""
+    from facemask.models import decision_threshold  # the sidecar's no_mask_threshold, else 0.5
+
     try:
         threshold = args.threshold if args.threshold is not None else decision_threshold(args.model)
     except ValueError as error:
@@ -417,7 +408,8 @@ def watch_source(args) -> int:
         return fail(error)
     try:
         watch.detector = FaceMaskDetector.from_path(args.model, face_detector=face_detector, margin=args.margin,
-                                                    min_size=args.min_size, max_side=args.max_side)
+                                                    min_size=args.min_size, face_threshold=start,
+                                                    no_mask_threshold=threshold, max_side=args.max_side)
         warm_up(watch.detector)
         watch.open_outputs()
     except (OSError, ValueError) as error:

@@ -82,9 +82,9 @@ def test_boxes_are_clipped_inside_the_image():
     assert [d.box for d in detections] == [(0, 0, 60, 80), (350, 200, 400, 300)]
 
 
-def test_threshold_and_min_face_filter_faces():
+def test_face_threshold_and_min_face_filter_faces():
     faces = FixedFaces((20, 50, 120, 150), (250, 100, 390, 250), (10, 10, 25, 25), scores=(0.99, 0.5, 0.99))
-    detector = FaceMaskDetector(RecordingModel(), face_detector=faces, threshold=0.9, min_size=20)
+    detector = FaceMaskDetector(RecordingModel(), face_detector=faces, face_threshold=0.9, min_size=20)
     assert [d.box for d in detector.detect(two_patch_photo())] == [(20, 50, 120, 150)]
 
 
@@ -146,6 +146,26 @@ def test_exif_rotated_photo_is_upright_and_its_face_found(tmp_path, mtcnn, astro
 
 
 # --- drawing -------------------------------------------------------------------------------------
+
+def test_labels_follow_the_no_mask_threshold_exactly(tmp_path, colour_model_file):
+    faces = FixedFaces((20, 50, 120, 150), (250, 100, 390, 250))
+    photo = two_patch_photo()
+    p_no_mask = [d.p_no_mask for d in FaceMaskDetector(RecordingModel(), face_detector=faces).detect(photo)]
+    assert p_no_mask[0] != p_no_mask[1]
+    for threshold in (*p_no_mask, 0.0, 1.0):
+        labelled = FaceMaskDetector(RecordingModel(), face_detector=faces, no_mask_threshold=threshold).detect(photo)
+        assert [d.label for d in labelled] == ["no-mask" if p >= threshold else "mask" for p in p_no_mask]
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        FaceMaskDetector(RecordingModel(), face_detector=faces, no_mask_threshold=1.5)
+    # from_path serves a model at its sidecar's threshold (0.5 when it has none) unless told otherwise.
+    from facemask.models import load_model, save_model
+
+    model, _ = load_model(colour_model_file)
+    chosen = save_model(model, tmp_path / "chosen.keras", no_mask_threshold=0.3)
+    assert FaceMaskDetector.from_path(chosen, face_detector=faces).no_mask_threshold == 0.3
+    assert FaceMaskDetector.from_path(chosen, face_detector=faces, no_mask_threshold=0.6).no_mask_threshold == 0.6
+    assert FaceMaskDetector.from_path(colour_model_file, face_detector=faces).no_mask_threshold == 0.5
+
 
 def test_box_colours_follow_the_label():
     photo = Image.new("RGB", (400, 300), (128, 128, 128))
@@ -300,6 +320,7 @@ def model_never_loads(monkeypatch):
     ("--margin", "1e308", "'1e308' must be a number from 0 to 10"),
     ("--margin", "nan", "'nan' must be a number from 0 to 10"),
     ("--threshold", "1.5", "'1.5' must be a number from 0 to 1"),
+    ("--face-threshold", "-0.1", "'-0.1' must be a number from 0 to 1"),
     ("--min-size", "-3", "'-3' must be a number at least 0"),
     ("--max-side", "0", "'0' must be a number at least 1"),
     ("--video-max-side", "0", "'0' must be a number at least 1"),

@@ -165,9 +165,10 @@ def test_the_shipped_calibrations_shorten_and_lower_the_box():
 
 def test_centerface_is_the_default_and_each_detector_brings_its_threshold(centerface):
     assert DEFAULT_DETECTOR == "centerface" and list(FACE_DETECTORS) == ["centerface", "mtcnn"]
-    assert FaceMaskDetector(RecordingModel(), face_detector=centerface).threshold == pytest.approx(0.4)
-    assert FaceMaskDetector(RecordingModel(), face_detector=FixedFaces()).threshold == 0.0  # a double: all its faces
-    assert FaceMaskDetector(RecordingModel(), face_detector=centerface, threshold=0.7).threshold == 0.7
+    assert FaceMaskDetector(RecordingModel(), face_detector=centerface).face_threshold == pytest.approx(0.4)
+    # A double: all its faces.
+    assert FaceMaskDetector(RecordingModel(), face_detector=FixedFaces()).face_threshold == 0.0
+    assert FaceMaskDetector(RecordingModel(), face_detector=centerface, face_threshold=0.7).face_threshold == 0.7
     with pytest.raises(ValueError, match="unknown face detector 'yolo'; choose one of centerface, mtcnn"):
         make_face_detector("yolo")
 

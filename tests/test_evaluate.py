@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -15,8 +16,17 @@ from PIL import Image
 
 from facemask.evaluate import comparison_table, evaluate_model, format_report, predict_directory
 from facemask.images import ImageError
-from facemask.metrics import compute_metrics
+from facemask.metrics import (
+    SIZE_BUCKETS,
+    by_size,
+    choose_threshold,
+    compute_metrics,
+    misclassified_indices,
+    predicted_classes,
+    serving_threshold,
+)
 from facemask.plots import plot_confusion, plot_history, plot_images, plot_misclassified
+from facemask.split import MANIFEST_COLUMNS
 
 HISTORY = {
     "loss": [0.9, 0.6, 0.5, 0.4],
@@ -214,6 +224,10 @@ def test_plot_misclassified_shows_at_most_max_images(tmp_path):
     # Most confident mistakes first: 0.9, then 0.7, then 0.6.
     assert [ax.get_title().splitlines()[0] for ax in shown] == ["red_1.png", "red_2.png", "red_0.png"]
     assert shown[0].get_title().splitlines()[1:] == ["true: mask", "P(mask)=0.10  P(no-mask)=0.90"]
+    # Given the faces' sizes, each title says its own; at a threshold of 0.65 only 0.9 and 0.7 are mistakes.
+    figure = plot_misclassified(files, y_true, probabilities, sizes=[12, 40, 20, 64, 9], threshold=0.65)
+    shown = [ax for ax in figure.axes if ax.images]
+    assert [ax.get_title().splitlines()[1] for ax in shown] == ["true: mask, face 40 px", "true: mask, face 20 px"]
 
 
 def test_plot_images_takes_pil_images_and_float_arrays(tmp_path):
@@ -252,3 +266,120 @@ def test_comparison_table_has_one_row_per_model():
     assert table.loc["vgg16", "images"] == 2
     with pytest.raises(ValueError):
         comparison_table({})
+
+
+# ---------------------------------------------------------------- thresholds and face sizes
+
+
+def test_the_threshold_changes_labels_exactly_at_it():
+    y_true, probabilities = hand_made_predictions()  # P(no-mask) of the no-mask rows: 0.9, 0.8, 0.6, 0.35
+    at = compute_metrics(y_true, probabilities, threshold=0.35)
+    above = compute_metrics(y_true, probabilities, threshold=np.nextafter(0.35, 1))
+    assert at["threshold"] == 0.35 and at["no_mask_recall"] == 1.0  # P(no-mask) = 0.35 is no-mask at 0.35
+    assert above["no_mask_recall"] == pytest.approx(3 / 4)
+    # Mask rows at 0.55 and 0.7 are called no-mask at 0.35 and 0.5, 0.7 alone at 0.6, neither at 0.71.
+    assert [compute_metrics(y_true, probabilities, threshold=t)["per_class"]["mask"]["recall"]
+            for t in (0.35, 0.5, 0.6, 0.71)] == pytest.approx([4 / 6, 4 / 6, 5 / 6, 1.0])
+    assert predicted_classes(probabilities, 0.55).tolist() == [0, 0, 0, 1, 1, 0, 1, 1, 1, 0]
+    assert misclassified_indices(y_true, probabilities, 0.5).tolist() == [4, 9, 3]  # most confident first
+    assert misclassified_indices(y_true, probabilities, 0.8).tolist() == [9, 8]
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        compute_metrics(y_true, probabilities, threshold=1.5)
+
+
+def test_the_threshold_is_chosen_for_the_best_balanced_accuracy_ties_to_half():
+    # At 0.5: mask 2/3 right, no-mask 1/2; at 0.3 (between 0.2 and 0.4): 2/3 and 2/2, the best.
+    assert choose_threshold(np.array([0, 0, 0, 1, 1]), np.array([0.1, 0.2, 0.6, 0.4, 0.9])) == pytest.approx(0.3)
+    assert choose_threshold(np.array([0, 1]), np.array([0.2, 0.8])) == 0.5  # every cut in (0.2, 0.8] is perfect
+    assert choose_threshold(np.array([0, 1]), np.array([0.6, 0.9])) == pytest.approx(0.75)  # never on a face's own p
+    assert choose_threshold(np.array([0, 0]), np.array([0.6, 0.9])) == 0.5  # one class: nothing to balance
+
+
+def test_the_served_threshold_is_pulled_halfway_back_to_half():
+    assert serving_threshold(np.array([0, 0, 0, 1, 1]), np.array([0.1, 0.2, 0.6, 0.4, 0.9])) == pytest.approx(0.4)
+    assert serving_threshold(np.array([0, 1]), np.array([0.2, 0.8])) == 0.5
+
+
+def test_by_size_puts_each_face_in_its_bucket():
+    sides = [8, 15, 16, 31, 32, 63, 64, 300]
+    y_true = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    p = np.array([0.2, 0.3, 0.7, 0.9, 0.1, 0.8, 0.4, 0.6])  # wrong: 15 px (0.3), 16 px (0.7)
+    report = by_size(y_true, np.column_stack([1 - p, p]), sides)
+    assert list(report) == [name for name, _, _ in SIZE_BUCKETS] == ["under 16", "16-31", "32-63", "64 and more"]
+    assert [report[name]["count"] for name in report] == [2, 2, 2, 2]
+    assert report["under 16"] == {"count": 2, "accuracy": 0.5, "mask count": 1, "mask recall": 1.0,
+                                  "no-mask count": 1, "no-mask recall": 0.0}
+    assert report["16-31"]["accuracy"] == 0.5 and report["32-63"]["accuracy"] == 1.0
+    assert by_size(y_true, np.column_stack([1 - p, p]), sides, threshold=0.25)["under 16"]["accuracy"] == 1.0
+    assert by_size(np.array([0]), np.array([[0.9, 0.1]]), [70])["under 16"] == {
+        "count": 0, "accuracy": None, "mask count": 0, "mask recall": None, "no-mask count": 0,
+        "no-mask recall": None}
+
+
+def write_manifest(path: Path, split_dir: Path, sizes: dict[str, tuple[int, int]], columns=None) -> Path:
+    """A split.py manifest for the crops of `split_dir` (named by class/name), with the given face sizes."""
+    columns = columns or MANIFEST_COLUMNS
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for name, (width, height) in sizes.items():
+            label = name.split("/")[0]
+            writer.writerow({"path": f"{split_dir.name}/{name}", "split": split_dir.name, "label": label,
+                             "source": "photo.jpg", "csv_line": 2, "classname": "face", "xmin": 0, "ymin": 0,
+                             "xmax": width, "ymax": height, "face_width": width, "face_height": height})
+    return path
+
+
+# Face sizes (width, height) of SPLIT's crops: one or two per bucket, the mistake (purple) a 20 px face.
+SIZES = {"mask/red_0.png": (12, 14), "mask/red_1.png": (40, 16), "mask/red_2.png": (70, 64),
+         "mask/purple.png": (20, 24), "mask/sub/red_3.PNG": (33, 40), "no-mask/blue_0.png": (9, 30),
+         "no-mask/blue_1.png": (100, 90), "no-mask/blue_2.png": (31, 31)}
+
+
+def test_the_crops_command_reports_by_face_size_from_the_manifest(colour_model_file, tmp_path, capsys):
+    from facemask.evaluate import main
+
+    split = make_split(tmp_path / "data" / "test", SPLIT)
+    write_manifest(tmp_path / "data" / "manifest.csv", split, SIZES)  # found beside the split folder
+    assert main(["crops", "--model", str(colour_model_file), str(split), "--reports", str(tmp_path / "r")]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "r" / "colour_metrics.json").read_text())
+    assert {name: entry["count"] for name, entry in metrics["by_size"].items()} == {
+        "under 16": 2, "16-31": 3, "32-63": 1, "64 and more": 2}
+    assert metrics["by_size"]["16-31"]["accuracy"] == pytest.approx(2 / 3)  # purple, 20 px, is the mistake
+    assert metrics["by_size"]["16-31"]["mask recall"] == 0.5 and metrics["by_size"]["16-31"]["no-mask recall"] == 1
+    [mistake] = metrics["misclassified"]
+    assert mistake["face_size"] == 20 and mistake["file"].endswith("purple.png")
+    assert "by face size (shorter side of the annotated box, px)" in printed
+    assert any(line.split() == ["16-31", "3", "0.6667", "0.5000", "1.0000"] for line in printed.splitlines())
+    assert "mask recall        0.8000" in printed and "decision threshold on P(no-mask) 0.5" in printed
+    # The threshold moves every figure: at 0.75 the purple crop (P(no-mask) 0.73) is read right.
+    assert main(["crops", "--model", str(colour_model_file), str(split), "--reports", str(tmp_path / "r2"),
+                 "--threshold", "0.75"]) == 0
+    metrics = json.loads((tmp_path / "r2" / "colour_metrics.json").read_text())
+    assert metrics["threshold"] == 0.75 and metrics["by_size"]["16-31"]["accuracy"] == 1.0
+
+
+def test_the_crops_command_says_when_face_sizes_are_unavailable(colour_model_file, tmp_path, capsys):
+    from facemask.evaluate import main
+
+    split = make_split(tmp_path / "data" / "test", SPLIT)
+    run = ["crops", "--model", str(colour_model_file), str(split), "--reports", str(tmp_path / "r")]
+    assert main(run) == 0  # no manifest: no guess from the crop's size (it includes a margin)
+    assert "by face size: unavailable (no split.py manifest.csv" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r" / "colour_metrics.json").read_text())["by_size"] is None
+    partial = dict(list(SIZES.items())[:-1])
+    write_manifest(tmp_path / "data" / "manifest.csv", split, partial)
+    assert main(run) == 0
+    assert "unavailable (1 of the 8 crops are not in" in capsys.readouterr().out
+    old = [c for c in MANIFEST_COLUMNS if not c.startswith("face_")]
+    write_manifest(tmp_path / "data" / "manifest.csv", split, SIZES, columns=old)  # an older split.py's
+    assert main(run) == 0
+    assert "no rows with path, face_width, face_height columns" in capsys.readouterr().out
+    # A manifest named on the command line must be usable.
+    assert main([*run, "--manifest", str(tmp_path / "data" / "manifest.csv")]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'data' / 'manifest.csv'}: not a split.py manifest")
+    good = write_manifest(tmp_path / "elsewhere.csv", split, SIZES)
+    good.replace(tmp_path / "data" / "named.csv")
+    assert main([*run, "--manifest", str(tmp_path / "data" / "named.csv")]) == 0
+    assert "under 16" in capsys.readouterr().out

@@ -84,6 +84,29 @@ def test_photos_command_with_perfect_faces(colour_model_file, sample_dir, tmp_pa
     assert (tmp_path / "colour_truth_photos_pr.png").stat().st_size > 0
 
 
+def test_photos_command_reports_by_face_size_and_labels_at_the_threshold(colour_model_file, sample_dir, tmp_path,
+                                                                        monkeypatch, capsys):
+    from facemask import split
+    from facemask.metrics import size_bucket
+
+    use_truth_detector(monkeypatch, sample_dir)
+    report = run_photos(sample_dir, colour_model_file, tmp_path / "half", "--detector", "truth")
+    # The annotated boxes' sizes are split.py's (the manifest's face sizes of the same faces).
+    assert split.main([str(sample_dir / "images"), str(sample_dir / "train.csv"), "100", "0", "0",
+                       "--incorrect", "no-mask", "--out", str(tmp_path / "crops")]) == 0
+    rows = split.read_manifest(tmp_path / "crops" / "manifest.csv", split.MANIFEST_COLUMNS)
+    buckets = Counter(size_bucket(min(int(r["face_width"]), int(r["face_height"]))) for r in rows)
+    by_size = report["true_boxes"]["by_size"]
+    assert {name: entry["count"] for name, entry in by_size.items()} == {name: buckets[name] for name in by_size}
+    assert report["no_mask_threshold"] == 0.5 and report["true_boxes"]["threshold"] == 0.5
+    assert "by face size (shorter side of the annotated box, px)" in capsys.readouterr().out
+    # At threshold 0 every face is called no-mask: the detections' labels and the boxes' alike.
+    report = run_photos(sample_dir, colour_model_file, tmp_path / "zero", "--detector", "truth", "--threshold", "0")
+    no_mask = sum(r["label"] == "no-mask" for r in rows)
+    assert report["accuracy_matched"] == pytest.approx(no_mask / len(rows))
+    assert report["true_boxes"]["no_mask_recall"] == 1.0 and report["true_boxes"]["per_class"]["mask"]["recall"] == 0
+
+
 def test_photos_command_counts_misses_and_false_faces(colour_model_file, sample_dir, tmp_path, monkeypatch):
     use_truth_detector(monkeypatch, sample_dir, miss_every=3, false_faces=True)
     report = run_photos(sample_dir, colour_model_file, tmp_path, "--detector", "truth")
@@ -156,6 +179,7 @@ def test_unknown_detector_and_conflicting_options(photo_args, tmp_path, capsys):
     error_line(capsys, main(photo_args + both), 2, "not allowed with")
     error_line(capsys, main(["pictures"]), 2, "invalid choice")
     error_line(capsys, main(photo_args + ["--threshold", "1.5"]), 2, "--threshold", "from 0 to 1")
+    error_line(capsys, main(photo_args + ["--face-threshold", "-1"]), 2, "--face-threshold", "from 0 to 1")
     error_line(capsys, main(photo_args + ["--margin", "-1"]), 2, "--margin", "from 0 to 10")
     error_line(capsys, main(photo_args[:-2]), 2, "required", "--model")
 

@@ -12,9 +12,12 @@ from facemask import CLASS_NAMES
 from facemask.models import (
     VGGPreprocess,
     WeightsUnavailable,
+    build_compact,
     build_scratch_cnn,
     build_vgg16,
+    decision_threshold,
     load_model,
+    multiply_adds,
     read_sidecar,
     save_model,
     sidecar_path,
@@ -45,6 +48,23 @@ def test_vgg16_has_the_exact_parameter_count_and_starts_frozen():
     assert not vgg16_base(model).trainable
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == 21_137_986 - 14_714_688  # only the head; VGG16's base holds 14,714,688
+
+
+def test_compact_network_is_small_takes_faces_at_96_px_and_costs_a_tenth_of_the_scratch_cnn():
+    model = build_compact()
+    assert model.count_params() == 142_850 and model.count_params() < 1_000_000
+    assert model.input_shape == (None, 96, 96, 3) and model.output_shape == (None, len(CLASS_NAMES))
+    assert build_compact((64, 64)).input_shape == (None, 64, 64, 3)
+    assert build_compact((64, 64)).count_params() == 142_850  # global average pooling: any size, same weights
+    # Multiply-adds per face: the scratch CNN's three convolutions and two dense layers, by hand.
+    scratch = 224 * 224 * 27 * 32 + 112 * 112 * 288 * 32 + 56 * 56 * 288 * 64 + 50_176 * 256 + 256 * 2
+    assert multiply_adds(build_scratch_cnn()) == scratch == 229_605_888
+    assert multiply_adds(model) == 13_478_912 < scratch / 10
+    # Standard layers only (what ONNX and TFLite converters know), raw 0-255 pixels in, and no augmentation.
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert kinds == {"InputLayer", "Rescaling", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Add",
+                     "GlobalAveragePooling2D", "Dropout", "Dense"}
+    assert model.get_layer("probabilities").dtype_policy.name == "float32"
 
 
 def test_vgg16_rejects_a_missing_weights_file(tmp_path):
@@ -120,14 +140,16 @@ def test_head_model_shares_weights_with_the_full_model():
         np.testing.assert_array_equal(old, new)
 
 
-@pytest.mark.parametrize("builder", [build_scratch_cnn, lambda: build_vgg16(weights=None)], ids=["scratch", "vgg16"])
+@pytest.mark.parametrize("builder", [build_scratch_cnn, lambda: build_vgg16(weights=None), build_compact],
+                         ids=["scratch", "vgg16", "compact"])
 def test_save_load_round_trip_gives_identical_predictions(builder, pixels, tmp_path):
     model = builder()
+    pixels = keras.ops.convert_to_numpy(keras.ops.image.resize(pixels, model.input_shape[1:3]))
     model.compile(optimizer="adam", loss="categorical_crossentropy")
     model.fit(pixels, keras.utils.to_categorical([0, 1, 0, 1], 2), epochs=1, verbose=0)  # optimizer state exists
     path = save_model(model, tmp_path / "models" / "m.keras", class_names=CLASS_NAMES)
-    # Saved without Adam's moments: about 4 bytes per parameter, not 12.
-    assert path.stat().st_size < 5 * model.count_params()
+    # Saved without Adam's moments: about 4 bytes per parameter, not 12 (plus the layers' description).
+    assert path.stat().st_size < 5 * model.count_params() + 100_000
     assert json.loads(sidecar_path(path).read_text())["class_names"] == CLASS_NAMES
     loaded, class_names = load_model(path)
     assert class_names == CLASS_NAMES and loaded.count_params() == model.count_params()
@@ -174,6 +196,12 @@ BAD_SIDECARS = {
     "not UTF-8": (b'{"class_names": ["m\xe4sk", "no-mask"]}', "cannot read the model's sidecar"),
     "training not an object": ('{"class_names": ["mask", "no-mask"], "training": "vgg16"}',
                                "'training' must be an object"),
+    "threshold above 1": ('{"class_names": ["mask", "no-mask"], "no_mask_threshold": 1.5}',
+                          "'no_mask_threshold' must be a probability from 0 to 1, not 1.5"),
+    "threshold a string": ('{"class_names": ["mask", "no-mask"], "no_mask_threshold": "0.3"}',
+                           "'no_mask_threshold' must be a probability"),
+    "threshold NaN": ('{"class_names": ["mask", "no-mask"], "no_mask_threshold": NaN}',
+                      "'no_mask_threshold' must be a probability"),
 }
 
 
@@ -198,6 +226,22 @@ def test_the_sidecar_keeps_how_the_model_was_trained(tmp_path):
     path = save_model(build_tiny(), tmp_path / "tiny.keras", training=training)
     assert read_sidecar(sidecar_path(path)) == {"class_names": CLASS_NAMES, "image_size": (16, 16),
                                                 "training": training}
+
+
+def test_the_decision_threshold_round_trips_through_the_sidecar(tmp_path, tiny_saved):
+    path = save_model(build_tiny(), tmp_path / "tiny.keras", no_mask_threshold=0.237)
+    assert read_sidecar(sidecar_path(path))["no_mask_threshold"] == 0.237
+    assert decision_threshold(path) == 0.237
+    # A model saved before thresholds were chosen (no key), or without any sidecar, is served at 0.5.
+    assert "no_mask_threshold" not in read_sidecar(sidecar_path(tiny_saved)) and decision_threshold(tiny_saved) == 0.5
+    bare = tmp_path / "bare.keras"
+    bare.write_bytes(tiny_saved.read_bytes())
+    assert decision_threshold(bare) == 0.5
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        save_model(build_tiny(), tmp_path / "bad.keras", no_mask_threshold=1.2)
+    assert not (tmp_path / "bad.keras").exists()
+    # Written through temporary files: nothing else is left beside the two.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bare.keras", "tiny.json", "tiny.keras"]
 
 
 def test_bad_sidecar_is_a_value_error_naming_the_sidecar(bad_sidecar):

@@ -189,7 +189,8 @@ def check_prediction_lines(stdout: str, paths: list[Path], expected: np.ndarray)
         printed = np.array([float(p_mask.split("=")[1]), float(p_no_mask.split("=")[1])])
         assert abs(printed.sum() - 1.0) <= 2e-4  # each printed with 4 decimals
         np.testing.assert_allclose(printed, row, atol=1e-4)
-        assert label == ("mask" if row[0] >= row[1] else "no-mask")
+        # The model saved without a threshold: 0.5, and a face exactly at it (the grey one) is called no-mask.
+        assert label == ("no-mask" if row[1] >= 0.5 else "mask")
 
 
 def test_cli_prints_one_line_per_image_and_reports_unreadable_ones(colour_model, saved_model, images, tmp_path):
@@ -228,6 +229,24 @@ def test_cli_unreadable_model_is_a_clear_error(images, tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith(f"error: {tmp_path / 'fake.keras'}: not a readable Keras model")
+
+
+def test_cli_labels_follow_the_models_threshold_and_change_exactly_at_it(colour_model, tmp_path, capsys):
+    """The sidecar's threshold labels the faces; --threshold overrides it; at P(no-mask) = threshold: no-mask."""
+    face = tmp_path / "purple.png"
+    Image.new("RGB", (16, 16), (120, 40, 170)).save(face)  # P(no-mask) 0.73 by the colour model's weights
+    p = float(predict_proba(colour_model, [load_image(face)])[0, 1])
+
+    def label(model, *options) -> str:
+        assert main(["--model", str(model), str(face), *options]) == 0
+        return capsys.readouterr().out.split("\t")[1]
+
+    old = save_model(colour_model, tmp_path / "old.keras")  # a model saved without a threshold: 0.5
+    assert label(old) == "no-mask"
+    chosen = save_model(colour_model, tmp_path / "chosen.keras", no_mask_threshold=0.8)
+    assert label(chosen) == "mask"
+    assert label(chosen, "--threshold", str(p)) == "no-mask"
+    assert label(chosen, "--threshold", str(np.nextafter(np.float32(p), np.float32(1)))) == "mask"
 
 
 def test_one_graph_per_model_serves_every_batch_size(caplog):

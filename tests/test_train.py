@@ -31,7 +31,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def scratch_config(data, out) -> TrainConfig:
     # Patience covers the whole run: the sample's validation split is a handful of crops, too few
     # for early stopping to judge; restore_best_weights still picks the best epoch.
-    return TrainConfig(data=data, out=out, epochs=SCRATCH_EPOCHS, batch_size=16, patience=SCRATCH_EPOCHS, seed=0)
+    return TrainConfig(arch="scratch", data=data, out=out, epochs=SCRATCH_EPOCHS, batch_size=16,
+                       patience=SCRATCH_EPOCHS, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +148,8 @@ def test_vgg16_offline_without_its_imagenet_weights_is_one_error_line(sample_cro
 OTHER_VALUES = {
     "arch": ("vgg16", ["--arch", "vgg16"]), "data": (Path("d"), ["--data", "d"]),
     "extra_train": ((Path("a"), Path("b")), ["--extra-train", "a", "--extra-train", "b"]),
+    "extra_weight": (0.3, ["--extra-weight", "0.3"]), "image_size": (64, ["--image-size", "64"]),
+    "augment": ("flip,hue,downscale", ["--augment", "downscale,flip,hue"]),
     "out": (Path("m"), ["--out", "m"]), "reports": (Path("r"), ["--reports", "r"]),
     "epochs": (3, ["--epochs", "3"]), "batch_size": (8, ["--batch-size", "8"]),
     "learning_rate": (0.01, ["--learning-rate", "0.01"]), "patience": (2, ["--patience", "2"]),
@@ -185,8 +188,12 @@ def test_the_command_line_has_one_option_per_config_field(capsys):
     (["--arch", "resnet"], "argument --arch: invalid choice: 'resnet'"),
     (["--recipe", "fast"], "argument --recipe: invalid choice: 'fast'"),
     (["--fine-tune-from", "block9"], "argument --fine-tune-from: invalid choice: 'block9'"),
-    (["--model", "scratch"], "--model names a model file; choose the network to train with --arch scratch|vgg16"),
-    (["--model=models/scratch.keras"], "--arch scratch|vgg16"),
+    (["--model", "scratch"], "--model names a model file; choose the network to train with --arch "
+                             "compact|scratch|vgg16"),
+    (["--model=models/scratch.keras"], "--arch compact|scratch|vgg16"),
+    (["--augment", "flip,sepia"], "argument --augment: unknown augmentation sepia"),
+    (["--image-size", "16"], "argument --image-size: '16' must be a number at least 32"),
+    (["--extra-weight", "0"], "argument --extra-weight: '0'"),
 ])
 def test_bad_options_are_one_error_line_and_exit_2(args, words, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -214,13 +221,18 @@ def test_a_config_checks_its_values_however_it_is_made(sample_crops, tmp_path):
     assert not (tmp_path / "models").exists()
 
 
-def test_unset_epochs_and_block_are_the_arch_and_recipe_defaults():
-    assert TrainConfig(arch="scratch").resolved().epochs == 30
+def test_unset_epochs_block_size_and_augmentations_are_the_arch_and_recipe_defaults():
+    scratch = TrainConfig(arch="scratch").resolved()
+    assert (scratch.epochs, scratch.image_size, scratch.augment) == (30, 224, "flip,rotation,shift")
+    compact = TrainConfig(arch="compact").resolved()
+    assert (compact.epochs, compact.image_size) == (60, 96)
+    assert TrainConfig().arch == "compact"  # the default network, chosen on the cross-validation folds
     vgg16 = TrainConfig(arch="vgg16").resolved()
     assert (vgg16.epochs, vgg16.fine_tune_epochs, vgg16.fine_tune_from) == (10, 10, "block5")
     assert TrainConfig(arch="vgg16", recipe="full").resolved().fine_tune_from == "all"
-    explicit = TrainConfig(arch="vgg16", epochs=4, fine_tune_epochs=2, fine_tune_from="block4")
-    assert explicit.resolved() == explicit
+    explicit = TrainConfig(arch="vgg16", epochs=4, fine_tune_epochs=2, fine_tune_from="block4", image_size=64,
+                           augment="none")
+    assert explicit.resolved() == explicit and explicit.augmentations == ()
 
 
 def test_the_recipe_is_chosen_on_the_command_line_never_by_the_hardware(monkeypatch):
@@ -276,7 +288,8 @@ def test_vgg16_cached_features_recipe_trains_the_head_then_block5(sample_crops, 
 @pytest.mark.slow
 def test_vgg16_full_recipe_unfreezes_the_whole_base(sample_crops, tmp_path, feature_runs):
     # The full (GPU) recipe at a small image size: both phases on images, all of the base open in phase 2.
-    model, history = train_vgg16(tiny_vgg16(sample_crops, tmp_path, "full"), image_size=(64, 64), verbose=0)
+    config = dataclasses.replace(tiny_vgg16(sample_crops, tmp_path, "full"), image_size=64)
+    model, history = train_vgg16(config, verbose=0)
     assert feature_runs == [] and history["phase"] == [1, 2]
     assert all(layer.trainable for layer in vgg16_base(model).layers)
     recorded = read_sidecar(tmp_path / "vgg16.json")
