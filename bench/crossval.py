@@ -189,7 +189,7 @@ def run_fold(name: str, overrides: dict, fold_dir: Path, out: Path, seed: int, f
     import keras
 
     from facemask.config import TrainConfig
-    from facemask.models import decision_threshold, load_model
+    from facemask.models import load_model
     from facemask.train import train
 
     result_path = out / "result.json"
@@ -207,10 +207,12 @@ def run_fold(name: str, overrides: dict, fold_dir: Path, out: Path, seed: int, f
     if "valid" not in result or (final and "test" not in result):
         keras.backend.clear_session()
         model, _ = load_model(model_path)
-        threshold = decision_threshold(model_path)
         valid = predictions(model, fold_dir / "valid")
         np.savez(out / "valid_predictions.npz", **valid)
-        flip_threshold = choose_threshold(valid["labels"], (valid["p"] + valid["p_flip"]) / 2)
+        # The rule training now applies, from the valid part's predictions (a run trained before the rule
+        # changed holds an older threshold in its sidecar).
+        threshold = serving_threshold(valid["labels"], valid["p"])
+        flip_threshold = serving_threshold(valid["labels"], (valid["p"] + valid["p_flip"]) / 2)
         result["no_mask_threshold"], result["flip_threshold"] = threshold, flip_threshold
         result["valid"] = part_report(valid, threshold, flip_threshold)
         if final:
@@ -282,7 +284,7 @@ def ensemble_fold(outs: list[Path], fold_dir: Path) -> dict:
         raise SystemExit(f"error: the runs {outs} did not score the same crops")
     p = np.mean([member["p"] for member in found], axis=0)
     runs = [json.loads((out / "result.json").read_text()) for out in outs]
-    threshold = choose_threshold(found[0]["labels"], p)
+    threshold = serving_threshold(found[0]["labels"], p)
     return {"config": {"data": str(fold_dir)}, "epochs": sum(run["epochs"] for run in runs),
             "minutes": sum(run["minutes"] for run in runs),
             "valid": {"at_0.5": scores(found[0]["labels"], p, found[0]["sizes"], 0.5),

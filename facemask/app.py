@@ -9,7 +9,8 @@ Three tabs share one FaceMaskDetector (facemask.detect): Photo (a webcam snapsho
 detected as soon as it arrives -> the annotated photo, its faces numbered as in the table of faces
 below it, and a summary line counting faces with and without a mask), Video (webcam recording or
 upload -> the annotated H.264 MP4, without its sound, with a progress bar) and Live (the webcam
-streamed, boxes drawn on every frame the machine keeps up with; facemask.live). The endpoints are
+streamed, boxes drawn on every frame the machine keeps up with, each person followed across frames
+and numbered, with a running count of the people seen; facemask.live). The endpoints are
 also an API for gradio_client, named after their functions: /detect_photo, /detect_video and the
 stream /detect_live.
 
@@ -59,7 +60,7 @@ from facemask.cli import ArgumentParser, Interrupted, add_threshold_options, fai
 from facemask.detect import Detection, FaceMaskDetector
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.images import MAX_PIXELS, ImageError, load_image
-from facemask.live import LIVE_FRAME_NAME, STREAM_EVERY, SerialDetector, inline_output, read_frame
+from facemask.live import LIVE_FRAME_NAME, STREAM_EVERY, LiveWatch, SerialDetector, inline_output, read_frame
 from facemask.server import one_line_errors, private_cache, release_memory
 from facemask.uploads import (
     DATA_URL_NAME,
@@ -263,14 +264,17 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
             stats["warning"] = readable(stats["warning"], video)
         return str(result), video_status(stats)
 
-    def detect_live(frame: str | bytes | None) -> tuple[Image.Image | None, str]:
-        """Boxes on one webcam frame and its summary line; called for each frame while the stream runs."""
+    def detect_live(frame: str | bytes | None, watch: LiveWatch | None) -> tuple[Image.Image | None, str, LiveWatch]:
+        """One webcam frame with each person boxed and numbered, the running counts, and the stream's tracker
+        (the session's state); called for each frame while the stream runs."""
         if frame is None:
-            return None, "Waiting for the webcam."
+            return None, "Waiting for the webcam.", watch
         # A path is an uploaded file, from an API client: a browser sends data URLs.
         image = read_input(frame, partial(read_frame, limits=limits.video), LIVE_FRAME_NAME)
-        annotated, detections = shared.annotate(image, VIDEO_MAX_SIDE)  # a small copy, as video frames
-        return annotated, mask_summary(detections, "frame")
+        if watch is None or watch.is_over(time.monotonic()):
+            watch = LiveWatch(start_score=detector.face_threshold, threshold=detector.no_mask_threshold)
+        annotated, summary = watch.frame(shared, image, VIDEO_MAX_SIDE)  # a small copy, as video frames
+        return annotated, summary, watch
 
     with gr.Blocks(title="Face mask detection", delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(
@@ -301,6 +305,7 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
                 live_output = inline_output(gr.Image(label="Live detection", interactive=False,
                                                      elem_id="live-output"))
             live_status_box = gr.Textbox(label="Summary", interactive=False, elem_id="live-status")
+            live_watch = gr.State(None)  # the viewer's LiveWatch: its persons tracked and counted
         # One shared worker for photos and videos: the detector is one model on two cores. A snapshot or
         # an upload fires "change" (a cleared photo too), so no button is needed.
         photo_input.change(detect_photo, photo_input, [photo_output, faces, photo_status_box],
@@ -309,7 +314,8 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
                            api_name="detect_video", concurrency_id="detector")
         # One live stream at a time, for at most live_seconds; Gradio keeps only the newest frame sent
         # while one is being processed. No progress overlay: it would blink on every frame.
-        live_input.stream(detect_live, live_input, [live_output, live_status_box], api_name="detect_live",
+        live_input.stream(detect_live, [live_input, live_watch], [live_output, live_status_box, live_watch],
+                          api_name="detect_live",
                           stream_every=STREAM_EVERY, time_limit=limits.live_seconds, concurrency_limit=1,
                           concurrency_id="live", show_progress="hidden")
     demo.queue(default_concurrency_limit=1, max_size=limits.queue_size)

@@ -106,8 +106,11 @@ class FaceMaskDetector:
             no_mask_threshold = decision_threshold(model_path)
         return cls(classifier, class_names=classifier.class_names, no_mask_threshold=no_mask_threshold, **kwargs)
 
-    def find_faces(self, image: Image.Image, max_side: int | None = None) -> list[tuple[Box, float]]:
-        """Faces found on a copy no larger than max_side (default: the detector's), boxes in the original."""
+    def find_faces(self, image: Image.Image, max_side: int | None = None,
+                   min_score: float | None = None) -> list[tuple[Box, float]]:
+        """Faces found on a copy no larger than max_side (default: the detector's), boxes in the original,
+        from the score `min_score` (default: `face_threshold`; facemask.watch also takes fainter ones)."""
+        cutoff = self.face_threshold if min_score is None else min_score
         width, height = image.size
         max_side = max_side or self.max_side
         scale = min(1.0, max_side / max(width, height))
@@ -117,7 +120,7 @@ class FaceMaskDetector:
         for raw_box, score in self.face_detector.find_faces(np.asarray(small), allow_upscale=scale >= 1.0):
             box = clip_box([v / scale for v in raw_box], width, height)
             face_width, face_height = box[2] - box[0], box[3] - box[1]
-            if score >= self.face_threshold and min(face_width, face_height) >= max(1, self.min_size):
+            if score >= cutoff and min(face_width, face_height) >= max(1, self.min_size):
                 faces.append((box, score))
         return faces
 

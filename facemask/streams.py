@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import imageio_ffmpeg
 import numpy as np
 
+from facemask.cli import raise_if_stopped
 from facemask.video import VideoError, VideoInfo, parse_header
 
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "udp", "srt")
@@ -164,38 +165,40 @@ class FrameReader:
 
     # -- opening -------------------------------------------------------------------------------
 
-    def open(self, timeout: float, cancel: threading.Event | None = None) -> VideoInfo:
-        """Start ffmpeg and wait (at most `timeout` s) for the stream's header; StreamError if it fails
-        or `cancel` is set meanwhile."""
+    def open(self, timeout: float) -> VideoInfo:
+        """Start ffmpeg and wait (at most `timeout` s) for the stream's header; StreamError if it fails.
+
+        A stop (facemask.cli) while waiting closes the connection and raises `Interrupted`."""
         self._process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, bufsize=0)
         self._threads = [threading.Thread(target=self._read_log, daemon=True, name="ffmpeg-log"),
                          threading.Thread(target=self._read_frames, daemon=True, name="ffmpeg-frames")]
         for thread in self._threads:
             thread.start()
+        try:
+            self.info = self._wait_for_header(timeout)
+        except BaseException:  # a failure, or a stop: ffmpeg and the threads go
+            self.close()
+            raise
+        return self.info
+
+    def _wait_for_header(self, timeout: float) -> VideoInfo:
         deadline = time.monotonic() + timeout
         while not self._header_done.wait(0.05):
-            if cancel is not None and cancel.is_set():
-                self.close()
-                raise StreamError(f"{self.source.name}: opening cancelled")
+            raise_if_stopped()  # in a thread of its own too, not only where the signal lands
             if time.monotonic() > deadline:
-                self.close()
                 raise StreamError(f"{self.source.name}: no video header within {timeout:g} s")
         if not self._output_started:  # ffmpeg gave up before its output: the reason is in its last lines
             self._process.wait(timeout=5)
-            self.close()
             raise StreamError(f"{self.source.name}: {self.explain()}")
         try:
             info = parse_header(self.source.name, "\n".join(self._header))  # type: ignore[arg-type]
         except VideoError as error:
-            self.close()
             raise StreamError(str(error)) from None
         width, height = info.size
         if width * height > self.limits.max_frame_pixels:
-            self.close()
             raise StreamError(f"{self.source.name}: its frames are {width}x{height}, {width * height:,} pixels, "
                               f"over the {self.limits.max_frame_pixels:,} limit")
-        self.info = info
         return info
 
     def explain(self) -> str:

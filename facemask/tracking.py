@@ -25,6 +25,9 @@ TRACKERS = ("bytetrack", "sort", "ocsort")
 DEFAULT_TRACKER = "bytetrack"
 DEFAULT_LOST_SECONDS = 2.0  # chosen on bench/track_bench.py clip0 (0.5, 1, 2, 3 s tried)
 DEFAULT_MIN_FRAMES = 3
+# Faces from this share of the face detector's threshold continue a track (never start one): chosen on
+# bench/track_bench.py's clip0 (a quarter and a half tried, against faint faces left out).
+FAINT_SHARE = 0.5
 DEFAULT_CLASSIFY_EVERY = 5
 DEFAULT_THRESHOLD = 0.5  # P(no-mask) from which a face is "no-mask", when the model's sidecar names none
 
@@ -166,11 +169,14 @@ class PersonTracker:
         return [p for p in self.people.values() if self.counted(p)]
 
 
-def track_frame(people: PersonTracker, detector, image, timestamp: float, wall: float,
-                pts: float | None) -> tuple[list[tuple[Person, int]], list[Person]]:
-    """One frame through a FaceMaskDetector and the tracker: faces found, tracked, the due ones classified
-    in one batch. The (person, face index) pairs on this frame, and the persons whose visit has ended."""
-    faces = detector.find_faces(image)
+def track_frame(people: PersonTracker, detector, image, timestamp: float, wall: float, pts: float | None,
+                max_side: int | None = None, min_score: float | None = None,
+                ) -> tuple[list[tuple[Person, int]], list[Person]]:
+    """One frame through a FaceMaskDetector (or the app's SerialDetector) and the tracker: faces found on a copy
+    at most `max_side` large from the score `min_score` (the faint ones only continue tracks), tracked, the due
+    ones classified in one batch. The (person, face index) pairs on this frame, and the persons whose visit
+    has ended."""
+    faces = detector.find_faces(image, max_side, min_score=min_score)
     seen = people.update([box for box, _ in faces], [score for _, score in faces], timestamp=timestamp, wall=wall,
                          pts=pts)
     due = [(person, index) for person, index in seen if people.due(person)]

@@ -30,11 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import signal
 import statistics
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -44,7 +41,7 @@ import numpy as np
 from PIL import Image
 
 from facemask import DEFAULT_MARGIN, MAX_MARGIN
-from facemask.cli import ArgumentParser, fail, number_in, run
+from facemask.cli import STOP, ArgumentParser, deferred_stop, fail, number_in, raise_if_stopped, run
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS
 from facemask.records import LineFile, SegmentRecorder, check_output_file, iso_time
 from facemask.streams import Frame, FrameReader, Source, StreamError, StreamLimits, check_source, parse_source
@@ -53,6 +50,7 @@ from facemask.tracking import (
     DEFAULT_LOST_SECONDS,
     DEFAULT_MIN_FRAMES,
     DEFAULT_TRACKER,
+    FAINT_SHARE,
     TRACKERS,
     LibraryTracks,
     Person,
@@ -63,35 +61,10 @@ from facemask.tracking import (
 from facemask.video import VIDEO_MAX_SIDE
 
 COUNTS_HEADER = "start,end,people,mask,no_mask,frames,dropped"
-POLL = 0.1  # seconds between looks at the stop flag while no frame comes
+POLL = 0.1  # seconds of waiting for a frame between the stall check and the counts' clock
 MAX_BACKOFF = 30.0  # seconds between reopening attempts at most
 MAX_STEP = 5.0  # seconds between two frames' timestamps beyond which the stream's clock is not believed
 LATENCIES_KEPT = 2000  # the last frames' latencies, for the median in the summary (memory stays flat)
-
-
-class Stop:
-    """SIGINT and SIGTERM set a flag the loop checks between frames; `code` is the exit status they mean."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signal: int | None = None
-
-    def install(self) -> dict:
-        """Handle both signals; the handlers they had, for `restore`."""
-        return {signum: signal.signal(signum, self._handle) for signum in (signal.SIGINT, signal.SIGTERM)}
-
-    @staticmethod
-    def restore(previous: dict) -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, _frame) -> None:
-        self.signal = signum
-        self.event.set()
-
-    @property
-    def code(self) -> int:
-        return 128 + (self.signal or 0)
 
 
 class Interval:
@@ -109,14 +82,14 @@ class Interval:
 class Watch:
     """The loop: frames in, persons tracked, events, counts, segments and status out."""
 
-    def __init__(self, args, source: Source, detector, threshold: float, stop: Stop, start_score: float = 0.0):
-        self.args, self.source, self.detector, self.stop = args, source, detector, stop
-        self.start_score = start_score
+    def __init__(self, args, source: Source, detector, threshold: float, start_score: float = 0.0,
+                 faint_score: float = 0.0):
+        self.args, self.source, self.detector = args, source, detector
+        self.start_score, self.faint_score = start_score, faint_score
         self.is_file = source.kind == "file"
         self.realtime = not self.is_file or args.realtime
         self.limits = StreamLimits(args.max_fps, args.max_frame_side, args.max_frame_pixels)
-        self.people = PersonTracker(LibraryTracks(args.tracker, 15.0, args.lost_seconds, start_score), threshold,
-                                    args.min_frames, args.classify_every)
+        self.people = PersonTracker(self.new_tracks(15.0), threshold, args.min_frames, args.classify_every)
         self.events: LineFile | None = None
         self.counts: LineFile | None = None
         self.fps = 15.0
@@ -140,32 +113,40 @@ class Watch:
 
     # -- the stream ----------------------------------------------------------------------------
 
+    def new_tracks(self, fps: float) -> LibraryTracks:
+        return LibraryTracks(self.args.tracker, fps, self.args.lost_seconds, self.start_score)
+
     def connect(self) -> FrameReader:
         """One connection to the source, its header read; StreamError if it cannot be opened."""
         reader = FrameReader(self.source, self.limits, keep_all=not self.realtime,
                              realtime_file=self.is_file and self.realtime,
                              rtsp_transport=None if self.args.rtsp_transport == "auto" else self.args.rtsp_transport)
-        info = reader.open(self.args.open_timeout, cancel=self.stop.event)
-        fps = self.fps = min(info.fps, self.args.max_fps)
-        self.people.reset(LibraryTracks(self.args.tracker, fps, self.args.lost_seconds, self.start_score))
-        if self.args.record and (self.recorder is None or self.recorder.fps != fps):
-            if self.recorder is not None:
-                self.recorder.close()
-            self.recorder = SegmentRecorder(self.args.record, self.args.segment_seconds, fps)
-        self.last_index = -1
-        self.last_pts = None
+        info = reader.open(self.args.open_timeout)  # a stop while it waits: Interrupted, the connection closed
+        try:
+            with deferred_stop():  # the new tracker and recorder in place together
+                fps = self.fps = min(info.fps, self.args.max_fps)
+                self.people.reset(self.new_tracks(fps))
+                if self.args.record and (self.recorder is None or self.recorder.fps != fps):
+                    if self.recorder is not None:
+                        self.recorder.close()
+                    self.recorder = SegmentRecorder(self.args.record, self.args.segment_seconds, fps)
+                self.last_index = -1
+                self.last_pts = None
+        except BaseException:
+            reader.close()
+            raise
         return reader
 
-    def reconnect(self, reason: str) -> FrameReader | None:
-        """After an outage (said once): reopen with backoff until it works or the watch is stopped."""
+    def reconnect(self, reason: str) -> FrameReader:
+        """After an outage (said once): reopen with backoff until it works; a stop raises `Interrupted`."""
         self.totals["outages"] += 1
         print(f"warning: {reason}; reopening (outage {self.totals['outages']})", file=sys.stderr, flush=True)
         lost = time.monotonic()
         backoff = 1.0
-        while not self.stop.event.is_set():
+        while True:
             self.tick()
-            if self.stop.event.wait(backoff):
-                break
+            STOP.wait(backoff)  # the signal raises Interrupted in this wait (the main thread)
+            raise_if_stopped()
             try:
                 reader = self.connect()
             except StreamError:
@@ -174,49 +155,46 @@ class Watch:
             print(f"{self.source.name}: stream back after {time.monotonic() - lost:.1f} s", file=sys.stderr,
                   flush=True)
             return reader
-        return None
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self, reader: FrameReader) -> int:
-        """Watch until the file ends or a signal comes; the exit status."""
+        """Watch until the file ends (the exit status) or a stop (facemask.cli's `Interrupted`, raised where
+        the loop waits, or after the frame being processed: a frame's events and counts go out together)."""
         self.reader = reader
         last_frame = time.monotonic()
-        code = 0
         try:
-            while not self.stop.event.is_set():
+            while True:
+                raise_if_stopped()
                 try:
                     frame = self.reader.next_frame(POLL)
                 except StreamError as error:
                     if self.is_file:
                         message = str(error)
-                        code = 0 if message.endswith("the stream ended") else fail(message)
-                        break
+                        return 0 if message.endswith("the stream ended") else fail(message)
                     self.lose_stream(str(error))
                     last_frame = time.monotonic()
-                    if self.reader is None:
-                        break
                     continue
                 if frame is None:
                     if time.monotonic() - last_frame > self.args.stall_seconds:
                         self.lose_stream(f"{self.source.name}: no frame for {self.args.stall_seconds:g} s")
                         last_frame = time.monotonic()
-                        if self.reader is None:
-                            break
                     self.tick()
                     continue
                 last_frame = time.monotonic()
-                self.process(frame)
-                self.tick()
+                with deferred_stop():
+                    self.process(frame)
+                    self.tick()
         finally:
             self.finish()
-        return self.stop.code if self.stop.signal else code
 
     def lose_stream(self, reason: str) -> None:
-        self.reader.close()
-        self.take_dropped()
-        for person in self.people.end_all():
-            self.visit_ended(person, "stream lost")
+        with deferred_stop():
+            self.reader.close()
+            self.take_dropped()
+            self.reader = None
+            for person in self.people.end_all():
+                self.visit_ended(person, "stream lost")
         self.reader = self.reconnect(reason)
 
     def take_dropped(self) -> None:
@@ -247,7 +225,8 @@ class Watch:
         wall = self.frame_time(frame)
         self.clock_now = max(self.clock_now, wall)
         image = Image.fromarray(frame.rgb)
-        seen, ended = track_frame(self.people, self.detector, image, self.track_time(frame), wall, frame.pts)
+        seen, ended = track_frame(self.people, self.detector, image, self.track_time(frame), wall, frame.pts,
+                                  self.args.max_side, self.faint_score)
         for person in ended:
             self.visit_ended(person, "left")
         self.latencies.append(time.monotonic() - frame.arrived)
@@ -280,10 +259,11 @@ class Watch:
         """Close the intervals that are over, and show the status when it is time."""
         now = time.time() if self.realtime else self.clock_now
         while now >= self.interval.start + self.args.interval:
-            end = self.interval.start + self.args.interval
-            if self.counts is not None:
-                self.counts.write(self.interval.row(end))
-            self.interval = Interval(end)
+            with deferred_stop():  # a row written is an interval closed: never written twice
+                end = self.interval.start + self.args.interval
+                if self.counts is not None:
+                    self.counts.write(self.interval.row(end))
+                self.interval = Interval(end)
         if time.monotonic() - self.last_status >= self.args.status_seconds:
             self.status()
 
@@ -304,23 +284,25 @@ class Watch:
         self.last_status, self.status_frames = time.monotonic(), 0
 
     def finish(self) -> None:
-        """Open visits and the last interval written, every file closed (a stop, the end, or a failure)."""
-        if self.reader is not None:
-            self.reader.close()
-            self.take_dropped()
-        for person in self.people.end_all():
-            self.visit_ended(person, "stopped" if self.stop.signal else "stream ended")
-        end = time.time() if self.realtime else self.clock_now
-        self.tick()
-        if self.counts is not None and (self.interval.frames or self.interval.people or self.interval.dropped
-                                        or end > self.interval.start):
-            self.counts.write(self.interval.row(max(end, self.interval.start)))
-        if self.recorder is not None:
-            self.recorder.close()
-        for log in (self.events, self.counts):
-            if log is not None:
-                log.close()
-        self.status(final=True)
+        """Open visits and the last interval written, every file closed (a stop, the end, or a failure);
+        a stop arriving meanwhile waits for the end of it."""
+        with deferred_stop():
+            if self.reader is not None:
+                self.reader.close()
+                self.take_dropped()
+            for person in self.people.end_all():
+                self.visit_ended(person, "stopped" if STOP.is_set() else "stream ended")
+            end = time.time() if self.realtime else self.clock_now
+            self.tick()
+            if self.counts is not None and (self.interval.frames or self.interval.people or self.interval.dropped
+                                            or end > self.interval.start):
+                self.counts.write(self.interval.row(max(end, self.interval.start)))
+            if self.recorder is not None:
+                self.recorder.close()
+            for log in (self.events, self.counts):
+                if log is not None:
+                    log.close()
+            self.status(final=True)
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -401,16 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem = f"model file not found: {args.model}"
     if problem:
         return fail(problem)
-    stop = Stop()
-    previous = stop.install()
-    try:
-        return watch_source(args, stop)
-    finally:
-        Stop.restore(previous)
+    return watch_source(args)
 
 
-def watch_source(args, stop: Stop) -> int:
-    """Open the source, load the model, watch; the exit status."""
+def watch_source(args) -> int:
+    """Open the source, load the model, watch; the exit status (a stop raises facemask.cli's `Interrupted`)."""
     from facemask.models import decision_threshold  # the sidecar's no_mask_threshold, else 0.5
 
     try:
@@ -423,25 +400,24 @@ def watch_source(args, stop: Stop) -> int:
 
     face_detector = make_face_detector(args.detector)
     start = args.face_threshold if args.face_threshold is not None else getattr(face_detector, "threshold", 0.0)
-    # Half: chosen on bench/track_bench.py's clip0 (a quarter and a half tried, against faint faces left out).
-    faint = args.track_threshold if args.track_threshold is not None else start / 2
-    watch = Watch(args, args.source, None, threshold, stop, start_score=start)
+    faint = min(start, args.track_threshold if args.track_threshold is not None else FAINT_SHARE * start)
+    watch = Watch(args, args.source, None, threshold, start_score=start, faint_score=faint)
     try:
         reader = watch.connect()
     except StreamError as error:
-        return stop.code if stop.signal else fail(error)
+        return fail(error)
     try:
         watch.detector = FaceMaskDetector.from_path(args.model, face_detector=face_detector, margin=args.margin,
-                                                    min_size=args.min_size, threshold=min(faint, start),
-                                                    max_side=args.max_side)
+                                                    min_size=args.min_size, face_threshold=start,
+                                                    no_mask_threshold=threshold, max_side=args.max_side)
         warm_up(watch.detector)
         watch.open_outputs()
     except (OSError, ValueError) as error:
         reader.close()
         return fail(error)
-    if stop.signal:  # during the model's loading: nothing written yet
+    except KeyboardInterrupt:  # stopped while the model loads: nothing written yet
         reader.close()
-        return stop.code
+        raise
     reader.dropped = 0  # frames the model's loading let go by are no loss of the watch
     watch.started_wall = watch.interval.start = watch.clock_now = time.time()
     watch.last_status = watch.started = time.monotonic()
@@ -458,16 +434,5 @@ def warm_up(detector) -> None:
     detector.classify(image, [((8, 8, 56, 56), 1.0)])
 
 
-def exit_at_once(exiting: SystemExit) -> None:
-    """Exit without the interpreter's teardown: every file is closed by now, and TensorFlow's own teardown
-    takes seconds, which would break the promise of an exit within 2 s of SIGTERM."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(exiting.code if isinstance(exiting.code, int) else 0 if exiting.code is None else 1)
-
-
 if __name__ == "__main__":
-    try:
-        run(main)
-    except SystemExit as exiting:
-        exit_at_once(exiting)
+    run(main)

@@ -474,33 +474,81 @@ def test_the_summary_counts_faces_with_and_without_a_mask(fake_app, tmp_path):
 
 
 def live_frame(url: str, frame: Path, mime: str = "image/png") -> tuple[Image.Image, str]:
-    """One frame through the Live tab's stream endpoint, sent as the page sends it: a data URL."""
+    """One frame through the Live tab's stream endpoint, sent as the page sends it: a data URL. Each call is a
+    stream of its own (the stream's persons are the page session's state; test_live_persons_* follows them)."""
     import base64
     import io
     import json
 
     status, answer = call(url, "detect_live", [{"url": data_url(frame, mime)}])
     assert status == 200 and answer.startswith("complete:"), answer
-    record, summary = json.loads(answer.split(":", 1)[1])
+    record, summary, state = json.loads(answer.split(":", 1)[1])
+    assert state is None  # the stream's tracker stays on the server
     # The frame comes back inline, not as a file in Gradio's cache.
     assert record["path"] is None and record["url"].startswith("data:image/jpeg;base64,")
     return Image.open(io.BytesIO(base64.b64decode(record["url"].split(",", 1)[1]))), summary
 
 
-def test_a_live_frame_comes_back_boxed_numbered_and_counted_without_touching_the_cache(fake_app, tmp_path,
-                                                                                       app_dirs, drawn_texts):
+def test_a_live_frame_comes_back_with_its_counts_without_touching_the_cache(fake_app, tmp_path, app_dirs,
+                                                                           drawn_texts):
     from facemask.video import VIDEO_MAX_SIDE
 
     before = sorted(app_dirs["cache"].rglob("*"))
     frame = painted_photo(tmp_path / "frame.png", scale=2)
     annotated, summary = live_frame(fake_app["url"], frame)
-    assert summary == "3 faces: 2 with a mask (green), 1 without (red)."
-    assert annotated.size == (640, 320) and box_edges_colours(annotated, scale=2) == FAKE_LABELS
-    assert [text.split(" ")[:2] for text in drawn_texts] == [["1", "mask"], ["2", "no-mask"], ["3", "mask"]]
+    # A face is a person from the second frame the tracker has seen it on: nothing boxed or counted yet.
+    assert summary == "0 in view now; 0 people seen since the stream started: 0 with a mask (green), 0 without (red)."
+    difference = np.abs(np.asarray(annotated, dtype=int) - np.asarray(Image.open(frame).convert("RGB"), dtype=int))
+    assert annotated.size == (640, 320) and difference.mean() < 2 and drawn_texts == []  # but for JPEG's losses
     # Faces were looked for on a small copy of the frame, as in videos.
     assert fake_app["faces"].shapes[-1] == (VIDEO_MAX_SIDE // 2, VIDEO_MAX_SIDE, 3)
     assert fake_app["faces"].upscales[-1] is False  # a copy shrunk for speed, not to be enlarged again
     assert sorted(app_dirs["cache"].rglob("*")) == before
+
+
+def live_function(faces: FixedFaces):
+    """The Live tab's stream function of an app around doubles, called as Gradio calls it for each frame of a
+    page's stream: (frame, the session's state) -> (annotated frame, summary, the new state)."""
+    from facemask.app import build_app
+    from facemask.detect import FaceMaskDetector
+
+    demo = build_app(FaceMaskDetector(RecordingModel(), face_detector=faces))
+    return next(fn.fn for fn in demo.fns.values() if fn.api_name == "detect_live")
+
+
+def test_live_persons_are_followed_numbered_and_counted_across_a_stream(tmp_path, drawn_texts):
+    import time
+
+    import facemask.live
+    from facemask.live import STREAM_EVERY
+    from facemask.tracking import DEFAULT_LOST_SECONDS
+
+    faces = FixedFaces(*FAKE_FACES)
+    detect_live = live_function(faces)
+    frame = painted_photo(tmp_path / "frame.png", scale=2).read_bytes()  # as a pasted frame reaches it
+    annotated, summary, state = detect_live(frame, None)
+    assert summary.startswith("0 in view now; 0 people seen") and drawn_texts == []
+    for _ in range(2):
+        annotated, summary, state = detect_live(frame, state)
+    assert summary == "3 in view now; 3 people seen since the stream started: 2 with a mask (green), 1 without (red)."
+    assert box_edges_colours(annotated, scale=2) == FAKE_LABELS
+    # Each box carries its person's number and the label of their frames so far.
+    assert sorted(text.split(" ")[:2] for text in drawn_texts[-3:]) == [["1", "mask"], ["2", "no-mask"],
+                                                                         ["3", "mask"]]
+    # Two leave; the one who stays keeps their number, the two who left stay counted.
+    faces.faces = faces.faces[:1]
+    deadline = time.monotonic() + DEFAULT_LOST_SECONDS + 3  # the tracker keeps a lost face this long (2 s)
+    while not summary.startswith("1 in view") and time.monotonic() < deadline:
+        time.sleep(STREAM_EVERY)  # frames as a page sends them
+        annotated, summary, state = detect_live(frame, state)
+    assert summary == "1 in view now; 3 people seen since the stream started: 2 with a mask (green), 1 without (red)."
+    assert drawn_texts[-1].split(" ")[:2] == ["1", "mask"]
+    # Another viewer's stream (no state yet) is a stream of its own.
+    assert detect_live(frame, None)[1].startswith("0 in view now; 0 people seen")
+    # After a pause of the webcam, the count starts again.
+    state.last_frame -= facemask.live.NEW_STREAM_SECONDS + 1
+    _, summary, restarted = detect_live(frame, state)
+    assert restarted is not state and summary.startswith("0 in view now; 0 people seen")
 
 
 def test_live_frames_meet_the_video_frame_limits(fake_app, tmp_path):
@@ -521,7 +569,7 @@ def test_live_frames_meet_the_video_frame_limits(fake_app, tmp_path):
     notes.write_text("not a frame")
     assert call(fake_app["url"], "detect_live", [{"url": data_url(notes, "image/jpeg")}]) == (
         200, "error: the webcam frame: not an image (no format Pillow can read)")
-    assert live_frame(fake_app["url"], painted_photo(tmp_path / "frame.png", scale=2))[1].startswith("3 faces:")
+    assert live_frame(fake_app["url"], painted_photo(tmp_path / "frame.png", scale=2))[1].startswith("0 in view now")
 
 
 # --- results, the cache --------------------------------------------------------------------------------

@@ -293,12 +293,13 @@ def frames_counted(counts: Path) -> int:
     return sum(int(line.split(",")[5]) for line in lines)
 
 
-def stop_and_check(process: subprocess.Popen, folder: Path) -> tuple[list[dict], list[list[str]], str]:
-    """SIGTERM: exit 143 within 2 s, every file whole and the counts adding up to the events."""
+def stop_and_check(process: subprocess.Popen, folder: Path,
+                   signum: int = signal.SIGTERM) -> tuple[list[dict], list[list[str]], str]:
+    """SIGTERM (or SIGINT): exit 143 (130) within 2 s, every file whole and the counts adding up to the events."""
     sent = time.monotonic()
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 143, stderr
+    assert process.returncode == 128 + signum, stderr
     assert time.monotonic() - sent < 2.0, stderr
     events_text = (folder / "events.jsonl").read_text()
     counts_text = (folder / "counts.csv").read_text()
@@ -332,11 +333,44 @@ def test_http_stream_lost_and_served_again_is_reopened_then_sigterm_writes_every
         process.kill()
         server.kill()
     assert stderr.count("warning:") == 1 and "reopening (outage 1)" in stderr  # said once
-    assert "stream back after" in stderr and "1 outages" in stderr.splitlines()[-1]
+    *_, summary, stopped = stderr.splitlines()  # the final status, then the stop's one error line
+    assert "stream back after" in stderr and "1 outages" in summary and error_lines(stderr) == [stopped]
+    assert stopped == "error: terminated (SIGTERM)"
     # One person before the outage, one after (and one more each time the looped clip starts again).
     assert "stream lost" in [e["ended"] for e in events] and events[-1]["ended"] == "stopped"
     assert [e["id"] for e in events] == list(range(1, len(events) + 1))
     assert all(e["first_seen"] <= e["last_seen"] for e in events)
+
+
+@pytest.mark.slow
+def test_sigint_mid_file_writes_the_open_track_and_exits_130(long_clip, colour_model_file, tmp_path):
+    process = start_watch(str(long_clip), colour_model_file, tmp_path, "--realtime")  # a file read as a camera
+    try:
+        wait_for(lambda: frames_counted(tmp_path / "counts.csv") >= 30, 120, "frames from the file")
+        events, rows, stderr = stop_and_check(process, tmp_path, signal.SIGINT)
+    finally:
+        process.kill()
+    # The face walking in view from the first frame to the last: one person, open when stopped, written then.
+    assert len(events) == 1 and events[0]["ended"] == "stopped" and events[0]["frames"] >= 10
+    assert error_lines(stderr) == ["error: interrupted"]
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_stream_is_down_exits_143_with_the_files_whole(long_clip, colour_model_file, tmp_path):
+    port = free_port()
+    server = serve_http(long_clip, port, loop=True)
+    process = start_watch(f"http://127.0.0.1:{port}/live.ts", colour_model_file, tmp_path)
+    try:
+        wait_for(lambda: frames_counted(tmp_path / "counts.csv") >= 30, 120, "frames from the stream")
+        server.kill()  # the camera goes away for good: the watch waits between attempts to reopen it
+        server.wait()
+        time.sleep(5)  # the outage seen (at worst after --stall-seconds 3) and an attempt to reopen failed
+        events, rows, stderr = stop_and_check(process, tmp_path)
+    finally:
+        process.kill()
+        server.kill()
+    assert "reopening (outage 1)" in stderr and error_lines(stderr) == ["error: terminated (SIGTERM)"]
+    assert [e["ended"] for e in events] == ["stream lost"]  # the person in view when it went
 
 
 RTSP_SERVER = shutil.which("rtsp-server-perl")
