@@ -10,6 +10,7 @@ was exported from that very file.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -134,6 +135,39 @@ def test_evaluate_photos_scores_an_export_as_the_keras_model(models, sample_dir,
         assert reports[fmt][key] == reports["keras"][key], key
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_app_serves_an_export_in_every_tab(models, monkeypatch, fmt):
+    from facemask import app
+
+    served = {}
+    monkeypatch.setattr(app, "serve", lambda detector, limits, args: served.setdefault("detector", detector) and 0)
+    umask = os.umask(0o022)
+    try:
+        assert app.main(["--model", str(models[fmt]), "--port", "0"]) == 0
+    finally:
+        os.umask(umask)  # main() makes the process's files private, as the app's are
+    # One detector, hence one classifier, behind the Photo, Video and Live tabs (build_app shares it).
+    detector = served["detector"]
+    assert detector.classifier.format == fmt and detector.no_mask_threshold == THRESHOLD
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_watch_follows_the_same_people_with_an_export(models, tmp_path, monkeypatch, capsys, fmt):
+    from facemask import detectors, watch
+
+    monkeypatch.setattr(detectors, "make_face_detector", lambda name: FixedFaces((60, 20, 180, 150)))
+    clip = write_clip(tmp_path / "clip.mp4", frames=12)
+    events = {}
+    for kind in ("keras", fmt):
+        events[kind] = tmp_path / f"{kind}.jsonl"
+        code = watch.main([str(clip), "--model", str(models[kind]), "--events", str(events[kind])])
+        assert code == 0, capsys.readouterr().err
+    expected, found = ([json.loads(line) for line in events[kind].read_text().splitlines()] for kind in ("keras", fmt))
+    assert len(found) == len(expected) == 1
+    assert found[0]["label"] == expected[0]["label"] and found[0]["frames"] == expected[0]["frames"]
+    assert found[0]["p_no_mask"] == pytest.approx(expected[0]["p_no_mask"], abs=1e-4)
+
+
 # --- files that are not classifiers -------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -157,8 +191,13 @@ def not_classifiers(tmp_path_factory) -> dict[str, Path]:
 def test_a_file_that_is_not_a_classifier_is_one_error_line_in_every_command(
         not_classifiers, sample_crops, sample_dir, colour_photos, tmp_path, capsys, fmt, words):
     model = str(not_classifiers[fmt])
+    from facemask import app, watch
+
+    clip = write_clip(tmp_path.parent / f"{tmp_path.name}-clip.mp4", frames=2)
     commands = {
         "predict": lambda: predict.main(["--model", model, str(colour_photos[0])]),
+        "app": lambda: app.main(["--model", model, "--port", "0"]),
+        "watch": lambda: watch.main([str(clip), "--model", model, "--events", str(tmp_path / "events.jsonl")]),
         "detect": lambda: detect.main(["--model", model, str(colour_photos[0]), "--out", str(tmp_path / "out")]),
         "evaluate crops": lambda: evaluate.main(["crops", "--model", model, str(sample_crops / "test"),
                                                  "--reports", str(tmp_path / "reports")]),
