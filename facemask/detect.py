@@ -9,7 +9,9 @@ shown: the face detector's confidence from which a face is kept (`face_threshold
 and the classifier's decision threshold, from which P(no-mask) means no mask (`no_mask_threshold`,
 `--threshold`: by default the one chosen on validation at training time, kept in the model's sidecar).
 
-    python -m facemask.detect --model models/scratch.keras photo.jpg clip.mp4 --out out/
+    python -m facemask.detect --model models/compact.keras photo.jpg clip.mp4 --out out/
+
+`--model` is a .keras file or its .onnx or .tflite export (facemask.classifier.load_served).
 
 Photos give `out/<stem>_annotated.<ext>` and `out/<stem>.json`; videos (see facemask.video) give
 `out/<stem>_annotated.mp4`, without sound. Inputs sharing a stem get `<stem>-2`, `<stem>-3`...: no

@@ -1,6 +1,9 @@
 """[P(mask), P(no-mask)] for face images, from a saved model.
 
-    python -m facemask.predict --model models/scratch.keras face1.jpg face2.png
+    python -m facemask.predict --model models/compact.keras face1.jpg face2.png
+
+`--model` is a .keras file or its .onnx or .tflite export; the .onnx training wrote beside a .keras
+file is served in its place (facemask.classifier.load_served, which says so on stderr).
 
 prints one tab-separated line per image, in the order given:
 

@@ -29,6 +29,20 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(scope="module")
+def app_model_file(tmp_path_factory, real_sample_crops) -> Path:
+    """The browser tests' classifier as training leaves it: the compact CNN (untrained: these tests check
+    plumbing) and the .onnx exported from it beside it, which every tab then serves in its place."""
+    from facemask.classifier import load_served
+    from facemask.export import export
+    from facemask.models import build_compact, save_model
+
+    path = save_model(build_compact(), tmp_path_factory.mktemp("models") / "compact.keras")
+    export(path, "onnx", None, path.with_suffix(".onnx"), real_sample_crops, None)
+    assert load_served(path, say=lambda line: None).format == "onnx"
+    return path
+
+
 def write_y4m(path: Path, image: Image.Image, frames: int = 2) -> Path:
     """An uncompressed YUV 4:2:0 video, the format Chromium's fake camera plays from a file."""
     width, height = image.size
@@ -212,7 +226,7 @@ def live_frame_shown(page) -> Image.Image:
 
 
 def test_live_tab_boxes_the_astronaut_on_the_streamed_webcam(page, tmp_path):
-    """The real detector (MTCNN, the scratch CNN) on Chromium's fake camera, streamed by Gradio."""
+    """The real detector (CenterFace, the compact CNN's .onnx) on Chromium's fake camera, streamed by Gradio."""
     from playwright.sync_api import expect
 
     start = start_webcam(page, "Live", "live-input", "capture photo")
