@@ -25,12 +25,13 @@ for ONNX int8 and float16.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -235,6 +236,17 @@ def export(model_path: Path, fmt: str, quantize: str | None, out: Path, data: Pa
     return report
 
 
+@contextlib.contextmanager
+def quiet_converters() -> Iterator[None]:
+    """The converters' progress lines, and Keras' FutureWarning about numpy 2's np.object, are not the
+    user's business."""
+    for name in ("tf2onnx", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"keras\.src\.export")
+        yield
+
+
 def export_after_training(model_path: Path, arch: str, data: Path) -> str:
     """`python -m facemask.train`'s last step: the float32 `<out>/<arch>.onnx` beside the .keras it just
     saved, checked against it on DATA/test like any export, so the commands serve it (load_served).
@@ -245,15 +257,14 @@ def export_after_training(model_path: Path, arch: str, data: Path) -> str:
     out = default_out(model_path, "onnx", None)
     if arch in NOT_EXPORTED_AFTER_TRAINING:
         return f"no {out.name} written: {NOT_EXPORTED_AFTER_TRAINING[arch]} (python -m facemask.export makes one)"
-    for name in ("tf2onnx", "absl"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     started = time.perf_counter()
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning, module=r"keras\.src\.export")
+        with quiet_converters():
             report = export(model_path, "onnx", None, out, data, None)
     except (OSError, ValueError) as error:
         return f"no {out.name} written: {error}"
+    except Exception as error:  # a runtime's own failure; the trained model is saved and stays served
+        return f"no {out.name} written: {type(error).__name__}: {str(error).strip()[:300]}"
     if report["max_abs_probability_difference"] > FLOAT32_TOLERANCE:
         for path in (out, report_path(out)):
             path.unlink(missing_ok=True)
@@ -309,12 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"model file not found: {args.model}")
     if not args.out.parent.is_dir():
         return fail(f"{args.out}: its folder {args.out.parent} does not exist")
-    for name in ("tf2onnx", "absl"):  # the converters' progress lines are not the user's business
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"keras\.src\.export")  # numpy 2's np.object
     try:
-        report = export(args.model, args.format, args.quantize, args.out, args.data, args.calibration,
-                        args.calibration_crops)
+        with quiet_converters():
+            report = export(args.model, args.format, args.quantize, args.out, args.data, args.calibration,
+                            args.calibration_crops)
     except (OSError, ValueError) as error:
         return fail(error)
     print(format_report(report), flush=True)
