@@ -1,4 +1,5 @@
-"""The figures: training curves, the confusion matrix, grids of images and of mistakes, precision-recall.
+"""The figures: training curves, the confusion matrix, grids of images, of augmentations and of mistakes,
+precision-recall.
 
 facemask.evaluate writes them into its reports; the notebook shows them. Each plot function returns
 its Figure, and also writes it as a PNG when given a path (through a temporary file, so an
@@ -115,6 +116,37 @@ def plot_images(
         ax.set_title(title, fontsize=8)
     for ax in axes:
         ax.axis("off")
+    _save(figure, path)
+    return figure
+
+
+def plot_augmentations(original: np.ndarray, variants: Mapping[str, Sequence[np.ndarray]],
+                       path: Path | str | None = None) -> Figure:
+    """One row per augmentation: the `original` face (RGB, 0-255), then what each draw of that augmentation
+    made of it (`variants[name]`, all of one length). A draw that left the face exactly as it was (the
+    augmentations that touch only some of the faces) is titled "as is", so no one takes it for a change.
+    """
+    draws = {len(images) for images in variants.values()}
+    if not variants or draws == {0} or len(draws) != 1:
+        raise ValueError(f"need the same number (at least one) of images per augmentation, got "
+                         f"{ {name: len(images) for name, images in variants.items()} }")
+    original = np.clip(np.asarray(original, dtype=np.float32), 0, 255)
+    columns = 1 + draws.pop()
+    figure = Figure(figsize=(1.5 * columns, 1.55 * len(variants) + 0.3), layout="constrained")
+    axes = figure.subplots(len(variants), columns, squeeze=False)
+    for row, (name, images) in zip(axes, variants.items(), strict=True):
+        row[0].imshow(original.astype(np.uint8))
+        row[0].set_title("original", fontsize=8)
+        row[0].set_ylabel(name, fontsize=10)
+        for ax, image in zip(row[1:], images, strict=True):
+            image = np.clip(np.asarray(image, dtype=np.float32), 0, 255)
+            ax.imshow(image.astype(np.uint8))
+            ax.set_title("as is" if np.array_equal(image, original) else name, fontsize=8)
+        for ax in row:  # no ticks or frame, but the row's name stays (axis("off") would hide it)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
     _save(figure, path)
     return figure
 
