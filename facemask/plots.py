@@ -1,4 +1,5 @@
-"""The figures: training curves, the confusion matrix, grids of images and of mistakes, precision-recall.
+"""The figures: training curves, the confusion matrix, grids of images, of augmentations and of mistakes,
+precision-recall.
 
 facemask.evaluate writes them into its reports; the notebook shows them. Each plot function returns
 its Figure, and also writes it as a PNG when given a path (through a temporary file, so an
@@ -115,6 +116,39 @@ def plot_images(
         ax.set_title(title, fontsize=8)
     for ax in axes:
         ax.axis("off")
+    _save(figure, path)
+    return figure
+
+
+def plot_augmentations(original: np.ndarray, variants: Mapping[str, Sequence[np.ndarray]], columns: int = 6,
+                       path: Path | str | None = None) -> Figure:
+    """One row per augmentation: the `original` face (RGB, 0-255), then up to `columns` of the draws that
+    changed it (`variants[name]`: the augmentation applied to copies of the face).
+
+    Several augmentations touch only some of the faces, so each row's label says how many of its draws
+    changed the face; a row where none did shows its first draws, titled "as is".
+    """
+    if not variants or any(len(images) == 0 for images in variants.values()):
+        raise ValueError(f"need at least one image per augmentation, got "
+                         f"{ {name: len(images) for name, images in variants.items()} }")
+    original = np.clip(np.asarray(original, dtype=np.float32), 0, 255)
+    figure = Figure(figsize=(1.5 * (1 + columns), 1.55 * len(variants) + 0.3), layout="constrained")
+    axes = figure.subplots(len(variants), 1 + columns, squeeze=False)
+    for row, (name, images) in zip(axes, variants.items(), strict=True):
+        images = [np.clip(np.asarray(image, dtype=np.float32), 0, 255) for image in images]
+        changed = [index for index, image in enumerate(images) if not np.array_equal(image, original)]
+        shown = (changed or range(len(images)))[:columns]
+        row[0].imshow(original.astype(np.uint8))
+        row[0].set_title("original", fontsize=8)
+        row[0].set_ylabel(f"{name}\n{len(changed)} of {len(images)} changed", fontsize=9)
+        for ax, index in zip(row[1:], shown, strict=False):
+            ax.imshow(images[index].astype(np.uint8))
+            ax.set_title(f"draw {index + 1}" if changed else "as is", fontsize=8)
+        for ax in row:  # no ticks or frame, but the row's label stays (axis("off") would hide it)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
     _save(figure, path)
     return figure
 

@@ -29,7 +29,9 @@ def test_notebook_is_committed_clean():
 # What a user's notebook run must never show: TensorFlow's start-up lines (absl's notice, its C++ log
 # lines, the cuInit error of a machine without an NVIDIA driver) and tf.function's retracing warnings.
 NOISE = re.compile(r"absl::InitializeLog|^[IWEF]\d{4} \d\d:\d\d|cuInit|cuda_|cpu_feature_guard|retracing", re.M)
-PLOTTED_CELLS = 7  # examples, augmentations, scratch history and confusion, VGG16 history and confusion, inference
+# Examples, an augmented batch, each augmentation alone; the history and the confusion matrix of each of the three
+# networks; inference.
+PLOTTED_CELLS = 10
 
 
 def git_clone(source: str, target: Path) -> Path:
@@ -108,15 +110,22 @@ def test_a_fresh_clone_runs_the_notebook_as_a_user_would(clone, tmp_path):
     # The clone holds no crops, so the data cell cuts the committed sample into ./data and says so.
     assert "no crops yet (data folder not found: data): cutting the embedded real sample" in text
     assert "using the crops just cut into data" in text and (clone / "data" / "manifest.csv").is_file()
-    for name in ("scratch", "vgg16"):
+    for name in ("compact", "scratch", "vgg16"):
         assert (clone / "models" / f"{name}.keras").is_file()
         metrics = json.loads((clone / "reports" / f"{name}_metrics.json").read_text())
         assert metrics["count"] > 0 and 0 <= metrics["accuracy"] <= 1
+        # Each model is scored at the threshold its training chose on validation and saved in its sidecar.
+        sidecar = json.loads((clone / "models" / f"{name}.json").read_text())
+        assert metrics["threshold"] == sidecar["no_mask_threshold"]
+        assert set(metrics["by_size"]) == {"under 16", "16-31", "32-63", "64 and more"}  # from data/manifest.csv
+    # The default network's section: its cost beside the scratch CNN's, its faces by size, its predictions labelled.
+    assert "multiply-adds per face" in text and "by face size" in text
+    assert re.search(r"compact CNN, labelled at its threshold: no-mask when P\(no-mask\) >= 0\.\d+", text)
     # Random VGG16 weights are called what they are: in its first output, its report and the table.
     vgg16_cells = [cell_text(cell) for cell in cells if "vgg16_label" in "".join(cell["source"])]
     assert len(vgg16_cells) == 3 and all("random weights: not a result" in cell for cell in vgg16_cells)
     assert "no-mask recall" in text and "trainable in the base now: block5_conv1, block5_conv2, block5_conv3" in text
-    assert text.count("same predictions after loading: True") == 2
+    assert text.count("same predictions after loading: True") == 3
     assert "'recipe': 'cached-features'" in text  # the sidecar's record of how VGG16 was trained
 
 
@@ -183,7 +192,7 @@ def test_the_notebook_sets_itself_up_in_a_simulated_colab(clone, tmp_path):
         assert "No restart needed: pip replaced nothing this session had loaded." in cell_text(cells[0])
         assert all(cell["execution_count"] is not None for cell in cells)
         text = check_figures_and_quiet(cells)
-        assert "cutting the embedded real sample" in text and text.count("same predictions after loading: True") == 2
+        assert "cutting the embedded real sample" in text and text.count("same predictions after loading: True") == 3
         assert (project / "models" / "vgg16.keras").is_file()
     finally:
         shutil.rmtree(venv, ignore_errors=True)  # about 3 GB once the project is installed
@@ -202,10 +211,7 @@ def test_first_cell_sets_up_colab_only_from_a_url_the_user_sets():
 
 
 # TrainConfig fields the parameters cell leaves out, and why.
-NOT_PARAMETERS = {"arch": "the notebook trains both networks, one config each",
-                  # The compact network's settings (each arch has its own default): the notebook gains them
-                  # with the compact network, once its rewrite has landed (issue 17).
-                  "extra_weight": "compact network", "image_size": "compact network", "augment": "compact network"}
+NOT_PARAMETERS = {"arch": "the notebook trains all three networks, one config each"}
 # The notebook's own parameters (which photos to cut), not training settings, at their defaults.
 NOTEBOOK_ONLY = {"PHOTOS": "auto", "KAGGLE_DIR": None, "DOWNLOAD_KAGGLE": False}
 
@@ -251,25 +257,45 @@ def notebook_text(kind: str) -> str:
 def test_the_numbers_the_text_quotes_are_the_codes():
     """Numbers the notebook's sentences take from TrainConfig and the training callbacks, checked so that
     a changed default cannot leave the story behind."""
-    from facemask.config import DEFAULT_EPOCHS, RECIPE_FINE_TUNE_FROM, TrainConfig
+    from facemask.config import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, RECIPE_FINE_TUNE_FROM, TrainConfig
     from facemask.train import LR_DROP, lr_patience
 
     defaults, text, code = TrainConfig(), notebook_text("markdown"), notebook_text("code")
-    scratch = re.search(r"for at most (\d+) epochs \(`EPOCHS = None`\)\. When the validation loss has not improved "
-                        r"for (\d+) epochs \(half of `PATIENCE`, (\d+)\) the learning rate drops (\d+)-fold, and "
-                        r"after (\d+) training stops", text)
-    assert scratch, "the scratch CNN's paragraph on epochs, patience and the learning-rate drop"
-    assert [int(number) for number in scratch.groups()] == [
-        DEFAULT_EPOCHS["scratch"], lr_patience(defaults.patience), defaults.patience, LR_DROP, defaults.patience]
+    stopping = re.findall(r"for at most (\d+) epochs \(`EPOCHS = None`\)\. When the validation loss has not improved "
+                          r"for (\d+) epochs \(half of `PATIENCE`, (\d+)\) the learning rate drops (\d+)-fold, and "
+                          r"after (\d+) training stops", text)
+    assert len(stopping) == 2, "the compact and scratch CNNs' paragraphs on epochs, patience and the learning-rate drop"
+    for arch, numbers in zip(("compact", "scratch"), stopping, strict=True):
+        assert [int(number) for number in numbers] == [
+            DEFAULT_EPOCHS[arch], lr_patience(defaults.patience), defaults.patience, LR_DROP, defaults.patience], arch
     assert re.search(r"for at most `EPOCHS` epochs \((\d+) by default\)", text)[1] == str(DEFAULT_EPOCHS["vgg16"])
     assert float(re.search(r"\(`FINE_TUNE_LEARNING_RATE`, ([0-9e.-]+)\)", text)[1]) == defaults.fine_tune_learning_rate
     assert (f"`{RECIPE_FINE_TUNE_FROM['cached-features']}` for `\"cached-features\"`, all of it for `\"full\"`" in text
             and RECIPE_FINE_TUNE_FROM["full"] == "all")
     # The parameters cell's comments.
     assert f"the learning rate drops {LR_DROP}x after half of it" in code and lr_patience(10) == 10 // 2
-    assert f"{DEFAULT_EPOCHS['scratch']} for the scratch CNN, {DEFAULT_EPOCHS['vgg16']} for VGG16's phase 1" in code
+    assert (f"{DEFAULT_EPOCHS['compact']} for the compact CNN, {DEFAULT_EPOCHS['scratch']} for the scratch CNN, "
+            f"{DEFAULT_EPOCHS['vgg16']} for VGG16's phase 1") in code
+    sizes = DEFAULT_IMAGE_SIZE
+    assert f"{sizes['compact']} for the compact CNN, {sizes['scratch']} for the others" in code
+    assert sizes["scratch"] == sizes["vgg16"]
     # Gone for good: a download command the README no longer has, and a resize other than training's.
     assert "kaggle datasets download" not in text + code and ".resize(" not in code
+
+
+def test_the_networks_numbers_the_text_quotes_are_the_models():
+    """The compact CNN's section quotes its input size and weights and the scratch CNN's dense layer: built here."""
+    from facemask.config import DEFAULT_IMAGE_SIZE
+    from facemask.models import build_compact, build_scratch_cnn
+
+    text = notebook_text("markdown")
+    side = DEFAULT_IMAGE_SIZE["compact"]
+    compact, scratch = build_compact((side, side)), build_scratch_cnn()
+    assert f"{side}x{side} input" in text and f"{compact.count_params() / 1e6:.2f} M weights in all" in text
+    dense = scratch.get_layer("dense").count_params() / scratch.count_params()
+    assert f"puts {dense:.1%} of its {scratch.count_params() / 1e6:.1f} M weights in one dense layer" in text
+    flattened = scratch.get_layer("flatten").output.shape[1:]
+    assert f"the 28 x 28 x 64 = {flattened[0]:,} features it flattens" in text and flattened[0] == 28 * 28 * 64
 
 
 def test_the_quiet_import_drops_only_the_retracing_warning_about_keras_own_steps():

@@ -66,6 +66,13 @@ def find_python(version: str) -> tuple[str, bool] | None:
     return None
 
 
+def default_arch() -> str:
+    """The network `python -m facemask.train` trains when no --arch is given."""
+    from facemask.config import TrainConfig
+
+    return TrainConfig().arch
+
+
 def run(command: list, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run `command` in `cwd`; fail the test with its last lines of output unless it exits 0.
 
@@ -112,14 +119,15 @@ def test_installs_and_runs_the_commands(version, tmp_path, real_sample_dir):
 
     run([venv_python, "-m", "facemask.train", "--data", "D", "--epochs", "1", "--subset", "0.3",
          "--out", "M", "--reports", "R"], work)
-    assert (work / "M" / "scratch.keras").is_file() and (work / "R" / "scratch_metrics.json").is_file()
+    arch = default_arch()  # what `facemask.train` trains without --arch
+    model = f"M/{arch}.keras"
+    assert (work / model).is_file() and (work / "R" / f"{arch}_metrics.json").is_file()
 
-    run([venv_python, "-m", "facemask.evaluate", "crops", "--model", "M/scratch.keras", "D/test",
-         "--reports", "E"], work)
-    assert json.loads((work / "E" / "scratch_metrics.json").read_text())["count"] == len(test_crops)
+    run([venv_python, "-m", "facemask.evaluate", "crops", "--model", model, "D/test", "--reports", "E"], work)
+    assert json.loads((work / "E" / f"{arch}_metrics.json").read_text())["count"] == len(test_crops)
 
     photo = sorted(images.iterdir())[0]
-    run([venv_python, "-m", "facemask.detect", "--model", "M/scratch.keras", photo, "--out", "O"], work)
+    run([venv_python, "-m", "facemask.detect", "--model", model, photo, "--out", "O"], work)
     faces = json.loads((work / "O" / f"{photo.stem}.json").read_text())
     assert faces and {face["label"] for face in faces} <= set(CLASS_NAMES)
     assert len(list((work / "O").glob(f"{photo.stem}_annotated.*"))) == 1
