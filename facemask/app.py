@@ -1,6 +1,6 @@
 """The web front-end: a Gradio app where a webcam snapshot, a photo or a video comes back boxed.
 
-    python -m facemask.app --model models/scratch.keras [--host 127.0.0.1] [--port 7860] [--share]
+    python -m facemask.app --model models/compact.keras [--host 127.0.0.1] [--port 7860] [--share]
                            [--max-upload-mb 50] [--max-video-seconds 60] [--max-video-fps 30]
                            [--max-video-frames 1800] [--max-frame-pixels 8294400] [--queue-size 32]
                            [--max-live-seconds 60]
@@ -20,8 +20,10 @@ Only files uploaded to the app are read, and no URL is followed (facemask.upload
 is bounded (AppLimits): bytes, pixels, video seconds, frames, frame rate and frame size, and a live
 stream's duration. Photos and videos share one lane with a single worker, so they run in turn;
 one live stream at a time has a lane of its own, so that it does not hold them up for its whole
-time limit. The Keras model and MTCNN are shared and run one call at a time (SerialDetector):
-two cores gain nothing from running them side by side.
+time limit. The classifier and the face detector are shared by every tab and run one call at a time
+(SerialDetector): two cores gain nothing from running them side by side. `--model` is a .keras file
+or its .onnx or .tflite export; the .onnx training wrote beside a .keras file is served in its place
+(facemask.classifier.load_served), by the Photo, Video and Live tabs alike.
 
 It serves on 127.0.0.1 unless --host or --share says otherwise, and works offline: analytics and
 Hugging Face Hub calls are switched off below, before gradio is imported, and the default theme's
@@ -366,7 +368,8 @@ def serve_until_stopped(demo: gr.Blocks) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m facemask.app", description=__doc__.split("\n\n")[0])
     video = DEFAULT_VIDEO_LIMITS
-    parser.add_argument("--model", type=Path, required=True, metavar="FILE", help="a saved .keras classifier")
+    parser.add_argument("--model", type=Path, required=True, metavar="FILE",
+                        help="a saved classifier: .keras, or its .onnx/.tflite export")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1: this machine only)")
     parser.add_argument("--port", type=number_in(int, 0, 65535), default=7860,
                         help="port; 0: the first free port from 7860")

@@ -57,7 +57,7 @@ class SerialDetector:
     """One FaceMaskDetector shared by the app's request lanes, used by one call at a time.
 
     The Live tab has a lane of its own, so that a live viewer does not hold up photos and videos
-    for its whole time limit; this lock still keeps the shared Keras model and MTCNN from running
+    for its whole time limit; this lock still keeps the shared classifier and face detector from running
     two calls at once (two cores gain nothing from it). A video takes the lock frame by frame, so
     a live stream and a video take turns rather than wait for each other to finish.
     """

@@ -1,6 +1,6 @@
 """Watch a camera: each person followed across frames, labelled mask or no-mask, and counted.
 
-    python -m facemask.watch SOURCE --model models/scratch.keras [--events events.jsonl]
+    python -m facemask.watch SOURCE --model models/compact.keras [--events events.jsonl]
                              [--counts counts.csv] [--interval 60] [--record DIR] [--segment-seconds 300]
 
 SOURCE is a camera (/dev/video0), a stream URL (rtsp://, http(s)://, udp://, srt://) or a video
@@ -309,7 +309,8 @@ def parse_args(argv: Sequence[str] | None):
     parser = ArgumentParser(prog="python -m facemask.watch", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", metavar="SOURCE", help="a camera (/dev/video0), a stream URL "
                         "(rtsp://, http(s)://, udp://, srt://) or a video file")
-    parser.add_argument("--model", type=Path, required=True, metavar="FILE", help="a saved .keras classifier")
+    parser.add_argument("--model", type=Path, required=True, metavar="FILE",
+                        help="a saved classifier: .keras, or its .onnx/.tflite export (facemask.classifier)")
     parser.add_argument("--events", type=Path, metavar="FILE", help="JSON lines, one per person (appended)")
     parser.add_argument("--counts", type=Path, metavar="FILE", help="CSV, one row per interval (appended)")
     parser.add_argument("--interval", type=number_in(float, 0, above=True), default=60.0, metavar="SECONDS",
