@@ -101,7 +101,7 @@ def quality(variants: dict, frames: dict, truth: dict, sizes: list[int], model) 
           f"recall@0.5 at the served threshold {threshold}" + (", mAP@0.5 with the classifier" if model else ""))
     for name, face_detector in variants.items():
         for size in sizes:
-            detector = FaceMaskDetector(model or _NoModel(), face_detector=face_detector, threshold=0.0,
+            detector = FaceMaskDetector(model or _NoModel(), face_detector=face_detector, face_threshold=0.0,
                                         max_side=size)
             found = {}
             for photo, frame in frames.items():
@@ -167,7 +167,7 @@ def main() -> int:
     if args.model:
         from facemask.models import load_model
 
-        model, _ = load_model(args.model)  # FaceMaskDetector takes a Keras model until phase 2
+        model, _ = load_model(args.model)
     if not args.skip_quality:
         valid = {n: truth[n] for n in sorted(truth) if splits.get(n) == "valid"}
         framed = {n: as_frame(load_image(DATA / "images" / n), faces) for n, faces in valid.items()}

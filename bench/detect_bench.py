@@ -122,7 +122,7 @@ def quality(model, class_names, data: Path, limit: int | None) -> None:
     ]
     figures = {}
     for label, face_detector in settings:
-        detector = FaceMaskDetector(model, class_names, face_detector=face_detector, threshold=0.0)
+        detector = FaceMaskDetector(model, class_names, face_detector=face_detector, face_threshold=0.0)
         detector.find_faces(next(iter(photos.values())))  # warm up (graph tracing)
         found, ms_per_photo = detect_photos(detector, photos)
         figures[label] = ms_per_photo

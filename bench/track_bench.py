@@ -174,7 +174,7 @@ def make(args) -> int:
           f"({sum(f[2] == 'no-mask' for f in faces)} no-mask)")
     # As the watch looks for faces; every face down to --face-threshold is kept, with its score, so that
     # `score --min-score` can replay any cut-off above it.
-    detector = FaceMaskDetector.from_path(args.model, max_side=args.max_side, threshold=args.face_threshold)
+    detector = FaceMaskDetector.from_path(args.model, max_side=args.max_side, face_threshold=args.face_threshold)
     args.out.mkdir(parents=True, exist_ok=True)
     photos = sorted((args.data / "images").iterdir())
     for clip in range(args.clips):
