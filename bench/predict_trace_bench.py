@@ -1,6 +1,6 @@
 """predict_on_batch through one graph traced for any batch size, against Keras' graph traced for the size.
 
-facemask.predict.trace_for_any_batch_size traces Keras' predict step once with the batch dimension
+facemask.classifier.trace_for_any_batch_size traces Keras' predict step once with the batch dimension
 open, so a model is never traced again for a new batch size (see its docstring). This checks that the
 open graph runs as fast as the one Keras traces for a fixed batch size. Two copies of the scratch CNN
 (same weights) are timed in alternating calls, so other work on the machine slows both alike; medians
@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from facemask.classifier import trace_for_any_batch_size  # noqa: E402
 from facemask.models import build_scratch_cnn, build_vgg16  # noqa: E402
-from facemask.predict import trace_for_any_batch_size  # noqa: E402
 
 
 def median_ms(model, batch: np.ndarray, calls: int, other, other_batch: np.ndarray) -> tuple[float, float]:

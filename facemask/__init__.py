@@ -59,6 +59,8 @@ DEFAULT_SEED = 42
 # detector box a few pixels off the annotated one (IoU 0.5 allows that much) without pulling in
 # neighbouring faces in a crowd, as 25% does.
 DEFAULT_MARGIN = 0.1
+# On P(no-mask): the most probable class, what a model whose sidecar names no threshold is served with.
+DEFAULT_THRESHOLD = 0.5
 MAX_MARGIN = 10.0  # a larger margin would crop mostly background (and overflow on absurd values)
 
 T = TypeVar("T")

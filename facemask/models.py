@@ -21,9 +21,8 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from facemask import CLASS_NAMES, IMAGE_SIZE, not_a_regular_file, save_atomically
+from facemask import CLASS_NAMES, DEFAULT_THRESHOLD, IMAGE_SIZE, not_a_regular_file, save_atomically
 
-DEFAULT_THRESHOLD = 0.5  # on P(no-mask): the most probable class, what a model without a chosen one uses
 COMPACT_SIZE = (96, 96)
 # The compact network's blocks: (output channels, stride) of each depthwise-separable block after the stem.
 COMPACT_BLOCKS = ((64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1))

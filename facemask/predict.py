@@ -30,7 +30,6 @@ from PIL import Image
 
 from facemask import not_a_regular_file
 from facemask.classifier import as_classifier
-from facemask.classifier import trace_for_any_batch_size as trace_for_any_batch_size  # train and bench import it here
 from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
 from facemask.images import ImageError, load_image, to_model_input
 from facemask.metrics import predicted_classes

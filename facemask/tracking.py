@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from facemask import DEFAULT_THRESHOLD
+
 TRACKERS = ("bytetrack", "sort", "ocsort")
 DEFAULT_TRACKER = "bytetrack"
 DEFAULT_LOST_SECONDS = 2.0  # chosen on bench/track_bench.py clip0 (0.5, 1, 2, 3 s tried)
@@ -29,7 +31,6 @@ DEFAULT_MIN_FRAMES = 3
 # bench/track_bench.py's clip0 (a quarter and a half tried, against faint faces left out).
 FAINT_SHARE = 0.5
 DEFAULT_CLASSIFY_EVERY = 5
-DEFAULT_THRESHOLD = 0.5  # P(no-mask) from which a face is "no-mask", when the model's sidecar names none
 
 
 def make_library_tracker(name: str, fps: float, lost_seconds: float, start_score: float = 0.0):

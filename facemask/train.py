@@ -60,6 +60,7 @@ import numpy as np
 import tensorflow as tf
 
 from facemask import save_atomically
+from facemask.classifier import trace_for_any_batch_size
 from facemask.cli import deferred_stop, fail, raise_if_stopped, run
 from facemask.config import PRECISIONS, TrainConfig, parse_config, training_record
 from facemask.data import DataError, class_weights, load_datasets, split_files
@@ -77,7 +78,6 @@ from facemask.models import (
     vgg16_features,
     vgg16_head,
 )
-from facemask.predict import trace_for_any_batch_size
 
 # The networks trained from scratch, by arch name; VGG16 has its own two-phase recipe.
 FROM_SCRATCH = {"compact": build_compact, "scratch": build_scratch_cnn}
