@@ -34,6 +34,7 @@ colab     - the notebook's Colab set-up: which packages pip replaced under the r
 """
 
 import contextlib
+import json
 import os
 import shutil
 import stat
@@ -97,6 +98,14 @@ def save_atomically(path: Path, write: Callable[[Path], T]) -> T:
         return result
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def save_json(path: Path, value: object) -> Path:
+    """`value` as indented JSON in `path` (its folder made if missing), written whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(value, indent=2) + "\n"
+    save_atomically(path, lambda target: target.write_text(payload))
+    return path
 
 
 @contextlib.contextmanager

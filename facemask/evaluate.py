@@ -29,7 +29,6 @@ has the same files. Undefined numbers are None in Python and null in the JSON, n
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, IMAGE_EXTENSIONS, MAX_MARGIN, SPLITS, save_atomically
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, IMAGE_EXTENSIONS, MAX_MARGIN, SPLITS, save_json
 from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
 from facemask.images import ImageError
 from facemask.metrics import by_size, compute_metrics, format_by_size, misclassified_indices
@@ -188,8 +187,7 @@ def evaluate_model(
         plot_history(history, paths["curves"], phase_boundary=phase_boundary)
     paths["metrics"] = out_dir / f"{name}_metrics.json"
     metrics["paths"] = {kind: str(path) for kind, path in paths.items()}
-    payload = json.dumps(metrics, indent=2) + "\n"
-    save_atomically(paths["metrics"], lambda target: target.write_text(payload))
+    save_json(paths["metrics"], metrics)
     return metrics
 
 

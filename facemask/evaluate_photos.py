@@ -14,7 +14,6 @@ or `--threshold`); the classifier alone is also scored on the annotated boxes, o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, not_a_regular_file, save_atomically
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, not_a_regular_file, save_json
 from facemask.images import ImageError, clip_box, crop_face, load_image
 from facemask.metrics import by_size, compute_metrics, format_by_size
 from facemask.plots import plot_precision_recall
@@ -172,9 +171,7 @@ def summarise(run: dict, face_threshold: float, model_class_names: Sequence[str]
 
 
 def write_json(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps(report, indent=2) + "\n"
-    save_atomically(path, lambda target: target.write_text(payload))
+    save_json(path, report)
 
 
 def _number(value: float | None, digits: int = 3) -> str:

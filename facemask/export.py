@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask import save_atomically
+from facemask import save_atomically, save_json
 from facemask.classifier import file_sha256, report_path
 from facemask.cli import ArgumentParser, fail, number_in, run
 
@@ -195,9 +195,7 @@ def write_sidecar(model_path: Path, out: Path, class_names: list[str], image_siz
         meta = json.loads(source.read_text(encoding="utf-8"))
     else:
         meta = {"class_names": class_names, "image_size": list(image_size)}
-    payload = json.dumps(meta, indent=2) + "\n"
-    save_atomically(target, lambda temporary: temporary.write_text(payload))
-    return target
+    return save_json(target, meta)
 
 
 def export(model_path: Path, fmt: str, quantize: str | None, out: Path, data: Path,
@@ -231,8 +229,7 @@ def export(model_path: Path, fmt: str, quantize: str | None, out: Path, data: Pa
         report |= parity(reference, exported, test_dir)
         save_atomically(out, lambda target: target.write_bytes(draft.read_bytes()))
     write_sidecar(model_path, out, reference.class_names, reference.input_size)
-    payload = json.dumps(report, indent=2) + "\n"
-    save_atomically(report_path(out), lambda target: target.write_text(payload))
+    save_json(report_path(out), report)
     return report
 
 

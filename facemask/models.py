@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from facemask import CLASS_NAMES, DEFAULT_THRESHOLD, IMAGE_SIZE, not_a_regular_file, save_atomically
+from facemask import CLASS_NAMES, DEFAULT_THRESHOLD, IMAGE_SIZE, not_a_regular_file, save_atomically, save_json
 
 COMPACT_SIZE = (96, 96)
 # The compact network's blocks: (output channels, stride) of each depthwise-separable block after the stem.
@@ -254,8 +254,7 @@ def save_model(model: keras.Model, path: Path | str, class_names: list[str] = CL
         meta["no_mask_threshold"] = float(no_mask_threshold)
     if training is not None:
         meta["training"] = training
-    payload = json.dumps(meta, indent=2) + "\n"
-    save_atomically(sidecar_path(path), lambda target: target.write_text(payload))
+    save_json(sidecar_path(path), meta)
     return path
 
 

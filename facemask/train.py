@@ -49,7 +49,6 @@ started on every machine with a `TF_CONFIG` naming the cluster; that is not wire
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -59,7 +58,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from facemask import save_atomically
+from facemask import save_json
 from facemask.classifier import trace_for_any_batch_size
 from facemask.cli import deferred_stop, fail, raise_if_stopped, run
 from facemask.config import PRECISIONS, TrainConfig, parse_config, training_record
@@ -190,10 +189,7 @@ def history_dict(*histories: keras.callbacks.History) -> dict[str, list[float]]:
 
 
 def save_history(history: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps(history, indent=2) + "\n"
-    save_atomically(path, lambda target: target.write_text(payload))
-    return path
+    return save_json(path, history)
 
 
 def config_for(config: TrainConfig, archs: tuple[str, ...]) -> TrainConfig:
