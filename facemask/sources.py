@@ -13,12 +13,12 @@ on real faces. `find_photos` says which it found; `Photos.split_args` are split.
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from facemask import not_a_regular_file, split
+from facemask import split
+from facemask.annotations import AnnotationError, read_rows
 from facemask.data import DataError, check_data_dir
 
 KAGGLE_DATASET = "wobotintelligence/face-mask-detection-dataset"
@@ -49,17 +49,12 @@ class Photos:
 
 
 def first_photo_name(csv_path: Path) -> str | None:
-    """The image name on the CSV's first data row (None for an empty or unreadable file)."""
-    if not_a_regular_file(csv_path):
-        return None
+    """The photo named on the CSV's first data row (None for an empty, unreadable or malformed file)."""
     try:
-        with open(csv_path, newline="") as f:
-            rows = csv.reader(f)
-            next(rows, None)  # the header
-            row = next(rows, None)
-    except (OSError, UnicodeDecodeError):
+        rows = read_rows(csv_path)
+    except AnnotationError:
         return None
-    return row[0] if row else None
+    return rows[0].name if rows else None
 
 
 def kaggle_layout(root: Path | str) -> Photos | None:

@@ -29,19 +29,17 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, DEFAULT_SEED, MAX_MARGIN, SPLITS, atomic_folder, not_a_regular_file
+from facemask.annotations import MASK_CLASS, NO_MASK_CLASS, AnnotationError, BoxRow, apply_class_rules, read_rows
 from facemask.cli import ArgumentParser, fail, number_in, printable, stop_message, stoppable
 from facemask.images import Box, ImageError, clip_box, face_box, load_image, peek_image
 
-# Header name -> what the column really holds (the Kaggle trap: x2 is ymin, y1 is xmax).
-COORDINATE_COLUMNS = {"x1": "xmin", "x2": "ymin", "y1": "xmax", "y2": "ymax"}
-MASK_CLASS, NO_MASK_CLASS, INCORRECT_CLASS = "face_with_mask", "face_no_mask", "face_with_mask_incorrect"
 # zlib level 1: crops are written once and read a few times; level 6 takes 2.4x as long for 3% less disk.
 PNG_COMPRESS_LEVEL = 1
 MANIFEST_COLUMNS = ["path", "split", "label", "source", "csv_line", "classname", "xmin", "ymin", "xmax", "ymax",
@@ -50,9 +48,6 @@ MANIFEST_COLUMNS = ["path", "split", "label", "source", "csv_line", "classname",
 SKIP_NOT_FOUND, SKIP_UNREADABLE, SKIP_LONG_NAME, SKIP_EMPTY, SKIP_SMALL, SKIP_DUPLICATE = SKIP_REASONS = (
     "photo not found", "photo unreadable", "photo name too long for its crops' file names",
     "box empty or outside the photo", "face smaller than --min-size", "duplicate of an earlier row")
-# Coordinates beyond a billion pixels are typos (photos are capped at 40 megapixels); bounding them,
-# and the margin, keeps every sum and product of the box arithmetic a finite float.
-MAX_COORDINATE = 1e9
 NAME_MAX = 255  # bytes in one file name, on Linux and macOS file systems
 CROP_NAME_EXTRA = len("_r4294967295.png")  # what a crop's name adds to its photo's stem, at most
 WARNINGS_SHOWN = 20  # skipped photos named one by one; the rest are counted
@@ -60,19 +55,6 @@ WARNINGS_SHOWN = 20  # skipped photos named one by one; the rest are counted
 
 class SplitError(Exception):
     """Bad input or a failed step; `main` prints it as one `error:` line and exits 1."""
-
-
-@dataclass(frozen=True)
-class BoxRow:
-    """One CSV row, with the coordinates under their real meaning."""
-
-    line: int
-    name: str
-    classname: str
-    xmin: float
-    ymin: float
-    xmax: float
-    ymax: float
 
 
 @dataclass(frozen=True)
@@ -111,81 +93,6 @@ def fractions(shares: Sequence[float]) -> np.ndarray:
             return np.array(shares) / whole
     raise ValueError(f"the shares {' '.join(f'{s:g}' for s in shares)} sum to {total:g}; "
                      "they must sum to 100 (percentages) or to 1 (fractions)")
-
-
-def check_name(name: str) -> str | None:
-    """Why a photo name is refused (empty, absolute, or climbing out of the images folder), or None."""
-    posix = PurePosixPath(name.replace("\\", "/"))
-    if not name:
-        return "is empty"
-    if posix.is_absolute() or PureWindowsPath(name).drive:
-        return f"{name!r} is an absolute path; names must be relative to the images folder"
-    return f"{name!r} climbs out of the images folder" if ".." in posix.parts else None
-
-
-def parse_row(csv_path: Path, line: int, fields: list[str], columns: dict[str, int]) -> BoxRow:
-    """One data row; a SplitError names the file, the line and the column of what is wrong."""
-    if len(fields) <= max(columns.values()):
-        raise SplitError(f"{csv_path}: line {line}: {len(fields)} fields, the header has {max(columns.values()) + 1}")
-    name = fields[columns["name"]].strip()
-    if problem := check_name(name):
-        raise SplitError(f"{csv_path}: line {line}, column 'name': {problem}")
-    coordinates = {}
-    for header, meaning in COORDINATE_COLUMNS.items():
-        text = fields[columns[header]].strip()
-        where = f"{csv_path}: line {line}, column {header!r} ({meaning}): {text!r}"
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise SplitError(f"{where} is not a number")
-        if abs(value) > MAX_COORDINATE:
-            raise SplitError(f"{where} is not a pixel coordinate (beyond ±{MAX_COORDINATE:g})")
-        coordinates[meaning] = value
-    # One spelling per photo, or its faces could land in two splits: `./x.jpg` is `x.jpg`, `a//x.jpg` is `a/x.jpg`.
-    name = PurePosixPath(name).as_posix()
-    return BoxRow(line=line, name=name, classname=fields[columns["classname"]].strip(), **coordinates)
-
-
-def read_rows(csv_path: Path) -> list[BoxRow]:
-    """Every data row of a Kaggle-layout CSV; raises SplitError naming the line and column of a bad one."""
-    wanted = ("name", "classname", *COORDINATE_COLUMNS)
-    if problem := not_a_regular_file(csv_path):
-        raise SplitError(f"{csv_path}: {problem}")
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                raise SplitError(f"{csv_path}: the file is empty (expected the header name,x1,x2,y1,y2,classname)")
-            found = {title.strip().lower(): i for i, title in enumerate(header)}
-            if missing := [c for c in wanted if c not in found]:
-                raise SplitError(f"{csv_path}: line 1: missing column(s) {', '.join(missing)} "
-                                 f"(the header is {','.join(header)})")
-            columns = {c: found[c] for c in wanted}
-            return [parse_row(csv_path, reader.line_num, fields, columns)
-                    for fields in reader if any(field.strip() for field in fields)]  # blank lines skipped
-    except FileNotFoundError:
-        raise SplitError(f"{csv_path}: CSV file not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise SplitError(f"{csv_path}: cannot read the CSV: {e}") from None
-
-
-def apply_class_rules(rows: list[BoxRow], incorrect: str) -> tuple[list[tuple[BoxRow, str]], Counter]:
-    """The face rows with their label, and how many rows each class rule took (every rule, in this order)."""
-    labels = {MASK_CLASS: "mask", NO_MASK_CLASS: "no-mask", INCORRECT_CLASS: None if incorrect == "drop" else incorrect}
-    rules = {name: f"{name} -> {label or 'dropped'}" for name, label in labels.items()}
-    rules[INCORRECT_CLASS] += f" (--incorrect {incorrect})"
-    rules[""] = "other classes -> ignored (not faces)"
-    taken = Counter(dict.fromkeys(rules.values(), 0))
-    faces = []
-    for row in rows:
-        classname = row.classname if row.classname in labels else ""
-        taken[rules[classname]] += 1
-        if labels.get(classname):
-            faces.append((row, labels[classname]))
-    return faces, taken
 
 
 def face_size(row: BoxRow, width: int, height: int) -> tuple[int, int]:
@@ -465,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             run(args)
             return 0
-        except (SplitError, OSError) as e:
+        except (SplitError, AnnotationError, OSError) as e:
             return fail(e)
         except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM
             message, code = stop_message(stop)

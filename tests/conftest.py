@@ -217,11 +217,11 @@ class TruthFaceDetector:
 
         import numpy as np
 
-        from facemask import split
+        from facemask.annotations import apply_class_rules, read_rows
         from facemask.images import load_image
 
         self._hash = lambda rgb: hashlib.sha1(np.ascontiguousarray(rgb).tobytes() + str(rgb.shape).encode()).hexdigest()
-        faces, _ = split.apply_class_rules(split.read_rows(csv_path), "no-mask")
+        faces, _ = apply_class_rules(read_rows(csv_path), "no-mask")
         boxes: dict[str, list] = {}
         for row, _ in faces:
             boxes.setdefault(row.name, []).append((row.xmin, row.ymin, row.xmax, row.ymax))

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, SHARED, requires_shared
 from PIL import Image
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, SPLITS, split
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, SPLITS, annotations, split
 from facemask.images import face_box, load_image
 
 HEADER = ["name", "x1", "x2", "y1", "y2", "classname"]
@@ -114,7 +114,7 @@ def test_boxes_are_clipped_and_empty_ones_skipped(tmp_path, capsys):
     assert boxes == {2: (0, 0, 30, 20), 3: (90, 70, 100, 80)}
     assert Image.open(out / "train/mask/a_r3.png").size == (10, 10)
     assert summary_counts(capsys.readouterr().out)["box empty or outside the photo"] == 3
-    assert split.crop_box(split.BoxRow(5, "a.png", "face_with_mask", 50, 50, 50, 50), 100, 80) == split.SKIP_EMPTY
+    assert split.crop_box(annotations.BoxRow(5, "a.png", "face_with_mask", 50, 50, 50, 50), 100, 80) == split.SKIP_EMPTY
 
 
 def test_summary_counts_skips_and_rules(tmp_path, capsys):
@@ -568,12 +568,12 @@ def test_kaggle_format_all_boxes_accounted_for_no_leak_ratios_kept(tmp_path, cap
 
 @requires_shared
 def test_wobot_csv_parses_with_the_readme_counts():
-    rows = split.read_rows(SHARED / "wobot" / "train.csv")
+    rows = annotations.read_rows(SHARED / "wobot" / "train.csv")
     assert len(rows) == 15412
     assert len({r.name for r in rows}) == 4326
     classes = Counter(r.classname for r in rows)
     assert len(classes) == 20
-    faces, taken = split.apply_class_rules(rows, "drop")
+    faces, taken = annotations.apply_class_rules(rows, "drop")
     assert (classes["face_with_mask"], classes["face_no_mask"], classes["face_with_mask_incorrect"]) == (
         4180, 1569, 150)
     assert len(faces) == 4180 + 1569
