@@ -7,7 +7,7 @@ Targets, and what each must do with any bytes at all (each check returns "accept
 - image:   `facemask.images.load_image` raises only ImageError naming the file, or returns an RGB
            image of the size its header states (width and height swapped by an EXIF rotation);
 - csv:     `annotations.read_rows` raises only AnnotationError naming the CSV, or returns rows whose boxes
-           `split.crop_box` can cut without an arithmetic error;
+           `splitting.crop_box` can cut without an arithmetic error;
 - sidecar: `facemask.models.read_sidecar` raises only ValueError naming the sidecar, or returns
            at least two distinct class names and, if given, a positive [height, width].
 
@@ -148,7 +148,7 @@ def check_csv(data: bytes, scratch: Path) -> str:
     """Any bytes as a CSV: an AnnotationError naming it, or rows whose boxes are finite and can be cut."""
     import math
 
-    from facemask import annotations, split
+    from facemask import annotations, splitting
 
     path = scratch / "fuzzed.csv"
     path.write_bytes(data)
@@ -166,7 +166,7 @@ def check_csv(data: bytes, scratch: Path) -> str:
         if annotations.check_name(row.name) is not None:
             raise BrokenPromise(f"line {row.line}: a refused name was accepted: {row.name!r}")
         for margin in (0.0, 0.1, 1.0):  # the default and a generous margin must not overflow either
-            split.crop_box(row, 640, 480, margin=margin)
+            splitting.crop_box(row, 640, 480, margin=margin)
     return "accepted"
 
 
@@ -211,10 +211,10 @@ def instrument(target: str) -> None:
             Image.init()  # imports every format plugin now, inside the instrumentation
             import facemask.images  # noqa: F401
     elif target == "csv":
-        import PIL.Image  # noqa: F401  (facemask.split reads photos; the CSV reader is what is fuzzed)
+        import PIL.Image  # noqa: F401  (facemask.splitting reads photos; the CSV reader is what is fuzzed)
 
         with atheris.instrument_imports(include=["facemask.annotations", "csv"]):
-            from facemask import annotations, split  # noqa: F401
+            from facemask import annotations, splitting  # noqa: F401
     else:
         import keras  # noqa: F401  (facemask.models builds models; its sidecar reader is what is fuzzed)
 

@@ -29,7 +29,7 @@ from facemask.images import ImageError, clip_box, crop_face, load_image
 from facemask.metrics import by_size, compute_metrics, format_by_size
 from facemask.plots import plot_precision_recall
 from facemask.scoring import TrueFace, score_photos
-from facemask.split import SplitError, read_manifest
+from facemask.splitting import SplitError, read_manifest
 
 INCORRECT_AS = "no-mask"
 INCORRECT_NOTE = "face_with_mask_incorrect counted as no-mask (a mask under the nose does not protect)"

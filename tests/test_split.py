@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, SHARED, requires_shared
 from PIL import Image
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, SPLITS, annotations, split
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, SPLITS, annotations, split, splitting
 from facemask.images import face_box, load_image
 
 HEADER = ["name", "x1", "x2", "y1", "y2", "classname"]
@@ -114,7 +114,8 @@ def test_boxes_are_clipped_and_empty_ones_skipped(tmp_path, capsys):
     assert boxes == {2: (0, 0, 30, 20), 3: (90, 70, 100, 80)}
     assert Image.open(out / "train/mask/a_r3.png").size == (10, 10)
     assert summary_counts(capsys.readouterr().out)["box empty or outside the photo"] == 3
-    assert split.crop_box(annotations.BoxRow(5, "a.png", "face_with_mask", 50, 50, 50, 50), 100, 80) == split.SKIP_EMPTY
+    empty = annotations.BoxRow(5, "a.png", "face_with_mask", 50, 50, 50, 50)
+    assert splitting.crop_box(empty, 100, 80) == splitting.SKIP_EMPTY
 
 
 def test_summary_counts_skips_and_rules(tmp_path, capsys):
@@ -235,13 +236,13 @@ def test_each_photo_is_decoded_once_for_all_its_faces(tmp_path, monkeypatch):
     make_photo(tmp_path / "images" / "a.png")
     make_photo(tmp_path / "images" / "b.jpg")
     opened = Counter()
-    real_open = split.Image.open
+    real_open = splitting.Image.open
 
     def counting_open(path, *args, **kwargs):
         opened[Path(path).name] += 1
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(split.Image, "open", counting_open)
+    monkeypatch.setattr(splitting.Image, "open", counting_open)
     rows = [["a.png", 10 * i, 0, 10 * i + 8, 8, "face_with_mask"] for i in range(5)]
     rows += [["b.jpg", 10 * i, 20, 10 * i + 8, 28, "face_no_mask"] for i in range(3)]
     code, out = run(tmp_path, rows)
@@ -300,7 +301,7 @@ def test_assignment_is_stratified_and_within_two_points():
         masked = int(rng.binomial(n, p))
         counts[f"p{i}"] = Counter({"mask": masked, "no-mask": n - masked})
     ratios = np.array([0.7, 0.2, 0.1])
-    assignment = split.assign_splits(counts, ratios, seed=3)
+    assignment = splitting.assign_splits(counts, ratios, seed=3)
     totals = {s: Counter() for s in SPLITS}
     for name, s in assignment.items():
         totals[s].update(counts[name])
@@ -389,7 +390,7 @@ def test_a_failed_run_leaves_no_partial_output(tmp_path, monkeypatch, interrupti
         out.mkdir()
         (out / "old.txt").write_text("previous run")
     saved = []
-    real_save = split.save_crop
+    real_save = splitting.save_crop
 
     def failing_save(image, box, path):
         if len(saved) == 5:
@@ -397,7 +398,7 @@ def test_a_failed_run_leaves_no_partial_output(tmp_path, monkeypatch, interrupti
         saved.append(Path(path))
         real_save(image, box, path)
 
-    monkeypatch.setattr(split, "save_crop", failing_save)
+    monkeypatch.setattr(splitting, "save_crop", failing_save)
     code, _ = run(tmp_path, rows, "--force")
     assert code == (130 if interruption is KeyboardInterrupt else 1)
     assert len(saved) == 5 and not any(p.exists() for p in saved)
@@ -581,7 +582,7 @@ def test_wobot_csv_parses_with_the_readme_counts():
     # The column trap: column 2 < column 4 and column 3 < column 5 on every row but the zero-area one.
     odd = [r for r in rows if not (r.xmin < r.xmax and r.ymin < r.ymax)]
     assert [(r.line, r.name, r.classname) for r in odd] == [(8133, "1861.jpg", "face_with_mask_incorrect")]
-    assert split.crop_box(odd[0], 2000, 2000) == split.SKIP_EMPTY
+    assert splitting.crop_box(odd[0], 2000, 2000) == splitting.SKIP_EMPTY
 
 
 # ---------------------------------------------------------------- hostile input and signals
@@ -593,7 +594,7 @@ def test_sigterm_mid_run_leaves_no_partial_output(tmp_path, monkeypatch, capsys)
 
     rows = make_many(tmp_path, photos=10)
     saved = []
-    real_save = split.save_crop
+    real_save = splitting.save_crop
 
     def save_then_get_killed(image, box, path):
         if len(saved) == 5:
@@ -601,7 +602,7 @@ def test_sigterm_mid_run_leaves_no_partial_output(tmp_path, monkeypatch, capsys)
         saved.append(Path(path))
         real_save(image, box, path)
 
-    monkeypatch.setattr(split, "save_crop", save_then_get_killed)
+    monkeypatch.setattr(splitting, "save_crop", save_then_get_killed)
     code, out = run(tmp_path, rows)
     assert code == 128 + signal.SIGTERM
     check_error(capsys, code, code, "terminated", "no output was written")
