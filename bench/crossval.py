@@ -14,7 +14,7 @@ times over, with facemask's own code at every step:
    into train and valid by split.py's own `assign_splits` (7/8 and 1/8 of their faces, per class): valid
    serves early stopping and the choice of the decision threshold, as the README's valid split does. No
    photo is in two parts of a fold. Each fold is a data folder of symbolic links to the crops, with its
-   manifest, so `facemask.train.train` and `facemask.evaluate` run on it unchanged.
+   manifest, so `facemask.training.train` and `facemask.evaluate` run on it unchanged.
 3. Each candidate (a TrainConfig: network, input size, augmentations, extra data; see CANDIDATES) is
    trained on every fold and scored on the fold's valid part, at 0.5 and at the threshold chosen there
    (optimistic, since chosen on the same faces), and with the mirrored face averaged in ("+ flip").
@@ -190,7 +190,7 @@ def run_fold(name: str, overrides: dict, fold_dir: Path, out: Path, seed: int, f
 
     from facemask.config import TrainConfig
     from facemask.models import load_model
-    from facemask.train import train
+    from facemask.training import train
 
     result_path = out / "result.json"
     result = json.loads(result_path.read_text()) if result_path.is_file() else None
