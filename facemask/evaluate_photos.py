@@ -232,7 +232,7 @@ def load_scored_model(path: Path):
     if not path.is_file():
         raise ValueError(f"model file not found: {path}")
     from facemask.classifier import load_served
-    from facemask.models import decision_threshold
+    from facemask.sidecar import decision_threshold
 
     classifier = load_served(path)  # which checks one output per class name
     if sorted(classifier.class_names) != sorted(CLASS_NAMES):

@@ -3,7 +3,9 @@
 The library of the split command (facemask.split, `split.py`): `split_photos` writes PNG crops into
 `{train,valid,test}/{mask,no-mask}/` and `manifest.csv` (a row a crop: path, split, label, photo, CSV line,
 class, box as cut, and the width and height of the annotated face inside the photo, by which evaluation
-reports face sizes). The CSV is read by facemask.annotations (the Kaggle layout and its class rules).
+reports face sizes), and `split.json`, the margin the crops were cut with, which training records in the
+model's sidecar (`read_crop_margin`) so that serving crops faces alike. The CSV is read by
+facemask.annotations (the Kaggle layout and its class rules).
 - The split is by photo, never by crop: faces of one photo in train and test would leak. Photos go
   greedily (biggest first, seeded shuffle among equals) to the split whose per-class target they bring
   closest, so each split keeps near its share and near the whole's mask/no-mask balance.
@@ -18,6 +20,7 @@ reports face sizes). The CSV is read by facemask.annotations (the Kaggle layout 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import sys
@@ -32,7 +35,16 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, DEFAULT_SEED, SPLITS, atomic_folder, not_a_regular_file
+from facemask import (
+    CLASS_NAMES,
+    DEFAULT_MARGIN,
+    DEFAULT_SEED,
+    MAX_MARGIN,
+    SPLITS,
+    atomic_folder,
+    not_a_regular_file,
+    save_json,
+)
 from facemask.annotations import MASK_CLASS, NO_MASK_CLASS, BoxRow, apply_class_rules, read_rows
 from facemask.cli import printable
 from facemask.images import Box, ImageError, clip_box, face_box, load_image, peek_image
@@ -47,6 +59,8 @@ SKIP_NOT_FOUND, SKIP_UNREADABLE, SKIP_LONG_NAME, SKIP_EMPTY, SKIP_SMALL, SKIP_DU
     "box empty or outside the photo", "face smaller than --min-size", "duplicate of an earlier row")
 NAME_MAX = 255  # bytes in one file name, on Linux and macOS file systems
 CROP_NAME_EXTRA = len("_r4294967295.png")  # what a crop's name adds to its photo's stem, at most
+# Beside manifest.csv: what training must carry into the model's sidecar, the margin the crops were cut with.
+SETTINGS_FILE = "split.json"
 # Each thread holds one decoded photo (up to 40 megapixels): a few suffice to keep the cores busy.
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 WARNINGS_SHOWN = 20  # skipped photos named one by one; the rest are counted
@@ -280,6 +294,23 @@ def read_manifest(path: Path, columns: Sequence[str] = ("split", "source")) -> l
     return rows
 
 
+def read_crop_margin(data_dir: Path) -> float:
+    """The margin the crops of a split.py data folder were cut with (its split.json), DEFAULT_MARGIN for a
+    folder cut before it was recorded (or not by split.py); SplitError naming the file if it is bad."""
+    path = data_dir / SETTINGS_FILE
+    if not path.exists():
+        return DEFAULT_MARGIN
+    if problem := not_a_regular_file(path):
+        raise SplitError(f"{path}: {problem}")
+    try:
+        margin = json.loads(path.read_text(encoding="utf-8"))["margin"]
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError) as error:
+        raise SplitError(f"{path}: cannot read the crops' margin ({type(error).__name__}: {error})") from None
+    if not (isinstance(margin, (int, float)) and not isinstance(margin, bool) and 0 <= margin <= MAX_MARGIN):
+        raise SplitError(f"{path}: 'margin' must be a number from 0 to {MAX_MARGIN:g}, not {margin!r:.40}")
+    return float(margin)
+
+
 def check_out(out: Path, force: bool, inputs: list[Path]) -> None:
     """Refuse, before any work, a non-empty output folder without --force, and --force over the inputs."""
     if not out.exists():
@@ -323,6 +354,7 @@ def split_photos(images_dir: Path, csv_path: Path, out: Path, ratios: np.ndarray
             for label in CLASS_NAMES if share > 0 else ():  # every folder of a split with a share, even empty
                 (folder / split / label).mkdir(parents=True)
         crops, lost = write_crops(planned, images_dir, folder, workers)
+        save_json(folder / SETTINGS_FILE, {"margin": margin})
     skipped = planned.skipped + Counter({SKIP_UNREADABLE: lost.total()})
     photos_skipped = Counter(planned.problems.values()) + Counter({SKIP_UNREADABLE: len(lost)})
     return SplitResult(crops, planned.taken, skipped, photos_skipped)

@@ -55,7 +55,9 @@ from facemask.config import parse_config
 from facemask.data import DataError
 from facemask.evaluate import evaluate_model, format_report
 from facemask.export import export_after_training
-from facemask.models import WeightsUnavailable, decision_threshold
+from facemask.models import WeightsUnavailable
+from facemask.sidecar import decision_threshold
+from facemask.splitting import SplitError, read_crop_margin
 from facemask.training import describe_training_data, train
 
 
@@ -63,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)  # a bad option exits 2 here, with one `error:` line
     try:
         config.check_files()
-    except (DataError, ValueError) as error:
+        read_crop_margin(config.data)  # recorded in the sidecar at the end: a bad record fails now, not then
+    except (DataError, ValueError, SplitError) as error:
         return fail(error)
     print(describe_training_data(config.data / "train", config.extra_train), flush=True)
     try:

@@ -39,6 +39,7 @@ from facemask.models import (
     vgg16_features,
     vgg16_head,
 )
+from facemask.splitting import read_crop_margin
 
 # The networks trained from scratch, by arch name; VGG16 has its own two-phase recipe.
 FROM_SCRATCH = {"compact": build_compact, "scratch": build_scratch_cnn}
@@ -218,7 +219,8 @@ def save_trained(model: keras.Model, config: TrainConfig, valid: tf.data.Dataset
     (with the threshold's record); return the history."""
     threshold, choice = validation_threshold(model, valid)
     record = training_record(config) | {"threshold": choice}
-    save_model(model, config.out / f"{config.arch}.keras", training=record, no_mask_threshold=threshold)
+    save_model(model, config.out / f"{config.arch}.keras", training=record, no_mask_threshold=threshold,
+               margin=read_crop_margin(config.data))
     history = history_dict(*histories) | (extra_history or {})
     save_history(history, config.out / f"{config.arch}_history.json")
     return history

@@ -84,7 +84,7 @@ def test_every_image_seed_is_read_as_rgb_of_its_size(name):
 
 def test_csv_and_sidecar_seeds_are_accepted(scratch):
     from facemask import annotations
-    from facemask.models import read_sidecar
+    from facemask.sidecar import read_sidecar
 
     for name, data in CSV_SEEDS.items():
         (scratch / name).write_bytes(data)

@@ -20,7 +20,8 @@ import keras
 import pytest
 
 from facemask import annotations, split, splitting
-from facemask.models import load_model, save_model, sidecar_path
+from facemask.models import load_model, save_model
+from facemask.sidecar import sidecar_path
 
 HANG_LIMIT = 30  # seconds; a reader that opens a FIFO waits for a writer forever
 

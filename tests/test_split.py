@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -342,7 +344,7 @@ def test_the_real_sample_gives_the_same_bytes_every_run_whatever_the_workers(rea
     for name, workers in (("one", "1"), ("two", "2"), ("again", "1")):
         assert split.main([*argv, "--out", str(tmp_path / name), "--workers", workers]) == 0
     one = tree_bytes(tmp_path / "one")
-    assert "manifest.csv" in one and len(one) == len(manifest(tmp_path / "one")) + 1
+    assert {"manifest.csv", "split.json"} <= set(one) and len(one) == len(manifest(tmp_path / "one")) + 2
     assert one == tree_bytes(tmp_path / "two") == tree_bytes(tmp_path / "again")
 
 
@@ -699,3 +701,19 @@ def test_a_photo_name_over_255_bytes_is_skipped_with_a_warning(tmp_path, capsys)
     assert len(warnings) == 2 and all("photo name too long" in line for line in warnings)
     assert summary_counts(captured.out)["photo name too long for its crops' file names (2 photos)"] == 2
     assert [row["source"] for row in manifest(out)] == ["a.png"]
+
+
+def test_the_margin_the_crops_were_cut_with_is_recorded_for_training(tmp_path):
+    make_photo(tmp_path / "images" / "a.png")
+    code, out = run(tmp_path, [["a.png", 10, 10, 40, 40, "face_with_mask"]], "--margin", "0.25")
+    assert code == 0 and json.loads((out / "split.json").read_text()) == {"margin": 0.25}
+    assert splitting.read_crop_margin(out) == 0.25
+    # Crops cut before the margin was recorded (or by another program) were cut at the default.
+    (out / "split.json").unlink()
+    assert splitting.read_crop_margin(out) == DEFAULT_MARGIN
+    for bad, words in [('{"margin": -1}', "'margin' must be a number from 0 to 10, not -1"),
+                       ('{"margin": "0.1"}', "'margin' must be a number"), ("{", "cannot read the crops' margin"),
+                       ("[]", "cannot read the crops' margin")]:
+        (out / "split.json").write_text(bad)
+        with pytest.raises(splitting.SplitError, match=rf"^{out / 'split.json'}: .*{re.escape(words)}"):
+            splitting.read_crop_margin(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,11 @@ from conftest import ROOT
 
 import facemask.train
 import facemask.training
+from facemask import DEFAULT_MARGIN
 from facemask.config import TrainConfig, build_parser, parse_config
 from facemask.data import load_split
-from facemask.models import load_model, read_sidecar, sidecar_path, vgg16_base
+from facemask.models import load_model, vgg16_base
+from facemask.sidecar import read_sidecar, sidecar_path
 from facemask.train import main
 from facemask.training import train_scratch, train_vgg16
 
@@ -87,6 +90,17 @@ def test_the_sidecar_records_the_config_the_model_was_trained_with(trained_scrat
     assert TrainConfig(**training["config"]) == scratch_config(sample_crops, out).resolved()
     assert training["config"]["data"] == str(sample_crops) and training["config"]["epochs"] == SCRATCH_EPOCHS
     assert set(training["versions"]) == {"python", "tensorflow", "keras"}
+    assert read_sidecar(sidecar_path(out / "scratch.keras"))["margin"] == DEFAULT_MARGIN  # split.py's default
+
+
+def test_train_command_refuses_a_bad_margin_record_before_training(sample_crops, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(sample_crops, data)
+    (data / "split.json").write_text('{"margin": "wide"}')
+    assert main(["--arch", "scratch", "--data", str(data), "--epochs", "1", "--out", str(tmp_path / "models")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {data / 'split.json'}: 'margin' must be a number") and "Traceback" not in err
+    assert not (tmp_path / "models").exists()
 
 
 @pytest.mark.slow
