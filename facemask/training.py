@@ -227,7 +227,7 @@ def save_trained(model: keras.Model, config: TrainConfig, valid: tf.data.Dataset
 
 
 def train_scratch(config: TrainConfig, *, verbose: int = 2) -> tuple[keras.Model, dict]:
-    """Train a network from scratch, the compact CNN or the seed's scratch CNN (`config.arch`); writes
+    """Train a network from scratch, the compact CNN or the original project's scratch CNN (`config.arch`); writes
     `<out>/<arch>.keras` (+ its .json sidecar, with the threshold chosen on validation) and `<arch>_history.json`.
     """
     image_size = input_size(config)
