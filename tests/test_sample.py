@@ -23,9 +23,9 @@ def rows_of(csv_path) -> list[tuple]:
     return [(row.name, row.classname, row.xmin, row.ymin, row.xmax, row.ymax) for row in read_rows(csv_path)]
 
 
-def load_make_sample():
-    """scripts/make_sample.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("make_sample", ROOT / "scripts" / "make_sample.py")
+def load_pick_sample():
+    """scripts/pick_sample.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("pick_sample", ROOT / "scripts" / "pick_sample.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -50,7 +50,7 @@ def test_sample_holds_both_classes_at_the_full_sets_share():
 def test_sample_readme_credits_the_source_and_licence():
     readme = (REAL_SAMPLE / "README.md").read_text()
     assert '"Face Mask Detection" by andrewmvd on Kaggle' in readme
-    assert "CC0" in readme and "scripts/make_sample.py" in readme
+    assert "CC0" in readme and "scripts/pick_sample.py" in readme
 
 
 def test_splitting_the_sample_puts_both_classes_in_every_split(real_sample_crops):
@@ -73,23 +73,23 @@ def test_sample_photos_and_rows_are_unchanged_copies_of_the_source():
 
 
 @requires_shared
-def test_make_sample_redoes_the_committed_pick(tmp_path):
-    make_sample = load_make_sample()
-    picked = make_sample.make_sample(SHARED / "kaggle-format", tmp_path, count=60, seed=0)
+def test_pick_sample_redoes_the_committed_pick(tmp_path):
+    pick_sample = load_pick_sample()
+    picked = pick_sample.pick_sample(SHARED / "kaggle-format", tmp_path, count=60, seed=0)
     assert picked == sorted(path.name for path in (REAL_SAMPLE / "images").iterdir())
     assert (tmp_path / "train.csv").read_bytes() == (REAL_SAMPLE / "train.csv").read_bytes()
     assert (tmp_path / "README.md").read_text() == (REAL_SAMPLE / "README.md").read_text()
 
 
 def test_pick_steers_the_mask_share_and_skips_large_files():
-    make_sample = load_make_sample()
+    pick_sample = load_pick_sample()
     # Ten mask-only photos and five with a no-mask face (share 0.8); one more, too large to take.
     faces = {f"m{i}.jpg": Counter({"mask": 4}) for i in range(10)}
     faces |= {f"n{i}.jpg": Counter({"mask": 2, "no-mask": 2}) for i in range(5)}
     faces["big.jpg"] = Counter({"no-mask": 1})
-    sizes = {name: 1000 for name in faces} | {"big.jpg": make_sample.MAX_FILE_BYTES + 1}
-    picked = make_sample.pick_photos(faces, sizes, count=6, seed=0)
+    sizes = {name: 1000 for name in faces} | {"big.jpg": pick_sample.MAX_FILE_BYTES + 1}
+    picked = pick_sample.pick_photos(faces, sizes, count=6, seed=0)
     assert "big.jpg" not in picked and len(picked) == 6
-    assert picked == make_sample.pick_photos(faces, sizes, count=6, seed=0)
+    assert picked == pick_sample.pick_photos(faces, sizes, count=6, seed=0)
     chosen = sum((faces[name] for name in picked), Counter())
-    assert chosen["no-mask"] >= 2 and 0.6 <= make_sample.mask_share(chosen) <= 0.9
+    assert chosen["no-mask"] >= 2 and 0.6 <= pick_sample.mask_share(chosen) <= 0.9

@@ -1,7 +1,7 @@
 """Pick the embedded real sample: about 60 CC0 photos of the shared Kaggle-format set, into sample/.
 
-    python scripts/make_sample.py                      # ../shared/datasets/kaggle-format -> sample/
-    python scripts/make_sample.py --source DIR --out DIR --photos 60 --seed 0
+    python scripts/pick_sample.py                      # ../shared/datasets/kaggle-format -> sample/
+    python scripts/pick_sample.py --source DIR --out DIR --photos 60 --seed 0
 
 The photos are "Face Mask Detection" by andrewmvd on Kaggle, published as CC0 (public domain), in
 the wobot CSV layout (header `name,x1,x2,y1,y2,classname`, the four numbers being xmin, ymin,
@@ -110,7 +110,7 @@ demo and the tests use when no other data is given; it is far too small to train
 
 ## How it was picked
 
-`python scripts/make_sample.py --photos {count} --seed {seed}` (deterministic), from the {len(faces)} photos
+`python scripts/pick_sample.py --photos {count} --seed {seed}` (deterministic), from the {len(faces)} photos
 of `../shared/datasets/kaggle-format` (a part of the Kaggle set, converted to the layout above).
 Among the photos of at most {MAX_FILE_BYTES // 1000} KB (files are copied, never recompressed) that hold at
 least one mask or no-mask face, in a seeded random order, each next photo is the first that pulls
@@ -119,7 +119,7 @@ faces over many photos, so that `split.py ... 70 15 15` puts no-mask crops in ev
 """)
 
 
-def make_sample(source: Path, out: Path, count: int = 60, seed: int = SAMPLE_SEED) -> list[str]:
+def pick_sample(source: Path, out: Path, count: int = 60, seed: int = SAMPLE_SEED) -> list[str]:
     """Copy the picked photos and their rows into out/images and out/train.csv; returns their names."""
     csv_path = source / "train.csv"
     rows = read_rows(csv_path)
@@ -144,7 +144,7 @@ def make_sample(source: Path, out: Path, count: int = 60, seed: int = SAMPLE_SEE
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="scripts/make_sample.py", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="scripts/pick_sample.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "datasets" / "kaggle-format",
                         help="folder with images/ and train.csv")
     parser.add_argument("--out", type=Path, default=ROOT / "sample", help="where to write")
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.source / "train.csv").is_file():
         return fail(f"{args.source / 'train.csv'}: not found")
     try:
-        picked = make_sample(args.source, args.out, args.photos, args.seed)
+        picked = pick_sample(args.source, args.out, args.photos, args.seed)
     except AnnotationError as error:
         return fail(error)
     print(f"{len(picked)} photos written to {args.out}")
