@@ -110,9 +110,9 @@ class TrainConfig:
                                   "(random: tests only), or a local ..._notop.h5 file", type=weights_name)
     recipe: str = setting(
         "cached-features", "VGG16 recipe. cached-features: the frozen base computes every crop's features once "
-        "and phase 1 trains the head on them (seconds an epoch, but no augmentation in phase 1), then phase 2 "
+        "and phase 1 trains the head on them (fast, but no augmentation in phase 1), then phase 2 "
         "unfreezes block5; practical on a CPU. full: the Keras recipe, both phases on augmented images and "
-        "phase 2 unfreezes the whole base; for a GPU (about 1.5 images/s on a 2-core CPU: hours a run)",
+        "phase 2 unfreezes the whole base; for a GPU (slow on a CPU: bench/README.md)",
         choices=tuple(RECIPE_FINE_TUNE_FROM))
     fine_tune_epochs: int | None = setting(None, "maximum epochs of VGG16's phase 2; None: as many as --epochs",
                                            type=number_in(int, 1))
