@@ -1,8 +1,9 @@
-"""The split command: Kaggle photos + train.csv to train/valid/test face crops (facemask.splitting).
+"""Cut the faces of the Kaggle "Face Mask Detection" photos into train/valid/test crop folders.
 
-`split.py IMAGES CSV 80 10 10` (or `python -m facemask.split`) writes PNG crops into `{train,valid,test}/
-{mask,no-mask}/` and `manifest.csv`, grouped by photo, and prints crops per split and class, the rows each
-class rule took and the face rows skipped. The CSV's layout and class rules: facemask.annotations.
+The split command. `split.py IMAGES CSV 80 10 10` (or `python -m facemask.split`) writes PNG crops into
+`{train,valid,test}/{mask,no-mask}/`, `manifest.csv` and `split.json`, grouped by photo, and prints crops
+per split and class, the rows each class rule took and the face rows skipped. The work is
+facemask.splitting's; the CSV's layout and class rules are facemask.annotations'.
 """
 
 from __future__ import annotations
