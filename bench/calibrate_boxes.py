@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from reproduce import SPLIT_ARGS  # noqa: E402
 
-from facemask import SPLITS, split  # noqa: E402
+from facemask import SPLITS, split, splitting  # noqa: E402
 from facemask.detectors import BoxCalibration, CenterFaceDetector, MTCNNFaceDetector  # noqa: E402
 from facemask.evaluate_photos import read_truth  # noqa: E402
 from facemask.images import load_image  # noqa: E402
@@ -39,7 +39,9 @@ DETECTORS = {"centerface": CenterFaceDetector, "mtcnn": MTCNNFaceDetector}
 
 def split_of_photos(images: Path, csv_path: Path) -> dict[str, str]:
     """Photo name -> train/valid/test, exactly as split.py assigns them with SPLIT_ARGS."""
-    planned = split.plan(split.parse_args([str(images), str(csv_path), *SPLIT_ARGS]))
+    args = split.parse_args([str(images), str(csv_path), *SPLIT_ARGS])
+    planned = splitting.plan(Path(args.images), Path(args.csv), args.ratios, incorrect=args.incorrect,
+                             margin=args.margin, min_size=args.min_size, seed=args.seed)
     return {crop.source: crop.split for crop in planned.crops}
 
 

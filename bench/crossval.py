@@ -14,7 +14,7 @@ times over, with facemask's own code at every step:
    into train and valid by split.py's own `assign_splits` (7/8 and 1/8 of their faces, per class): valid
    serves early stopping and the choice of the decision threshold, as the README's valid split does. No
    photo is in two parts of a fold. Each fold is a data folder of symbolic links to the crops, with its
-   manifest, so `facemask.train.train` and `facemask.evaluate` run on it unchanged.
+   manifest, so `facemask.training.train` and `facemask.evaluate` run on it unchanged.
 3. Each candidate (a TrainConfig: network, input size, augmentations, extra data; see CANDIDATES) is
    trained on every fold and scored on the fold's valid part, at 0.5 and at the threshold chosen there
    (optimistic, since chosen on the same faces), and with the mirrored face averaged in ("+ flip").
@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from reproduce import KAGGLE, cpu  # noqa: E402
 
-from facemask import CLASS_NAMES, SPLITS, save_atomically, split  # noqa: E402
+from facemask import CLASS_NAMES, SPLITS, save_atomically, split, splitting  # noqa: E402
 from facemask.metrics import SIZE_BUCKETS, by_size, choose_threshold, compute_metrics, serving_threshold  # noqa: E402
 
 EXTRA = ROOT.parent / "shared" / "datasets" / "crops"
@@ -86,7 +86,7 @@ def cut_all(images: Path, csv_path: Path, out: Path) -> list[dict[str, str]]:
                            "--force"])
         if code != 0:
             raise SystemExit(f"error: split.py failed on {images} (exit {code})")
-    return split.read_manifest(out / "manifest.csv", split.MANIFEST_COLUMNS)
+    return splitting.read_manifest(out / "manifest.csv", splitting.MANIFEST_COLUMNS)
 
 
 def make_folds(rows: list[dict[str, str]], folds: int, seed: int) -> list[dict[str, str]]:
@@ -103,7 +103,7 @@ def make_folds(rows: list[dict[str, str]], folds: int, seed: int) -> list[dict[s
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fold, (rest, test) in enumerate(splitter.split(photos, unmasked)):
         training = {photos[i]: per_photo[photos[i]] for i in rest}
-        assignment = split.assign_splits(training, np.array([7 / 8, 1 / 8, 0.0]), seed + fold)
+        assignment = splitting.assign_splits(training, np.array([7 / 8, 1 / 8, 0.0]), seed + fold)
         assignment |= {photos[i]: "test" for i in test}
         parts.append(assignment)
     return parts
@@ -127,7 +127,7 @@ def write_fold(crops: Path, rows: list[dict[str, str]], assignment: dict[str, st
 
     def write(target: Path) -> None:
         with open(target, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=split.MANIFEST_COLUMNS, lineterminator="\n")
+            writer = csv.DictWriter(f, fieldnames=splitting.MANIFEST_COLUMNS, lineterminator="\n")
             writer.writeheader()
             writer.writerows(fold_rows)
 
@@ -190,7 +190,7 @@ def run_fold(name: str, overrides: dict, fold_dir: Path, out: Path, seed: int, f
 
     from facemask.config import TrainConfig
     from facemask.models import load_model
-    from facemask.train import train
+    from facemask.training import train
 
     result_path = out / "result.json"
     result = json.loads(result_path.read_text()) if result_path.is_file() else None

@@ -6,9 +6,9 @@
 Targets, and what each must do with any bytes at all (each check returns "accepted" or "refused"):
 - image:   `facemask.images.load_image` raises only ImageError naming the file, or returns an RGB
            image of the size its header states (width and height swapped by an EXIF rotation);
-- csv:     `split.read_rows` raises only SplitError naming the CSV, or returns rows whose boxes
-           `split.crop_box` can cut without an arithmetic error;
-- sidecar: `facemask.models.read_sidecar` raises only ValueError naming the sidecar, or returns
+- csv:     `annotations.read_rows` raises only AnnotationError naming the CSV, or returns rows whose boxes
+           `splitting.crop_box` can cut without an arithmetic error;
+- sidecar: `facemask.sidecar.read_sidecar` raises only ValueError naming the sidecar, or returns
            at least two distinct class names and, if given, a positive [height, width].
 
 atheris (libFuzzer for Python) runs each target in its own process, instrumenting Pillow and the
@@ -145,34 +145,34 @@ def check_image(data: bytes) -> str:
 
 
 def check_csv(data: bytes, scratch: Path) -> str:
-    """Any bytes as a CSV: a SplitError naming it, or rows whose boxes are finite and can be cut."""
+    """Any bytes as a CSV: an AnnotationError naming it, or rows whose boxes are finite and can be cut."""
     import math
 
-    from facemask import split
+    from facemask import annotations, splitting
 
     path = scratch / "fuzzed.csv"
     path.write_bytes(data)
     try:
-        rows = split.read_rows(path)
-    except split.SplitError as error:
+        rows = annotations.read_rows(path)
+    except annotations.AnnotationError as error:
         if not str(error).startswith(f"{path}: "):
-            raise BrokenPromise(f"the SplitError does not name the CSV: {error}") from error
+            raise BrokenPromise(f"the AnnotationError does not name the CSV: {error}") from error
         return "refused"
     for row in rows:
         values = (row.xmin, row.ymin, row.xmax, row.ymax)
         sizes = (row.xmax - row.xmin, row.ymax - row.ymin)
         if not all(math.isfinite(v) for v in (*values, *sizes)):
             raise BrokenPromise(f"line {row.line}: a box that is not finite: {values}")
-        if split.check_name(row.name) is not None:
+        if annotations.check_name(row.name) is not None:
             raise BrokenPromise(f"line {row.line}: a refused name was accepted: {row.name!r}")
         for margin in (0.0, 0.1, 1.0):  # the default and a generous margin must not overflow either
-            split.crop_box(row, 640, 480, margin=margin)
+            splitting.crop_box(row, 640, 480, margin=margin)
     return "accepted"
 
 
 def check_sidecar(data: bytes, scratch: Path) -> str:
     """Any bytes as a model sidecar: a ValueError naming it, or checked class names and size."""
-    from facemask.models import read_sidecar
+    from facemask.sidecar import read_sidecar
 
     path = scratch / "fuzzed.json"
     path.write_bytes(data)
@@ -211,15 +211,13 @@ def instrument(target: str) -> None:
             Image.init()  # imports every format plugin now, inside the instrumentation
             import facemask.images  # noqa: F401
     elif target == "csv":
-        import PIL.Image  # noqa: F401  (facemask.split reads photos; its CSV reader is what is fuzzed)
+        import PIL.Image  # noqa: F401  (facemask.splitting reads photos; the CSV reader is what is fuzzed)
 
-        with atheris.instrument_imports(include=["facemask.split", "csv"]):
-            from facemask import split  # noqa: F401
+        with atheris.instrument_imports(include=["facemask.annotations", "csv"]):
+            from facemask import annotations, splitting  # noqa: F401
     else:
-        import keras  # noqa: F401  (facemask.models builds models; its sidecar reader is what is fuzzed)
-
-        with atheris.instrument_imports(include=["facemask.models", "json"]):
-            import facemask.models  # noqa: F401
+        with atheris.instrument_imports(include=["facemask.sidecar", "json"]):
+            import facemask.sidecar  # noqa: F401
 
 
 def fuzz_one(target: str, seconds: int, workdir: Path, input_timeout: int) -> None:

@@ -7,7 +7,7 @@ Every side runs end to end in this one process run, on the same photos, into tem
 - split.py, `--workers 1`: each photo decoded once for all its faces, cut in one thread.
 - split.py, `--workers 2`: the same with two threads cutting photos at once.
 - baseline: the naive way (the photo decoded again for every face, one thread), reusing
-  split.py's plan (`facemask.split.plan`) so that it writes the same crops.
+  split.py's plan (`facemask.splitting.plan`) so that it writes the same crops.
 
 The outputs are checked byte for byte before any figure is printed. Rounds alternate in order
 (forwards, then backwards) so that a machine busy with other work slows every side alike; the
@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from facemask.images import load_image  # noqa: E402
 from facemask.split import main as split_main  # noqa: E402
-from facemask.split import parse_args, plan, save_crop  # noqa: E402
+from facemask.split import parse_args  # noqa: E402
+from facemask.splitting import plan, save_crop  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "kaggle-format"
 RATIOS = ["80", "15", "5"]
@@ -43,7 +44,8 @@ def baseline(argv: list[str]) -> None:
     args = parse_args(argv)
     out = Path(args.out)
     with contextlib.redirect_stderr(io.StringIO()):
-        crops = plan(args).crops
+        crops = plan(Path(args.images), Path(args.csv), args.ratios, incorrect=args.incorrect, margin=args.margin,
+                     min_size=args.min_size, seed=args.seed).crops
     for crop in crops:
         (out / crop.path).parent.mkdir(parents=True, exist_ok=True)
         save_crop(load_image(Path(args.images) / crop.source), crop.box, out / crop.path)

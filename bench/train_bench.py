@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from facemask import CLASS_NAMES, IMAGE_SIZE  # noqa: E402
 from facemask.data import list_images, load_split  # noqa: E402
 from facemask.models import build_scratch_cnn, build_vgg16  # noqa: E402
-from facemask.train import compile_model, precision_policy  # noqa: E402
+from facemask.training import compile_model, precision_policy  # noqa: E402
 
 SHARED_CROPS = ROOT.parent / "shared" / "datasets" / "crops"
 

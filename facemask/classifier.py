@@ -231,7 +231,7 @@ def _image_size(path: Path, shape: tuple | None) -> tuple[int, int]:
 def _class_names(path: Path, input_size: tuple[int, int], output_shapes: list[tuple]) -> list[str]:
     """The class names of the sidecar (or the project's), checked against the model's size and output."""
     # facemask.models imports Keras (seconds); its sidecar reader is the one the .keras files use.
-    from facemask.models import read_sidecar, sidecar_path
+    from facemask.sidecar import read_sidecar, sidecar_path
 
     sidecar = sidecar_path(path)
     if problem := not_a_regular_file(sidecar):

@@ -30,10 +30,10 @@ ARCHS = ("compact", "scratch", "vgg16")
 # Unset epochs mean the arch's own: the CNNs trained from scratch need many epochs to learn their filters
 # (early stopping usually ends them sooner), VGG16's pretrained base only a few for its new head.
 DEFAULT_EPOCHS = {"compact": 60, "scratch": 30, "vgg16": 10}
-# Unset input sizes mean the arch's own: the seed's networks take 224x224, the compact one the size of
-# the faces it serves.
+# Unset input sizes mean the arch's own: the original project's networks take 224x224, the compact one the
+# size of the faces it serves.
 DEFAULT_IMAGE_SIZE = {"compact": COMPACT_SIZE[0], "scratch": IMAGE_SIZE[0], "vgg16": IMAGE_SIZE[0]}
-# Unset augmentations mean the arch's own: the seed's networks keep the seed's recipe (flips, rotations,
+# Unset augmentations mean the arch's own: the original project's networks keep its recipe (flips, rotations,
 # shifts); the compact network's was chosen on the validation parts of bench/crossval.py's folds.
 DEFAULT_AUGMENT = {"compact": augmentation_text(SEED_AUGMENTATIONS), "scratch": augmentation_text(SEED_AUGMENTATIONS),
                    "vgg16": augmentation_text(SEED_AUGMENTATIONS)}
@@ -70,8 +70,8 @@ class TrainConfig:
     """
 
     arch: str = setting("compact", "the network: compact, a small CNN sized for the faces it serves (0.14 M "
-                        "weights); scratch, the seed's CNN trained from scratch (12.9 M); vgg16, VGG16's ImageNet "
-                        "base with a new head, fine-tuned in two phases", choices=ARCHS)
+                        "weights); scratch, the original project's CNN trained from scratch (12.9 M); vgg16, "
+                        "VGG16's ImageNet base with a new head, fine-tuned in two phases", choices=ARCHS)
     data: Path = setting(Path("data"), "folder with train/, valid/, test/ of split.py's crops", type=Path)
     extra_train: tuple[Path, ...] = setting(
         (), "another crop folder (DIR/mask, DIR/no-mask) added to the training split only; repeatable "
@@ -110,9 +110,9 @@ class TrainConfig:
                                   "(random: tests only), or a local ..._notop.h5 file", type=weights_name)
     recipe: str = setting(
         "cached-features", "VGG16 recipe. cached-features: the frozen base computes every crop's features once "
-        "and phase 1 trains the head on them (seconds an epoch, but no augmentation in phase 1), then phase 2 "
+        "and phase 1 trains the head on them (fast, but no augmentation in phase 1), then phase 2 "
         "unfreezes block5; practical on a CPU. full: the Keras recipe, both phases on augmented images and "
-        "phase 2 unfreezes the whole base; for a GPU (about 1.5 images/s on a 2-core CPU: hours a run)",
+        "phase 2 unfreezes the whole base; for a GPU (slow on a CPU: bench/README.md)",
         choices=tuple(RECIPE_FINE_TUNE_FROM))
     fine_tune_epochs: int | None = setting(None, "maximum epochs of VGG16's phase 2; None: as many as --epochs",
                                            type=number_in(int, 1))

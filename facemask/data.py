@@ -8,12 +8,14 @@ will feed it; labels are one-hot in `CLASS_NAMES` order. The resized pixels are 
 after the first epoch, so later epochs decode nothing. Other crop folders (class sub-folders) can
 be added to the training split alone (`extra_train`), each of their crops weighing
 `extra_weight` of a crop of the data folder's own in the loss. The training split alone is augmented
-with Keras preprocessing layers (facemask.augment: the seed's flips, rotations and shifts, and the
+with Keras preprocessing layers (facemask.augment: the original project's flips, rotations and shifts, and the
 colour and resolution changes the cross-validation folds kept); Keras 3 dropped
 `ImageDataGenerator` and documents these layers as its replacement. Pixels stay float32 in
 0-255: each model rescales inside itself.
 
-    python -m facemask.data counts data                      # images per split and class
+`split_files` is the one lister of a split's crops (the image files directly inside its class folders):
+training, its class weights and checks, and the evaluation count the same files. `python -m facemask.count
+data` prints the images per split and class.
 
 Splitting is split.py's: it keeps every crop of a photo in one split, so near-duplicates never
 straddle train and test.
@@ -32,7 +34,6 @@ import tensorflow as tf
 
 from facemask import CLASS_NAMES, IMAGE_EXTENSIONS, IMAGE_SIZE, SPLITS
 from facemask.augment import SEED_AUGMENTATIONS, build_augmentation
-from facemask.cli import ArgumentParser, fail, run
 from facemask.images import load_image, to_model_input
 
 
@@ -41,7 +42,8 @@ class DataError(ValueError):
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside `folder` (symlinks included), sorted by name."""
+    """Image files directly inside one class folder (symlinks included), sorted by name; `split_files` lists
+    a whole split with it."""
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
@@ -51,7 +53,7 @@ def count_images(data_dir: Path | str, splits: Sequence[str] = SPLITS,
                  class_names: Sequence[str] = CLASS_NAMES) -> pd.DataFrame:
     """A table of image counts: one row per split, one column per class, plus a total column."""
     data_dir = Path(data_dir)
-    rows = {split: [len(list_images(data_dir / split / name)) for name in class_names] for split in splits}
+    rows = {split: _class_counts(data_dir / split, class_names) for split in splits}
     table = pd.DataFrame.from_dict(rows, orient="index", columns=list(class_names))
     table["total"] = table.sum(axis=1)
     table.index.name = "split"
@@ -71,7 +73,7 @@ def check_data_dir(data_dir: Path | str, splits: Sequence[str] = SPLITS,
         for name in class_names:
             if not (split_dir / name).is_dir():
                 raise DataError(f"class folder not found: {split_dir / name}")
-        counts = {name: len(list_images(split_dir / name)) for name in class_names}
+        counts = dict(zip(class_names, _class_counts(split_dir, class_names), strict=True))
         if sum(counts.values()) == 0:
             raise DataError(f"no images in {split_dir} (looked for {', '.join(IMAGE_EXTENSIONS)} files)")
         # A class absent from training can be neither learned nor weighted.
@@ -91,6 +93,12 @@ def split_files(folders: Sequence[Path | str],
             files += found
             labels += [index] * len(found)
     return files, np.array(labels, dtype=np.int64)
+
+
+def _class_counts(split_dir: Path, class_names: Sequence[str]) -> list[int]:
+    """Images per class of one split folder, as `split_files` lists them."""
+    _, labels = split_files([split_dir], class_names)
+    return np.bincount(labels, minlength=len(class_names)).tolist()
 
 
 def check_extra_dirs(folders: Sequence[Path | str], class_names: Sequence[str] = CLASS_NAMES) -> None:
@@ -206,22 +214,3 @@ def load_datasets(data_dir: Path | str, batch_size: int = 32, image_size: tuple[
                           weights=weights if split == "train" else None, extra_weight=extra_weight)
         for split in splits
     }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m facemask.data", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    counts = commands.add_parser("counts", help="print images per split and class")
-    counts.add_argument("data", type=Path, help="a data folder with train/, valid/ and test/, as split.py writes it")
-    args = parser.parse_args(argv)
-    try:
-        check_data_dir(args.data)
-        table = count_images(args.data)
-    except (DataError, OSError) as error:
-        return fail(error)
-    print(table.to_string())
-    return 0
-
-
-if __name__ == "__main__":
-    run(main)

@@ -42,7 +42,7 @@ from facemask.detectors import (
     make_face_detector,
 )
 from facemask.images import Box, ImageError, clip_box, crop_face, load_image, shrink
-from facemask.models import decision_threshold
+from facemask.sidecar import decision_threshold
 from facemask.video import VIDEO_EXTENSIONS, VIDEO_MAX_SIDE, VideoError, annotate_video
 
 __all__ = [

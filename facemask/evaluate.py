@@ -42,7 +42,7 @@ from facemask.images import ImageError
 from facemask.metrics import by_size, compute_metrics, format_by_size, misclassified_indices
 from facemask.plots import plot_confusion, plot_history, plot_misclassified
 from facemask.predict import predict_files
-from facemask.split import SplitError, read_manifest
+from facemask.splitting import SplitError, read_manifest
 
 FACE_SIZE_COLUMNS = ("path", "face_width", "face_height")
 

@@ -24,11 +24,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, not_a_regular_file, save_json
+from facemask.annotations import AnnotationError, apply_class_rules, read_rows
 from facemask.images import ImageError, clip_box, crop_face, load_image
 from facemask.metrics import by_size, compute_metrics, format_by_size
 from facemask.plots import plot_precision_recall
 from facemask.scoring import TrueFace, score_photos
-from facemask.split import SplitError, apply_class_rules, read_manifest, read_rows
+from facemask.splitting import SplitError, read_manifest
 
 INCORRECT_AS = "no-mask"
 INCORRECT_NOTE = "face_with_mask_incorrect counted as no-mask (a mask under the nose does not protect)"
@@ -42,7 +43,7 @@ def read_truth(csv_path: Path) -> dict[str, list[TrueFace]]:
     """Per photo named in the CSV with at least one face row: its faces, incorrect masks as no-mask."""
     try:
         rows = read_rows(csv_path)  # split.py's reader: the one reader of the Kaggle layout
-    except SplitError as error:
+    except AnnotationError as error:
         raise EvaluationError(str(error)) from None
     faces, _ = apply_class_rules(rows, INCORRECT_AS)
     truth: dict[str, list[TrueFace]] = {}
@@ -231,7 +232,7 @@ def load_scored_model(path: Path):
     if not path.is_file():
         raise ValueError(f"model file not found: {path}")
     from facemask.classifier import load_served
-    from facemask.models import decision_threshold
+    from facemask.sidecar import decision_threshold
 
     classifier = load_served(path)  # which checks one output per class name
     if sorted(classifier.class_names) != sorted(CLASS_NAMES):

@@ -185,7 +185,7 @@ def parity(reference, exported, test_dir: Path) -> dict:
 
 def write_sidecar(model_path: Path, out: Path, class_names: list[str], image_size: tuple[int, int]) -> Path:
     """The export's sidecar: the model's own when they share one, else a copy of it (or a new one)."""
-    from facemask.models import read_sidecar, sidecar_path
+    from facemask.sidecar import read_sidecar, sidecar_path
 
     source, target = sidecar_path(model_path), sidecar_path(out)
     if target.resolve() == source.resolve() and source.exists():

@@ -1,18 +1,16 @@
-"""The classifiers: the seed's CNN trained from scratch, a fine-tuned VGG16, and a compact CNN.
+"""The classifiers: the original project's CNN trained from scratch, a fine-tuned VGG16, and a compact CNN.
 
-All take raw RGB pixels (0-255) and output [P(mask), P(no-mask)]: the seed's two networks at
+All take raw RGB pixels (0-255) and output [P(mask), P(no-mask)]: the original project's two networks at
 224x224, the compact one at the size of the faces it serves (96x96 by default). Each model carries
 its own preprocessing as its first layers, so a saved file is all that inference needs: nobody
 downstream has to remember whether to divide by 255 or subtract ImageNet means.
 
-The model's JSON sidecar keeps what is not in the weights: the class order, the input size, how the
-model was trained, and its decision threshold on P(no-mask), chosen on the validation split at
-training time (`no_mask_threshold`; a sidecar from before it means 0.5, the most probable class).
+Each saved model has a JSON sidecar (facemask.sidecar): the class order, the input size, how the model
+was trained, its decision threshold on P(no-mask) and the crop margin its training crops were cut with.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import zipfile
@@ -21,7 +19,8 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from facemask import CLASS_NAMES, DEFAULT_THRESHOLD, IMAGE_SIZE, not_a_regular_file, save_atomically, save_json
+from facemask import CLASS_NAMES, IMAGE_SIZE, MAX_MARGIN, not_a_regular_file, save_atomically, save_json
+from facemask.sidecar import json_kind, read_sidecar, sidecar_path
 
 COMPACT_SIZE = (96, 96)
 # The compact network's blocks: (output channels, stride) of each depthwise-separable block after the stem.
@@ -220,16 +219,13 @@ def unfreeze_vgg16(model: keras.Model, from_block: str | None = None) -> list[st
     return [layer.name for layer in base.layers if layer.trainable and layer.weights]
 
 
-def sidecar_path(path: Path | str) -> Path:
-    """`models/scratch.keras` keeps its class names in `models/scratch.json`."""
-    return Path(path).with_suffix(".json")
-
-
 def save_model(model: keras.Model, path: Path | str, class_names: list[str] = CLASS_NAMES,
-               training: dict | None = None, no_mask_threshold: float | None = None) -> Path:
+               training: dict | None = None, no_mask_threshold: float | None = None,
+               margin: float | None = None) -> Path:
     """Save in the native `.keras` format plus a JSON sidecar holding the class order, the input size,
     from training how the model was trained (`training`, see facemask.config.training_record) and the
-    decision threshold on P(no-mask) chosen on validation (`no_mask_threshold`; None: 0.5 is used).
+    decision threshold on P(no-mask) chosen on validation (`no_mask_threshold`; None: 0.5 is used) and the
+    crop margin the training crops were cut with (`margin`; None: DEFAULT_MARGIN is used), see facemask.sidecar.
 
     Both files are written through temporary files, so neither is ever half-written.
     A compiled model is saved without its optimizer: Adam's two moment estimates per weight would
@@ -241,6 +237,8 @@ def save_model(model: keras.Model, path: Path | str, class_names: list[str] = CL
         raise ValueError(f"{path}: models are saved in the native .keras format; use a .keras file name")
     if no_mask_threshold is not None and not 0 <= no_mask_threshold <= 1:
         raise ValueError(f"the decision threshold is a probability, from 0 to 1, not {no_mask_threshold}")
+    if margin is not None and not 0 <= margin <= MAX_MARGIN:
+        raise ValueError(f"the crop margin is a fraction from 0 to {MAX_MARGIN:g}, not {margin}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if getattr(model, "optimizer", None) is not None:
         # .keras files always include a compiled model's optimizer (and clone_model compiles its
@@ -254,81 +252,10 @@ def save_model(model: keras.Model, path: Path | str, class_names: list[str] = CL
         meta["no_mask_threshold"] = float(no_mask_threshold)
     if training is not None:
         meta["training"] = training
+    if margin is not None:
+        meta["margin"] = float(margin)
     save_json(sidecar_path(path), meta)
     return path
-
-
-def read_sidecar(path: Path | str) -> dict:
-    """The checked contents of a model's JSON sidecar: `class_names` (a list of distinct, non-empty
-    strings, at least two) and, when present, `image_size` ([height, width], positive integers),
-    `no_mask_threshold` (a number from 0 to 1) and `training` (an object: how the model was trained;
-    models saved before these were recorded have neither).
-
-    The sidecar is a file anyone can edit or truncate beside the model, so every way it can be
-    wrong is a ValueError naming it, which the commands print as one `error:` line.
-    """
-    path = Path(path)
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: cannot read the model's sidecar ({type(error).__name__}: {error})") from error
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: the model's sidecar is not valid JSON ({error})") from error
-    except ValueError as error:  # json's own limits, e.g. an integer of more than 4300 digits
-        raise ValueError(f"{path}: the model's sidecar cannot be read ({error})") from error
-    except RecursionError as error:  # thousands of nested brackets exhaust the decoder's stack
-        raise ValueError(f"{path}: the model's sidecar is nested too deeply to be read") from error
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path}: the model's sidecar must be a JSON object, not {_json_kind(meta)}")
-    if "class_names" not in meta:
-        raise ValueError(f"{path}: the model's sidecar has no 'class_names' (the model's class order)")
-    names = meta["class_names"]
-    # Printable: predict prints tab-separated lines, which a tab or newline in a name would break.
-    if not (isinstance(names, list) and len(names) >= 2
-            and all(isinstance(n, str) and n and n.isprintable() for n in names) and len(set(names)) == len(names)):
-        raise ValueError(f"{path}: 'class_names' must be a list of at least two distinct, non-empty, printable "
-                         f"names, not {_json_kind(names)}")
-    checked = {"class_names": list(names)}
-    if "image_size" in meta:
-        size = meta["image_size"]
-        # bool is an int subclass; true/false are not sizes.
-        if not (isinstance(size, list) and len(size) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
-            raise ValueError(f"{path}: 'image_size' must be [height, width] in whole pixels, not {_json_kind(size)}")
-        checked["image_size"] = tuple(size)
-    if "no_mask_threshold" in meta:
-        threshold = meta["no_mask_threshold"]
-        if not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and 0 <= threshold <= 1):
-            raise ValueError(f"{path}: 'no_mask_threshold' must be a probability from 0 to 1, "
-                             f"not {_json_kind(threshold)}")
-        checked["no_mask_threshold"] = float(threshold)
-    if "training" in meta:
-        # A record for people (and facemask.config.TrainConfig); only its being an object is checked.
-        if not isinstance(meta["training"], dict):
-            raise ValueError(f"{path}: 'training' must be an object (how the model was trained), "
-                             f"not {_json_kind(meta['training'])}")
-        checked["training"] = meta["training"]
-    return checked
-
-
-def _json_kind(value: object) -> str:
-    """A short description of a JSON value for an error message, never the whole (maybe huge) value."""
-    if isinstance(value, dict):
-        return f"an object of {len(value)} keys"
-    if isinstance(value, list):
-        short = len(value) <= 4 and all(v is None or isinstance(v, (str, int, float)) and len(str(v)) <= 20
-                                        for v in value)
-        return json.dumps(value) if short else f"a list of {len(value)} items"
-    text = json.dumps(value)  # a scalar: null, true, a number or a string
-    return text if len(text) <= 40 else f"{text[:37]}..."
-
-
-def decision_threshold(path: Path | str) -> float:
-    """The decision threshold on P(no-mask) a saved model is served with: its sidecar's, else 0.5
-    (a model saved before thresholds were chosen, or without a sidecar). ValueError for a bad sidecar."""
-    sidecar = sidecar_path(path)
-    meta = read_sidecar(sidecar) if sidecar.exists() else {}
-    return meta.get("no_mask_threshold", DEFAULT_THRESHOLD)
 
 
 def fixed_image_size(model: keras.Model, path: Path | str) -> tuple[int, int]:
@@ -398,7 +325,7 @@ def load_model(path: Path | str) -> tuple[keras.Model, list[str]]:
     image_size = fixed_image_size(model, path)
     check_input_size(image_size, path)
     if "image_size" in meta and meta["image_size"] != image_size:
-        raise ValueError(f"{sidecar}: 'image_size' is {_json_kind(list(meta['image_size']))} but the model "
+        raise ValueError(f"{sidecar}: 'image_size' is {json_kind(list(meta['image_size']))} but the model "
                          f"{path} takes {list(image_size)}")
     outputs = getattr(model, "output_shape", None)
     if outputs != (None, len(meta["class_names"])):

@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.model.is_file():
         return fail(f"model file not found: {args.model}")
     from facemask.classifier import load_served
-    from facemask.models import decision_threshold
+    from facemask.sidecar import decision_threshold
 
     try:
         classifier = load_served(args.model)

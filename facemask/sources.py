@@ -13,13 +13,14 @@ on real faces. `find_photos` says which it found; `Photos.split_args` are split.
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from facemask import not_a_regular_file, split
+from facemask import DEFAULT_SEED
+from facemask.annotations import AnnotationError, read_rows
 from facemask.data import DataError, check_data_dir
+from facemask.splitting import SplitError, format_summary, fractions, split_photos
 
 KAGGLE_DATASET = "wobotintelligence/face-mask-detection-dataset"
 # The full set has enough photos for a small test split; the sample's 60 need 15% to get no-mask
@@ -40,7 +41,7 @@ class Photos:
     ratios: tuple[str, str, str]
 
     def split_args(self, out: Path | str) -> list[str]:
-        """Arguments for `split.main` that crop these photos into `out`."""
+        """split.py's arguments that crop these photos into `out` (as `ensure_crops` does)."""
         return [str(self.images), str(self.csv), *self.ratios, "--out", str(out)]
 
     def describe(self) -> str:
@@ -49,17 +50,12 @@ class Photos:
 
 
 def first_photo_name(csv_path: Path) -> str | None:
-    """The image name on the CSV's first data row (None for an empty or unreadable file)."""
-    if not_a_regular_file(csv_path):
-        return None
+    """The photo named on the CSV's first data row (None for an empty, unreadable or malformed file)."""
     try:
-        with open(csv_path, newline="") as f:
-            rows = csv.reader(f)
-            next(rows, None)  # the header
-            row = next(rows, None)
-    except (OSError, UnicodeDecodeError):
+        rows = read_rows(csv_path)
+    except AnnotationError:
         return None
-    return row[0] if row else None
+    return rows[0].name if rows else None
 
 
 def kaggle_layout(root: Path | str) -> Photos | None:
@@ -149,6 +145,9 @@ def ensure_crops(data_dir: Path | str, which: str = "auto", kaggle_dir: Path | s
                         "cut into it: empty or delete it, or set DATA to another folder")
     photos = find_photos(which, kaggle_dir)
     print(f"no crops yet ({missing}): cutting {photos.describe()}", flush=True)
-    if split.main(photos.split_args(data_dir)) != 0:
-        raise DataError(f"split.py could not cut {photos.images} into {data_dir}: see its error above")
+    try:
+        result = split_photos(photos.images, photos.csv, data_dir, fractions([float(r) for r in photos.ratios]))
+    except (SplitError, AnnotationError, OSError) as error:
+        raise DataError(f"split.py could not cut {photos.images} into {data_dir}: {error}") from None
+    print(format_summary(result, data_dir, DEFAULT_SEED))
     return f"using the crops just cut into {data_dir}"

@@ -389,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def watch_source(args) -> int:
     """Open the source, load the model, watch; the exit status (a stop raises facemask.cli's `Interrupted`)."""
-    from facemask.models import decision_threshold  # the sidecar's no_mask_threshold, else 0.5
+    from facemask.sidecar import decision_threshold  # the sidecar's no_mask_threshold, else 0.5
 
     try:
         threshold = args.threshold if args.threshold is not None else decision_threshold(args.model)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facemask.split import SplitError, read_manifest  # noqa: E402
+from facemask.splitting import SplitError, read_manifest  # noqa: E402
 
 
 class PickError(Exception):

@@ -37,7 +37,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's facemask/, whatever else is installed
 SHARED = ROOT.parent / "shared" / "datasets"
-REAL_SAMPLE = ROOT / "sample"  # 60 CC0 photos of the Kaggle set, committed (scripts/make_sample.py)
+REAL_SAMPLE = ROOT / "sample"  # 60 CC0 photos of the Kaggle set, committed (scripts/pick_sample.py)
 
 requires_shared = pytest.mark.skipif(
     not SHARED.is_dir(), reason=f"real data folder {SHARED} is absent (it is not part of a fresh clone)"
@@ -217,11 +217,11 @@ class TruthFaceDetector:
 
         import numpy as np
 
-        from facemask import split
+        from facemask.annotations import apply_class_rules, read_rows
         from facemask.images import load_image
 
         self._hash = lambda rgb: hashlib.sha1(np.ascontiguousarray(rgb).tobytes() + str(rgb.shape).encode()).hexdigest()
-        faces, _ = split.apply_class_rules(split.read_rows(csv_path), "no-mask")
+        faces, _ = apply_class_rules(read_rows(csv_path), "no-mask")
         boxes: dict[str, list] = {}
         for row, _ in faces:
             boxes.setdefault(row.name, []).append((row.xmin, row.ymin, row.xmax, row.ymax))

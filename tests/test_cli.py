@@ -42,8 +42,7 @@ COMMANDS = [
                  ["--model", "{missing}", "sample/images", "sample/train.csv"], id="evaluate-photos"),
     pytest.param(["-m", "facemask.app"], "python -m facemask.app", ["--model", "{missing}"], id="app"),
     pytest.param(["-m", "facemask.sample"], "python -m facemask.sample", ["--out", "{file}"], id="sample"),
-    pytest.param(["-m", "facemask.data"], "python -m facemask.data", None, id="data"),
-    pytest.param(["-m", "facemask.data", "counts"], "python -m facemask.data counts", ["{missing}"], id="data-counts"),
+    pytest.param(["-m", "facemask.count"], "python -m facemask.count", ["{missing}"], id="count"),
     pytest.param(["-m", "facemask.watch"], "python -m facemask.watch", ["{missing}", "--model", "m.keras"],
                  id="watch"),
 ]

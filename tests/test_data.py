@@ -1,5 +1,5 @@
 """The input pipeline: shapes, labels and class order, augmentation on train only, weights, extra training
-folders, and the `counts` command."""
+folders, and the count command."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from facemask import CLASS_NAMES, SPLITS
+from facemask.count import main as count_main
 from facemask.data import (
     DataError,
     check_data_dir,
@@ -18,7 +19,6 @@ from facemask.data import (
     count_images,
     load_datasets,
     load_split,
-    main,
 )
 
 # Noise tinted by class: red-dominant faces are "mask", blue-dominant "no-mask", so a label can be
@@ -169,13 +169,13 @@ def test_check_data_dir_rejects_an_empty_split_and_a_class_missing_from_train(da
 
 
 def test_counts_command_prints_the_table_or_names_the_missing_folder(data_dir, tmp_path, capsys):
-    assert main(["counts", str(data_dir)]) == 0
+    assert count_main([str(data_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == [*CLASS_NAMES, "total"]
     assert {line.split()[0]: line.split()[1:] for line in lines[2:]} == {
         split: [str(COUNTS[split]["mask"]), str(COUNTS[split]["no-mask"]), str(sum(COUNTS[split].values()))]
         for split in SPLITS}
-    assert main(["counts", str(tmp_path / "missing")]) == 1
+    assert count_main([str(tmp_path / "missing")]) == 1
     assert capsys.readouterr().err == f"error: data folder not found: {tmp_path / 'missing'}\n"
 
 

@@ -26,7 +26,7 @@ from facemask.metrics import (
     serving_threshold,
 )
 from facemask.plots import plot_confusion, plot_history, plot_images, plot_misclassified
-from facemask.split import MANIFEST_COLUMNS
+from facemask.splitting import MANIFEST_COLUMNS
 
 HISTORY = {
     "loss": [0.9, 0.6, 0.5, 0.4],

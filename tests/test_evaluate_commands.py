@@ -86,7 +86,7 @@ def test_photos_command_with_perfect_faces(colour_model_file, sample_dir, tmp_pa
 
 def test_photos_command_reports_by_face_size_and_labels_at_the_threshold(colour_model_file, sample_dir, tmp_path,
                                                                         monkeypatch, capsys):
-    from facemask import split
+    from facemask import split, splitting
     from facemask.metrics import size_bucket
 
     use_truth_detector(monkeypatch, sample_dir)
@@ -94,7 +94,7 @@ def test_photos_command_reports_by_face_size_and_labels_at_the_threshold(colour_
     # The annotated boxes' sizes are split.py's (the manifest's face sizes of the same faces).
     assert split.main([str(sample_dir / "images"), str(sample_dir / "train.csv"), "100", "0", "0",
                        "--incorrect", "no-mask", "--out", str(tmp_path / "crops")]) == 0
-    rows = split.read_manifest(tmp_path / "crops" / "manifest.csv", split.MANIFEST_COLUMNS)
+    rows = splitting.read_manifest(tmp_path / "crops" / "manifest.csv", splitting.MANIFEST_COLUMNS)
     buckets = Counter(size_bucket(min(int(r["face_width"]), int(r["face_height"]))) for r in rows)
     by_size = report["true_boxes"]["by_size"]
     assert {name: entry["count"] for name, entry in by_size.items()} == {name: buckets[name] for name in by_size}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from conftest import SHARED, FixedFaces, RecordingModel, requires_shared
 
-from facemask import DEFAULT_MARGIN, split
+from facemask import DEFAULT_MARGIN, annotations, split
 from facemask.data import load_split, split_files
 from facemask.detect import FaceMaskDetector
 from facemask.images import load_image
@@ -37,7 +37,7 @@ def assert_training_sees_what_serving_sees(images: Path, csv_path: Path, crops: 
     files, _ = split_files([crops / "test"])
     pipeline = load_split(crops / "test", batch_size=64)  # as training reads a split, minus augmentation
     training = dict(zip(files, np.concatenate([x.numpy() for x, _ in pipeline]), strict=True))
-    boxes = {row.line: (row.xmin, row.ymin, row.xmax, row.ymax) for row in split.read_rows(csv_path)}
+    boxes = {row.line: (row.xmin, row.ymin, row.xmax, row.ymax) for row in annotations.read_rows(csv_path)}
     with open(crops / "manifest.csv", newline="") as f:
         crop_rows = list(csv.DictReader(f))
     for row in crop_rows:

@@ -83,12 +83,12 @@ def test_every_image_seed_is_read_as_rgb_of_its_size(name):
 
 
 def test_csv_and_sidecar_seeds_are_accepted(scratch):
-    from facemask import split
-    from facemask.models import read_sidecar
+    from facemask import annotations
+    from facemask.sidecar import read_sidecar
 
     for name, data in CSV_SEEDS.items():
         (scratch / name).write_bytes(data)
-        assert len(split.read_rows(scratch / name)) == (0 if name == "header-only.csv" else
+        assert len(annotations.read_rows(scratch / name)) == (0 if name == "header-only.csv" else
                                                         {"kaggle.csv": 3}.get(name, 1))
     for name, data in SIDECAR_SEEDS.items():
         (scratch / name).write_bytes(data)
@@ -280,18 +280,18 @@ def test_detect_prints_one_error_line_for_the_p6_file_and_annotates_the_others(c
     "a.jpg,0.0,0.0,1.0,8.98846567431158e+307,face_with_mask",
 ])
 def test_coordinates_beyond_any_photo_are_a_split_error_naming_line_and_column(tmp_path, row):
-    from facemask import split
+    from facemask import annotations
 
     path = tmp_path / "train.csv"
     path.write_text(f"name,x1,x2,y1,y2,classname\n{row}\n")
-    with pytest.raises(split.SplitError, match=r"line 2, column '(x1|x2|y1|y2)' .*not a pixel coordinate"):
-        split.read_rows(path)
+    with pytest.raises(annotations.AnnotationError, match=r"line 2, column '(x1|x2|y1|y2)' .*not a pixel coordinate"):
+        annotations.read_rows(path)
 
 
 def test_split_command_reports_a_huge_coordinate_as_one_error_line(tmp_path, capsys):
     from PIL import Image
 
-    from facemask import split
+    from facemask import annotations, split
 
     (tmp_path / "images").mkdir()
     Image.new("RGB", (64, 64)).save(tmp_path / "images" / "a.jpg")
@@ -302,5 +302,5 @@ def test_split_command_reports_a_huge_coordinate_as_one_error_line(tmp_path, cap
     assert code == 1
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         f"error: {tmp_path / 'train.csv'}: line 2, column 'x1' (xmin): '-1e308' is not a pixel coordinate "
-        f"(beyond ±{split.MAX_COORDINATE:g})"]
+        f"(beyond ±{annotations.MAX_COORDINATE:g})"]
     assert "Traceback" not in err

@@ -19,8 +19,9 @@ from pathlib import Path
 import keras
 import pytest
 
-from facemask import split
-from facemask.models import load_model, save_model, sidecar_path
+from facemask import annotations, split, splitting
+from facemask.models import load_model, save_model
+from facemask.sidecar import sidecar_path
 
 HANG_LIMIT = 30  # seconds; a reader that opens a FIFO waits for a writer forever
 
@@ -99,10 +100,10 @@ def test_csv_and_list_fifos_are_refused_unopened(fifo):
     from facemask.evaluate_photos import EvaluationError, photos_from_list
 
     path = fifo("train.csv")
-    with pytest.raises(split.SplitError, match=r"train\.csv: not a regular file \(a FIFO\)"):
-        finishes(lambda: split.read_rows(path), [path])
-    with pytest.raises(split.SplitError, match=r"train\.csv: not a regular file \(a FIFO\)"):
-        finishes(lambda: split.read_manifest(path), [path])
+    with pytest.raises(annotations.AnnotationError, match=r"train\.csv: not a regular file \(a FIFO\)"):
+        finishes(lambda: annotations.read_rows(path), [path])
+    with pytest.raises(splitting.SplitError, match=r"train\.csv: not a regular file \(a FIFO\)"):
+        finishes(lambda: splitting.read_manifest(path), [path])
     with pytest.raises(EvaluationError, match=r"train\.csv: not a regular file \(a FIFO\)"):
         finishes(lambda: photos_from_list(path), [path])
 

@@ -8,24 +8,22 @@ import keras
 import numpy as np
 import pytest
 
-from facemask import CLASS_NAMES
+from facemask import CLASS_NAMES, DEFAULT_MARGIN
 from facemask.models import (
     VGGPreprocess,
     WeightsUnavailable,
     build_compact,
     build_scratch_cnn,
     build_vgg16,
-    decision_threshold,
     load_model,
     multiply_adds,
-    read_sidecar,
     save_model,
-    sidecar_path,
     unfreeze_vgg16,
     vgg16_base,
     vgg16_features,
     vgg16_head,
 )
+from facemask.sidecar import crop_margin, decision_threshold, read_sidecar, sidecar_path
 
 SMALL = (32, 32)  # VGG16's smallest input: the structure is the same, the tests run in seconds
 
@@ -202,6 +200,9 @@ BAD_SIDECARS = {
                            "'no_mask_threshold' must be a probability"),
     "threshold NaN": ('{"class_names": ["mask", "no-mask"], "no_mask_threshold": NaN}',
                       "'no_mask_threshold' must be a probability"),
+    "margin negative": ('{"class_names": ["mask", "no-mask"], "margin": -0.1}',
+                        "'margin' must be a fraction of the face box from 0 to 10, not -0.1"),
+    "margin a string": ('{"class_names": ["mask", "no-mask"], "margin": "0.1"}', "'margin' must be a fraction"),
 }
 
 
@@ -242,6 +243,19 @@ def test_the_decision_threshold_round_trips_through_the_sidecar(tmp_path, tiny_s
     assert not (tmp_path / "bad.keras").exists()
     # Written through temporary files: nothing else is left beside the two.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bare.keras", "tiny.json", "tiny.keras"]
+
+
+def test_the_crop_margin_round_trips_through_the_sidecar(tmp_path, tiny_saved):
+    path = save_model(build_tiny(), tmp_path / "tiny.keras", margin=0.25)
+    assert read_sidecar(sidecar_path(path))["margin"] == 0.25 and crop_margin(path) == 0.25
+    # A model saved before margins were recorded, or without any sidecar, is served at the default margin.
+    assert "margin" not in read_sidecar(sidecar_path(tiny_saved)) and crop_margin(tiny_saved) == DEFAULT_MARGIN
+    bare = tmp_path / "bare.keras"
+    bare.write_bytes(tiny_saved.read_bytes())
+    assert crop_margin(bare) == DEFAULT_MARGIN
+    with pytest.raises(ValueError, match="crop margin is a fraction from 0 to 10"):
+        save_model(build_tiny(), tmp_path / "bad.keras", margin=-1)
+    assert not (tmp_path / "bad.keras").exists()
 
 
 def test_bad_sidecar_is_a_value_error_naming_the_sidecar(bad_sidecar):

@@ -258,7 +258,7 @@ def test_the_numbers_the_text_quotes_are_the_codes():
     """Numbers the notebook's sentences take from TrainConfig and the training callbacks, checked so that
     a changed default cannot leave the story behind."""
     from facemask.config import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, RECIPE_FINE_TUNE_FROM, TrainConfig
-    from facemask.train import LR_DROP, lr_patience
+    from facemask.training import LR_DROP, lr_patience
 
     defaults, text, code = TrainConfig(), notebook_text("markdown"), notebook_text("code")
     stopping = re.findall(r"for at most (\d+) epochs \(`EPOCHS = None`\)\. When the validation loss has not improved "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -13,7 +15,7 @@ import pytest
 from conftest import ROOT, SHARED, requires_shared
 from PIL import Image
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, SPLITS, split
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, SPLITS, annotations, split, splitting
 from facemask.images import face_box, load_image
 
 HEADER = ["name", "x1", "x2", "y1", "y2", "classname"]
@@ -114,7 +116,8 @@ def test_boxes_are_clipped_and_empty_ones_skipped(tmp_path, capsys):
     assert boxes == {2: (0, 0, 30, 20), 3: (90, 70, 100, 80)}
     assert Image.open(out / "train/mask/a_r3.png").size == (10, 10)
     assert summary_counts(capsys.readouterr().out)["box empty or outside the photo"] == 3
-    assert split.crop_box(split.BoxRow(5, "a.png", "face_with_mask", 50, 50, 50, 50), 100, 80) == split.SKIP_EMPTY
+    empty = annotations.BoxRow(5, "a.png", "face_with_mask", 50, 50, 50, 50)
+    assert splitting.crop_box(empty, 100, 80) == splitting.SKIP_EMPTY
 
 
 def test_summary_counts_skips_and_rules(tmp_path, capsys):
@@ -235,13 +238,13 @@ def test_each_photo_is_decoded_once_for_all_its_faces(tmp_path, monkeypatch):
     make_photo(tmp_path / "images" / "a.png")
     make_photo(tmp_path / "images" / "b.jpg")
     opened = Counter()
-    real_open = split.Image.open
+    real_open = splitting.Image.open
 
     def counting_open(path, *args, **kwargs):
         opened[Path(path).name] += 1
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(split.Image, "open", counting_open)
+    monkeypatch.setattr(splitting.Image, "open", counting_open)
     rows = [["a.png", 10 * i, 0, 10 * i + 8, 8, "face_with_mask"] for i in range(5)]
     rows += [["b.jpg", 10 * i, 20, 10 * i + 8, 28, "face_no_mask"] for i in range(3)]
     code, out = run(tmp_path, rows)
@@ -300,7 +303,7 @@ def test_assignment_is_stratified_and_within_two_points():
         masked = int(rng.binomial(n, p))
         counts[f"p{i}"] = Counter({"mask": masked, "no-mask": n - masked})
     ratios = np.array([0.7, 0.2, 0.1])
-    assignment = split.assign_splits(counts, ratios, seed=3)
+    assignment = splitting.assign_splits(counts, ratios, seed=3)
     totals = {s: Counter() for s in SPLITS}
     for name, s in assignment.items():
         totals[s].update(counts[name])
@@ -341,7 +344,7 @@ def test_the_real_sample_gives_the_same_bytes_every_run_whatever_the_workers(rea
     for name, workers in (("one", "1"), ("two", "2"), ("again", "1")):
         assert split.main([*argv, "--out", str(tmp_path / name), "--workers", workers]) == 0
     one = tree_bytes(tmp_path / "one")
-    assert "manifest.csv" in one and len(one) == len(manifest(tmp_path / "one")) + 1
+    assert {"manifest.csv", "split.json"} <= set(one) and len(one) == len(manifest(tmp_path / "one")) + 2
     assert one == tree_bytes(tmp_path / "two") == tree_bytes(tmp_path / "again")
 
 
@@ -389,7 +392,7 @@ def test_a_failed_run_leaves_no_partial_output(tmp_path, monkeypatch, interrupti
         out.mkdir()
         (out / "old.txt").write_text("previous run")
     saved = []
-    real_save = split.save_crop
+    real_save = splitting.save_crop
 
     def failing_save(image, box, path):
         if len(saved) == 5:
@@ -397,7 +400,7 @@ def test_a_failed_run_leaves_no_partial_output(tmp_path, monkeypatch, interrupti
         saved.append(Path(path))
         real_save(image, box, path)
 
-    monkeypatch.setattr(split, "save_crop", failing_save)
+    monkeypatch.setattr(splitting, "save_crop", failing_save)
     code, _ = run(tmp_path, rows, "--force")
     assert code == (130 if interruption is KeyboardInterrupt else 1)
     assert len(saved) == 5 and not any(p.exists() for p in saved)
@@ -568,12 +571,12 @@ def test_kaggle_format_all_boxes_accounted_for_no_leak_ratios_kept(tmp_path, cap
 
 @requires_shared
 def test_wobot_csv_parses_with_the_readme_counts():
-    rows = split.read_rows(SHARED / "wobot" / "train.csv")
+    rows = annotations.read_rows(SHARED / "wobot" / "train.csv")
     assert len(rows) == 15412
     assert len({r.name for r in rows}) == 4326
     classes = Counter(r.classname for r in rows)
     assert len(classes) == 20
-    faces, taken = split.apply_class_rules(rows, "drop")
+    faces, taken = annotations.apply_class_rules(rows, "drop")
     assert (classes["face_with_mask"], classes["face_no_mask"], classes["face_with_mask_incorrect"]) == (
         4180, 1569, 150)
     assert len(faces) == 4180 + 1569
@@ -581,7 +584,7 @@ def test_wobot_csv_parses_with_the_readme_counts():
     # The column trap: column 2 < column 4 and column 3 < column 5 on every row but the zero-area one.
     odd = [r for r in rows if not (r.xmin < r.xmax and r.ymin < r.ymax)]
     assert [(r.line, r.name, r.classname) for r in odd] == [(8133, "1861.jpg", "face_with_mask_incorrect")]
-    assert split.crop_box(odd[0], 2000, 2000) == split.SKIP_EMPTY
+    assert splitting.crop_box(odd[0], 2000, 2000) == splitting.SKIP_EMPTY
 
 
 # ---------------------------------------------------------------- hostile input and signals
@@ -593,7 +596,7 @@ def test_sigterm_mid_run_leaves_no_partial_output(tmp_path, monkeypatch, capsys)
 
     rows = make_many(tmp_path, photos=10)
     saved = []
-    real_save = split.save_crop
+    real_save = splitting.save_crop
 
     def save_then_get_killed(image, box, path):
         if len(saved) == 5:
@@ -601,7 +604,7 @@ def test_sigterm_mid_run_leaves_no_partial_output(tmp_path, monkeypatch, capsys)
         saved.append(Path(path))
         real_save(image, box, path)
 
-    monkeypatch.setattr(split, "save_crop", save_then_get_killed)
+    monkeypatch.setattr(splitting, "save_crop", save_then_get_killed)
     code, out = run(tmp_path, rows)
     assert code == 128 + signal.SIGTERM
     check_error(capsys, code, code, "terminated", "no output was written")
@@ -698,3 +701,19 @@ def test_a_photo_name_over_255_bytes_is_skipped_with_a_warning(tmp_path, capsys)
     assert len(warnings) == 2 and all("photo name too long" in line for line in warnings)
     assert summary_counts(captured.out)["photo name too long for its crops' file names (2 photos)"] == 2
     assert [row["source"] for row in manifest(out)] == ["a.png"]
+
+
+def test_the_margin_the_crops_were_cut_with_is_recorded_for_training(tmp_path):
+    make_photo(tmp_path / "images" / "a.png")
+    code, out = run(tmp_path, [["a.png", 10, 10, 40, 40, "face_with_mask"]], "--margin", "0.25")
+    assert code == 0 and json.loads((out / "split.json").read_text()) == {"margin": 0.25}
+    assert splitting.read_crop_margin(out) == 0.25
+    # Crops cut before the margin was recorded (or by another program) were cut at the default.
+    (out / "split.json").unlink()
+    assert splitting.read_crop_margin(out) == DEFAULT_MARGIN
+    for bad, words in [('{"margin": -1}', "'margin' must be a number from 0 to 10, not -1"),
+                       ('{"margin": "0.1"}', "'margin' must be a number"), ("{", "cannot read the crops' margin"),
+                       ("[]", "cannot read the crops' margin")]:
+        (out / "split.json").write_text(bad)
+        with pytest.raises(splitting.SplitError, match=rf"^{out / 'split.json'}: .*{re.escape(words)}"):
+            splitting.read_crop_margin(out)

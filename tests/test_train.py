@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,14 @@ import pytest
 from conftest import ROOT
 
 import facemask.train
+import facemask.training
+from facemask import DEFAULT_MARGIN
 from facemask.config import TrainConfig, build_parser, parse_config
 from facemask.data import load_split
-from facemask.models import load_model, read_sidecar, sidecar_path, vgg16_base
-from facemask.train import main, train_scratch, train_vgg16
+from facemask.models import load_model, vgg16_base
+from facemask.sidecar import read_sidecar, sidecar_path
+from facemask.train import main
+from facemask.training import train_scratch, train_vgg16
 
 SCRATCH_EPOCHS = 6  # enough for the easy synthetic sample at the real 224x224 size (a minute or two)
 
@@ -85,6 +90,17 @@ def test_the_sidecar_records_the_config_the_model_was_trained_with(trained_scrat
     assert TrainConfig(**training["config"]) == scratch_config(sample_crops, out).resolved()
     assert training["config"]["data"] == str(sample_crops) and training["config"]["epochs"] == SCRATCH_EPOCHS
     assert set(training["versions"]) == {"python", "tensorflow", "keras"}
+    assert read_sidecar(sidecar_path(out / "scratch.keras"))["margin"] == DEFAULT_MARGIN  # split.py's default
+
+
+def test_train_command_refuses_a_bad_margin_record_before_training(sample_crops, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(sample_crops, data)
+    (data / "split.json").write_text('{"margin": "wide"}')
+    assert main(["--arch", "scratch", "--data", str(data), "--epochs", "1", "--out", str(tmp_path / "models")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {data / 'split.json'}: 'margin' must be a number") and "Traceback" not in err
+    assert not (tmp_path / "models").exists()
 
 
 @pytest.mark.slow
@@ -252,13 +268,13 @@ def test_the_recipe_is_chosen_on_the_command_line_never_by_the_hardware(monkeypa
 def feature_runs(monkeypatch) -> list[int]:
     """How many times the frozen base was run once over a split (only the cached-features recipe does)."""
     runs: list[int] = []
-    real = facemask.train.compute_features
+    real = facemask.training.compute_features
 
     def counting(extractor, dataset):
         runs.append(1)
         return real(extractor, dataset)
 
-    monkeypatch.setattr(facemask.train, "compute_features", counting)
+    monkeypatch.setattr(facemask.training, "compute_features", counting)
     return runs
 
 
@@ -306,13 +322,13 @@ def test_distribute_builds_and_compiles_under_a_mirrored_strategy(sample_crops, 
     import tensorflow as tf
 
     seen = {}
-    real_compile = facemask.train.compile_model
+    real_compile = facemask.training.compile_model
 
     def recording_compile(model, learning_rate):
         seen["strategy"], seen["model"] = tf.distribute.get_strategy(), model
         return real_compile(model, learning_rate)
 
-    monkeypatch.setattr(facemask.train, "compile_model", recording_compile)
+    monkeypatch.setattr(facemask.training, "compile_model", recording_compile)
     code = main(["--arch", "scratch", "--data", str(sample_crops), "--epochs", "1", "--batch-size", "16",
                  "--subset", "0.3", "--distribute", "--out", str(tmp_path / "models"),
                  "--reports", str(tmp_path / "reports")])

@@ -1,7 +1,7 @@
 """Pick the embedded real sample: about 60 CC0 photos of the shared Kaggle-format set, into sample/.
 
-    python scripts/make_sample.py                      # ../shared/datasets/kaggle-format -> sample/
-    python scripts/make_sample.py --source DIR --out DIR --photos 60 --seed 0
+    python scripts/pick_sample.py                      # ../shared/datasets/kaggle-format -> sample/
+    python scripts/pick_sample.py --source DIR --out DIR --photos 60 --seed 0
 
 The photos are "Face Mask Detection" by andrewmvd on Kaggle, published as CC0 (public domain), in
 the wobot CSV layout (header `name,x1,x2,y1,y2,classname`, the four numbers being xmin, ymin,
@@ -20,7 +20,6 @@ Every row of a picked photo is kept, in the source file's order.
 
 from __future__ import annotations
 
-import csv
 import shutil
 import sys
 from collections import Counter
@@ -31,31 +30,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from facemask.annotations import AnnotationError, BoxRow, read_rows  # noqa: E402
 from facemask.cli import ArgumentParser, fail, number_in  # noqa: E402
 
 SAMPLE_SEED = 0
-HEADER = ["name", "x1", "x2", "y1", "y2", "classname"]
 LABELS = {"face_with_mask": "mask", "face_no_mask": "no-mask", "face_with_mask_incorrect": "incorrect"}
 MAX_FILE_BYTES = 150_000  # "well under 300 KB": all the set's JPEGs and its smallest PNGs
 MAX_TOTAL_BYTES = 5_000_000
 
 
-def read_rows(csv_path: Path) -> list[dict[str, str]]:
-    """The CSV's rows as dicts, after checking the Kaggle header."""
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames != HEADER:
-            raise ValueError(f"{csv_path}: header {reader.fieldnames}, expected {HEADER}")
-        return list(reader)
-
-
-def faces_per_photo(rows: list[dict[str, str]]) -> dict[str, Counter]:
+def faces_per_photo(rows: list[BoxRow]) -> dict[str, Counter]:
     """Photo name -> counts of mask, no-mask and incorrect faces (object classes ignored)."""
     faces: dict[str, Counter] = {}
     for row in rows:
-        counts = faces.setdefault(row["name"], Counter())
-        if row["classname"] in LABELS:
-            counts[LABELS[row["classname"]]] += 1
+        counts = faces.setdefault(row.name, Counter())
+        if row.classname in LABELS:
+            counts[LABELS[row.classname]] += 1
     return faces
 
 
@@ -120,7 +110,7 @@ demo and the tests use when no other data is given; it is far too small to train
 
 ## How it was picked
 
-`python scripts/make_sample.py --photos {count} --seed {seed}` (deterministic), from the {len(faces)} photos
+`python scripts/pick_sample.py --photos {count} --seed {seed}` (deterministic), from the {len(faces)} photos
 of `../shared/datasets/kaggle-format` (a part of the Kaggle set, converted to the layout above).
 Among the photos of at most {MAX_FILE_BYTES // 1000} KB (files are copied, never recompressed) that hold at
 least one mask or no-mask face, in a seeded random order, each next photo is the first that pulls
@@ -129,9 +119,10 @@ faces over many photos, so that `split.py ... 70 15 15` puts no-mask crops in ev
 """)
 
 
-def make_sample(source: Path, out: Path, count: int = 60, seed: int = SAMPLE_SEED) -> list[str]:
+def pick_sample(source: Path, out: Path, count: int = 60, seed: int = SAMPLE_SEED) -> list[str]:
     """Copy the picked photos and their rows into out/images and out/train.csv; returns their names."""
-    rows = read_rows(source / "train.csv")
+    csv_path = source / "train.csv"
+    rows = read_rows(csv_path)
     faces = faces_per_photo(rows)
     sizes = {name: (source / "images" / name).stat().st_size for name in faces}
     picked = pick_photos(faces, sizes, count, seed)
@@ -144,16 +135,16 @@ def make_sample(source: Path, out: Path, count: int = 60, seed: int = SAMPLE_SEE
     for name in picked:
         shutil.copyfile(source / "images" / name, images / name)
     chosen = set(picked)
-    with open(out / "train.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=HEADER, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(row for row in rows if row["name"] in chosen)
+    # The picked photos' lines copied as they are, the header first (a row's `line` is its line in the file).
+    lines = csv_path.read_text(encoding="utf-8-sig").splitlines()
+    kept = [lines[row.line - 1] for row in rows if row.name in chosen]
+    (out / "train.csv").write_text("\n".join([lines[0], *kept]) + "\n", encoding="utf-8")
     write_readme(out, picked, faces, total_bytes, count, seed)
     return picked
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="scripts/make_sample.py", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="scripts/pick_sample.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "datasets" / "kaggle-format",
                         help="folder with images/ and train.csv")
     parser.add_argument("--out", type=Path, default=ROOT / "sample", help="where to write")
@@ -163,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.source / "train.csv").is_file():
         return fail(f"{args.source / 'train.csv'}: not found")
-    picked = make_sample(args.source, args.out, args.photos, args.seed)
+    try:
+        picked = pick_sample(args.source, args.out, args.photos, args.seed)
+    except AnnotationError as error:
+        return fail(error)
     print(f"{len(picked)} photos written to {args.out}")
     return 0
 
