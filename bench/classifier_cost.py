@@ -2,7 +2,7 @@
 
     python bench/classifier_cost.py --rounds 5 --seconds 3
 
-Builds the compact CNN (at its default input, 96x96), the seed's scratch CNN (224x224) and VGG16
+Builds the compact CNN (at its default input, 96x96), the original project's scratch CNN (224x224) and VGG16
 (224x224, random weights: the cost does not depend on them), counts each one's multiply-adds per face
 (`facemask.models.multiply_adds`: convolutions and dense layers), and times `predict_on_batch` as serving
 calls it, for a single face (a webcam frame) and a batch of 32 (a crowd), rounds alternating between the

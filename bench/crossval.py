@@ -54,7 +54,7 @@ EXTRA = ROOT.parent / "shared" / "datasets" / "crops"
 SEED_AUGMENT = "flip,rotation,shift"
 COMPACT = {"arch": "compact", "image_size": 96, "augment": SEED_AUGMENT}
 # The candidates, by name: TrainConfig fields over the defaults (data, out, reports and seed are the fold's).
-# Screening varies one thing at a time from compact-96 (the seed's augmentations); the later entries
+# Screening varies one thing at a time from compact-96 (the original project's augmentations); the later entries
 # combine what the validation parts kept (see bench/README.md).
 CANDIDATES: dict[str, dict] = {
     "scratch": {"arch": "scratch", "image_size": 224, "augment": SEED_AUGMENT},

@@ -1,7 +1,7 @@
 """Reproduce the README's results table: split by photo, train over several seeds, score test photos.
 
     python bench/reproduce.py --seeds 0 1 2 --work /tmp/facemask-results                   # the default network
-    python bench/reproduce.py --seeds 0 1 2 --arch scratch --work /tmp/facemask-results    # the seed's CNN
+    python bench/reproduce.py --seeds 0 1 2 --arch scratch --work /tmp/facemask-results    # the original project's CNN
 
 Runs exactly the commands the README prints, on `../shared/datasets/kaggle-format`:
 1. `split.py` cuts the 325 photos 80/10/10 by photo (seed fixed, `face_with_mask_incorrect`

@@ -1,12 +1,12 @@
 """Training and inference speed of the classifiers, measured side by side in one run.
 
 Training: images per second of an epoch of the scratch CNN for
-  - the seed's configuration: tf.keras's legacy ImageDataGenerator (rescale, rotation 40,
+  - the original project's configuration: tf.keras's legacy ImageDataGenerator (rescale, rotation 40,
     shifts 0.1, horizontal flip), flow_from_directory, batch 10, float32;
   - this project's pipeline (facemask.data: crops decoded and resized by facemask.images as at
     serving time, uint8 cache, Keras augmentation layers, prefetch), batch 32, in float32 and in
     mixed bfloat16.
-The first epoch of each (graph tracing, first decode into the cache) is a warm-up. The seed's and
+The first epoch of each (graph tracing, first decode into the cache) is a warm-up. The original project's and
 this pipeline's epochs alternate, and both the fastest epoch (images/s) and the work per image
 (images per CPU-second, all threads) are reported, so load from other processes skews neither.
 Inference: images per second of both models at batch 1 and batch 32 (VGG16 with random
@@ -103,7 +103,7 @@ class Run:
 
 
 def legacy_run(train_dir: Path, images: int) -> Run:
-    """The seed's configuration: legacy ImageDataGenerator, batch 10, float32."""
+    """The original project's configuration: legacy ImageDataGenerator, batch 10, float32."""
     from tensorflow.keras.preprocessing.image import ImageDataGenerator  # tf.keras's legacy copy
 
     generator = ImageDataGenerator(rescale=1 / 255, rotation_range=40, width_shift_range=0.1,
@@ -156,7 +156,7 @@ def main() -> int:
         images = link_subset(source, train_dir, args.images)
         print(f"data: {label}, {images} training images, 224x224")
 
-        # The seed's and this pipeline's epochs alternate, so a burst of load from other processes
+        # The original project's and this pipeline's epochs alternate, so a burst of load from other processes
         # hits both; the fastest epoch of each and the images per CPU-second are compared.
         # The run without augmentation shows the ceiling: the network's own compute, which no input
         # pipeline can go below.

@@ -2,7 +2,7 @@
 
 Each augmentation has a name, so a recipe is a list of names (`--augment flip,rotation,shift`):
 
-- flip, rotation, shift: the seed's `ImageDataGenerator` recipe (horizontal flip, rotation up to 40
+- flip, rotation, shift: the original project's `ImageDataGenerator` recipe (horizontal flip, rotation up to 40
   degrees, shifts up to 10%, corners filled by repeating the edge);
 - hue, saturation, brightness, contrast, grayscale: colour. The Kaggle training faces wear mostly white
   and blue surgical masks, so a model can learn "colourful lower face" as "skin"; a hue rotation over
@@ -29,7 +29,7 @@ from PIL import Image
 
 from facemask.images import to_model_input
 
-# The seed's ImageDataGenerator(rotation_range=40, width_shift_range=0.1, height_shift_range=0.1,
+# The original project's ImageDataGenerator(rotation_range=40, width_shift_range=0.1, height_shift_range=0.1,
 # horizontal_flip=True); RandomRotation takes a fraction of a full turn.
 ROTATION_DEGREES = 40
 SHIFT_FRACTION = 0.1
@@ -39,7 +39,7 @@ HALF = 0.5  # the share of faces the hue, downscale and JPEG augmentations touch
 
 AUGMENTATIONS = ("flip", "rotation", "shift", "hue", "saturation", "brightness", "contrast", "grayscale",
                  "downscale", "blur", "jpeg")
-SEED_AUGMENTATIONS = ("flip", "rotation", "shift")
+ORIGINAL_AUGMENTATIONS = ("flip", "rotation", "shift")
 
 
 def parse_augmentations(text: str) -> tuple[str, ...]:
@@ -179,7 +179,7 @@ def _layer(name: str, seed: int | None) -> keras.layers.Layer:
     return layers[name]()
 
 
-def build_augmentation(names: Sequence[str] = SEED_AUGMENTATIONS, seed: int | None = 0) -> keras.Sequential:
+def build_augmentation(names: Sequence[str] = ORIGINAL_AUGMENTATIONS, seed: int | None = 0) -> keras.Sequential:
     """The named augmentations as one Sequential, in AUGMENTATIONS order (geometry, colour, then resolution).
 
     Each layer gets a seed of its own (`seed` plus its place in AUGMENTATIONS): layers given one seed draw

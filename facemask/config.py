@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from facemask import DEFAULT_SEED, IMAGE_SIZE
-from facemask.augment import SEED_AUGMENTATIONS, augmentation_text, parse_augmentations
+from facemask.augment import ORIGINAL_AUGMENTATIONS, augmentation_text, parse_augmentations
 from facemask.cli import ArgumentParser, number_in
 from facemask.data import check_data_dir, check_extra_dirs
 from facemask.models import COMPACT_SIZE, VGG_BLOCKS
@@ -35,8 +35,8 @@ DEFAULT_EPOCHS = {"compact": 60, "scratch": 30, "vgg16": 10}
 DEFAULT_IMAGE_SIZE = {"compact": COMPACT_SIZE[0], "scratch": IMAGE_SIZE[0], "vgg16": IMAGE_SIZE[0]}
 # Unset augmentations mean the arch's own: the original project's networks keep its recipe (flips, rotations,
 # shifts); the compact network's was chosen on the validation parts of bench/crossval.py's folds.
-DEFAULT_AUGMENT = {"compact": augmentation_text(SEED_AUGMENTATIONS), "scratch": augmentation_text(SEED_AUGMENTATIONS),
-                   "vgg16": augmentation_text(SEED_AUGMENTATIONS)}
+DEFAULT_AUGMENT = {"compact": augmentation_text(ORIGINAL_AUGMENTATIONS), "scratch": augmentation_text(ORIGINAL_AUGMENTATIONS),
+                   "vgg16": augmentation_text(ORIGINAL_AUGMENTATIONS)}
 PRECISIONS = {"float32": "float32", "bf16": "mixed_bfloat16"}  # the --precision name: Keras' dtype policy
 # Each VGG16 recipe and the block phase 2 unfreezes from unless --fine-tune-from says otherwise.
 RECIPE_FINE_TUNE_FROM = {"cached-features": "block5", "full": "all"}

@@ -33,7 +33,7 @@ import pandas as pd
 import tensorflow as tf
 
 from facemask import CLASS_NAMES, IMAGE_EXTENSIONS, IMAGE_SIZE, SPLITS
-from facemask.augment import SEED_AUGMENTATIONS, build_augmentation
+from facemask.augment import ORIGINAL_AUGMENTATIONS, build_augmentation
 from facemask.images import load_image, to_model_input
 
 
@@ -147,7 +147,7 @@ def _decode_in_pipeline(path: tf.Tensor, image_size: tuple[int, int]) -> tf.Tens
 def load_split(split_dir: Path | str, batch_size: int = 32, image_size: tuple[int, int] = IMAGE_SIZE,
                augment: bool = False, shuffle: bool = False, subset: float = 1.0, seed: int = 0,
                class_names: Sequence[str] = CLASS_NAMES, extra_dirs: Sequence[Path | str] = (),
-               augmentations: Sequence[str] = SEED_AUGMENTATIONS, weights: dict[int, float] | None = None,
+               augmentations: Sequence[str] = ORIGINAL_AUGMENTATIONS, weights: dict[int, float] | None = None,
                extra_weight: float = 1.0) -> tf.data.Dataset:
     """One split as batches of (images float32 (n, h, w, 3) in 0-255, one-hot labels (n, 2)).
 
@@ -200,7 +200,7 @@ def load_split(split_dir: Path | str, batch_size: int = 32, image_size: tuple[in
 def load_datasets(data_dir: Path | str, batch_size: int = 32, image_size: tuple[int, int] = IMAGE_SIZE,
                   augment: bool = True, subset: float = 1.0, seed: int = 0,
                   splits: Sequence[str] = SPLITS, extra_train: Sequence[Path | str] = (),
-                  augmentations: Sequence[str] = SEED_AUGMENTATIONS, weights: dict[int, float] | None = None,
+                  augmentations: Sequence[str] = ORIGINAL_AUGMENTATIONS, weights: dict[int, float] | None = None,
                   extra_weight: float = 1.0) -> dict[str, tf.data.Dataset]:
     """{split: dataset} for a data folder; only "train" is shuffled, (if `augment`) augmented, weighted
     (given class `weights`) and joined by the `extra_train` crop folders: validation and test stay the
