@@ -83,8 +83,6 @@ class FaceMaskDetector:
     def __init__(self, model, class_names: Sequence[str] = CLASS_NAMES, face_detector: FaceDetector | None = None,
                  margin: float = DEFAULT_MARGIN, min_size: int = 0, face_threshold: float | None = None,
                  no_mask_threshold: float = 0.5, max_side: int = 1024):
-        if sorted(class_names) != sorted(CLASS_NAMES):
-            raise ValueError(f"the model's classes are {list(class_names)}; detection needs {CLASS_NAMES}")
         if not 0 <= no_mask_threshold <= 1:
             raise ValueError(f"the decision threshold is a probability, from 0 to 1, not {no_mask_threshold}")
         # None: the benches that only find faces.

@@ -37,11 +37,11 @@ import numpy as np
 import pandas as pd
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, IMAGE_EXTENSIONS, MAX_MARGIN, SPLITS, save_json
+from facemask.classifier import as_classifier, in_project_order, predict_files
 from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
 from facemask.images import ImageError
 from facemask.metrics import by_size, compute_metrics, format_by_size, misclassified_indices
 from facemask.plots import plot_confusion, plot_history, plot_misclassified
-from facemask.predict import predict_files
 from facemask.split import SplitError, read_manifest
 
 FACE_SIZE_COLUMNS = ("path", "face_width", "face_height")
@@ -77,15 +77,17 @@ def predict_directory(
     """Files, true labels and [P(mask), P(no-mask)] rows for every image of a split folder.
 
     Images are decoded and classified `batch_size` at a time. An unreadable file stops the
-    evaluation with an error naming it: skipping it would quietly score a different test set.
+    evaluation with an error naming it: skipping it would quietly score a different test set. The
+    columns are in CLASS_NAMES order whatever order the model's outputs are in.
     """
+    classifier = as_classifier(model)
     files, y_true = list_split(split_dir, class_names)
     rows = []
-    for _, outcome in predict_files(model, files, batch_size=batch_size):
+    for _, outcome in predict_files(classifier, files, batch_size=batch_size):
         if isinstance(outcome, ImageError):
             raise outcome
         rows.append(outcome)
-    return files, y_true, np.stack(rows).astype(np.float32)
+    return files, y_true, in_project_order(np.stack(rows), classifier.class_names).astype(np.float32)
 
 
 def find_manifest(split_dir: Path | str, manifest: Path | str | None = None) -> Path | None:
@@ -291,8 +293,6 @@ def crops_command(args: argparse.Namespace) -> int:
     from facemask.evaluate_photos import load_scored_model
 
     classifier, threshold = load_scored_model(args.model)
-    if classifier.class_names != CLASS_NAMES:
-        raise ValueError(f"{args.model}: classes {classifier.class_names}, expected them in the order {CLASS_NAMES}")
     metrics = evaluate_model(classifier, args.split_dir, args.reports, name=args.name or args.model.stem,
                              threshold=threshold if args.threshold is None else args.threshold,
                              manifest=args.manifest)

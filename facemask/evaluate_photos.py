@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, not_a_regular_file, save_json
+from facemask.classifier import in_project_order
 from facemask.images import ImageError, clip_box, crop_face, load_image
 from facemask.metrics import by_size, compute_metrics, format_by_size
 from facemask.plots import plot_precision_recall
@@ -149,9 +150,7 @@ def summarise(run: dict, face_threshold: float, model_class_names: Sequence[str]
     curves = scores.pop("curves")
     on_boxes = None
     if len(run["box_labels"]):
-        # Columns in CLASS_NAMES order whatever order the model's outputs are in.
-        order = [list(model_class_names).index(name) for name in CLASS_NAMES]
-        probabilities = run["box_probabilities"][:, order]
+        probabilities = in_project_order(run["box_probabilities"], model_class_names)
         metrics = compute_metrics(run["box_labels"], probabilities, threshold=no_mask_threshold)
         on_boxes = {key: metrics[key] for key in ("count", "threshold", "accuracy", "balanced_accuracy",
                                                   "no_mask_recall", "roc_auc", "per_class", "confusion_matrix")}
@@ -233,10 +232,7 @@ def load_scored_model(path: Path):
     from facemask.classifier import load_served
     from facemask.models import decision_threshold
 
-    classifier = load_served(path)  # which checks one output per class name
-    if sorted(classifier.class_names) != sorted(CLASS_NAMES):
-        raise ValueError(f"{path}: the model has {len(classifier.class_names)} outputs for classes "
-                         f"{classifier.class_names}; expected {CLASS_NAMES}")
+    classifier = load_served(path)  # which checks the model's classes
     return classifier, decision_threshold(path)
 
 
