@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 from calibrate_boxes import split_of_photos  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from facemask.detect import FaceMaskDetector  # noqa: E402
+from facemask.detection import FaceMaskDetector  # noqa: E402
 from facemask.detectors import CenterFaceDetector, centerface_onnx  # noqa: E402
 from facemask.evaluate_photos import read_truth  # noqa: E402
 from facemask.images import load_image  # noqa: E402

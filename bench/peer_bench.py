@@ -44,7 +44,7 @@ from centerface_bench import DATA, as_frame, crowd_frames  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from facemask.classifier import load_classifier  # noqa: E402
-from facemask.detect import FaceMaskDetector  # noqa: E402
+from facemask.detection import FaceMaskDetector  # noqa: E402
 from facemask.detectors import CenterFaceDetector, non_maximum_suppression  # noqa: E402
 from facemask.evaluate_photos import read_truth  # noqa: E402
 from facemask.images import crop_face, load_image  # noqa: E402

@@ -45,7 +45,7 @@ from PIL import Image  # noqa: E402
 from skimage import data as skimage_data  # noqa: E402
 
 from facemask.classifier import load_classifier  # noqa: E402
-from facemask.detect import Detection, FaceMaskDetector, draw_detections  # noqa: E402
+from facemask.detection import Detection, FaceMaskDetector, draw_detections  # noqa: E402
 from facemask.detectors import CenterFaceDetector  # noqa: E402
 from facemask.evaluate_photos import read_truth  # noqa: E402
 from facemask.images import crop_face, load_image  # noqa: E402

@@ -165,7 +165,7 @@ def detect_clip(path: Path, detector) -> list[dict]:
 def make(args) -> int:
     from PIL import ImageFilter
 
-    from facemask.detect import FaceMaskDetector
+    from facemask.detection import FaceMaskDetector
     from facemask.images import load_image
 
     rng = np.random.default_rng(args.seed)

@@ -249,7 +249,7 @@ def photos_command(args: argparse.Namespace) -> int:
     class_names = classifier.class_names
     if args.threshold is not None:
         no_mask_threshold = args.threshold
-    from facemask.detect import FaceMaskDetector
+    from facemask.detection import FaceMaskDetector
     from facemask.detectors import make_face_detector
 
     face_detector = make_face_detector(args.detector)

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from facemask import CLASS_NAMES
+from facemask import CLASS_NAMES, DEFAULT_THRESHOLD
 
 POSITIVE_CLASS = "no-mask"  # the class whose detection matters: the positive class of the ROC curve
 # Face sizes reported apart, by the shorter side of the annotated box in px: (name, smallest, largest + 1).
@@ -38,11 +38,19 @@ def _number(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def predicted_classes(probabilities: np.ndarray, threshold: float = 0.5,
+def predicted_classes(probabilities: np.ndarray, threshold: float = DEFAULT_THRESHOLD,
                       class_names: Sequence[str] = CLASS_NAMES) -> np.ndarray:
-    """The class index of every row: no-mask where P(no-mask) >= threshold, the other class elsewhere."""
+    """The class index of every row: no-mask where P(no-mask) >= threshold, the other class elsewhere.
+
+    The project's one decision rule: a face's label (`face_label`) and the scores all come from here.
+    """
     positive = list(class_names).index(POSITIVE_CLASS)
     return np.where(np.asarray(probabilities)[:, positive] >= threshold, positive, 1 - positive)
+
+
+def face_label(p_no_mask: float, threshold: float) -> str:
+    """The label of one face whose P(no-mask) is `p_no_mask`, by predicted_classes' rule."""
+    return CLASS_NAMES[int(predicted_classes(np.array([[1 - p_no_mask, p_no_mask]]), threshold)[0])]
 
 
 def compute_metrics(y_true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str] = CLASS_NAMES,

@@ -50,11 +50,11 @@ class VideoError(ValueError):
 
 
 class FrameAnnotator(Protocol):
-    """What annotating a video needs of a detector: facemask.detect.FaceMaskDetector is one.
+    """What annotating a video needs of a detector: facemask.detection.FaceMaskDetector is one.
 
     `annotate(image, max_side)` gives the frame with its faces drawn and the faces found, looked for
     on a copy at most `max_side` large (None: the detector's own setting). Typed here so that this
-    module needs nothing of facemask.detect, which imports it for the videos of its command line.
+    module needs nothing of facemask.detection (nor the models it loads), which imports it to annotate videos.
     """
 
     def annotate(self, image: Image.Image, max_side: int | None = None) -> tuple[Image.Image, Sequence[object]]: ...
