@@ -50,9 +50,9 @@ from facemask.detection import FaceMaskDetector, draw_detections  # noqa: E402
 from facemask.detectors import CenterFaceDetector, MTCNNFaceDetector  # noqa: E402
 from facemask.evaluate_photos import read_truth  # noqa: E402
 from facemask.images import crop_face, load_image, to_model_input  # noqa: E402
+from facemask.metrics import SMALL_FACE  # noqa: E402
+from facemask.metrics import score_photos as score_photos_package  # noqa: E402
 from facemask.models import load_model  # noqa: E402
-from facemask.scoring import SMALL_FACE  # noqa: E402
-from facemask.scoring import score_photos as score_photos_package  # noqa: E402
 from facemask.video import annotate_video  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -76,7 +76,7 @@ def detect_photos(detector: FaceMaskDetector, photos: dict[str, Image.Image]) ->
 
 
 def score_photos(label: str, found: dict[str, list], truth: dict, threshold: float) -> None:
-    """The package's photo scores (facemask.scoring, as `evaluate photos` reports them) on these photos."""
+    """The package's photo scores (facemask.metrics, as `evaluate photos` reports them) on these photos."""
     print(f"  {label} ({len(truth)} photos, {sum(map(len, truth.values()))} faces):")
     for min_score in (0.0, threshold):  # every face the detector returns, then the served threshold
         scores = score_photos_package(found, truth, min_score)

@@ -26,9 +26,8 @@ from tqdm import tqdm
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, not_a_regular_file, save_json
 from facemask.classifier import in_project_order
 from facemask.images import ImageError, clip_box, crop_face, load_image
-from facemask.metrics import by_size, compute_metrics, format_by_size
+from facemask.metrics import TrueFace, by_size, compute_metrics, format_by_size, score_photos
 from facemask.plots import plot_precision_recall
-from facemask.scoring import TrueFace, score_photos
 from facemask.split import SplitError, apply_class_rules, read_manifest, read_rows
 
 INCORRECT_AS = "no-mask"

@@ -18,7 +18,7 @@ from facemask.classifier import load_classifier, predict_proba
 from facemask.detection import MASK_COLOUR, NO_MASK_COLOUR, Detection, FaceMaskDetector, draw_detections
 from facemask.detectors import BoxCalibration, MTCNNFaceDetector
 from facemask.images import crop_face, load_image
-from facemask.scoring import iou
+from facemask.metrics import iou
 
 # The detectors' own boxes, as drawn by their networks: the calibration to the Kaggle annotation
 # convention (brows to below the chin, tested in test_detectors.py) moves them off ASTRONAUT_FACE.

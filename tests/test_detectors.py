@@ -22,7 +22,7 @@ from facemask.detectors import (
     make_face_detector,
     non_maximum_suppression,
 )
-from facemask.scoring import iou
+from facemask.metrics import iou
 
 
 @pytest.fixture(scope="module")
