@@ -29,7 +29,7 @@ from reproduce import SPLIT_ARGS  # noqa: E402
 
 from facemask import SPLITS, split  # noqa: E402
 from facemask.detectors import BoxCalibration, CenterFaceDetector, MTCNNFaceDetector  # noqa: E402
-from facemask.evaluate_photos import read_truth  # noqa: E402
+from facemask.evaluation import read_truth  # noqa: E402
 from facemask.images import load_image  # noqa: E402
 from facemask.metrics import TrueFace, match_faces  # noqa: E402
 

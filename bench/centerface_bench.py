@@ -41,7 +41,7 @@ from PIL import Image  # noqa: E402
 
 from facemask.detection import FaceMaskDetector  # noqa: E402
 from facemask.detectors import CenterFaceDetector, centerface_onnx  # noqa: E402
-from facemask.evaluate_photos import read_truth  # noqa: E402
+from facemask.evaluation import read_truth  # noqa: E402
 from facemask.images import load_image  # noqa: E402
 from facemask.metrics import TrueFace, score_photos  # noqa: E402
 

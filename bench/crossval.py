@@ -139,7 +139,7 @@ def predictions(model, part_dir: Path) -> dict[str, np.ndarray]:
     """Labels, face sizes, photos and P(no-mask) of every crop of a fold's part, plain and with the mirrored
     face averaged in."""
     from facemask.classifier import predict_proba
-    from facemask.evaluate import crop_face_sizes, find_manifest, predict_directory
+    from facemask.evaluation import crop_face_sizes, find_manifest, predict_directory
     from facemask.images import load_image, to_model_input
 
     files, labels, probabilities = predict_directory(model, part_dir)

@@ -48,7 +48,7 @@ from facemask import CLASS_NAMES  # noqa: E402
 from facemask.classifier import predict_proba  # noqa: E402
 from facemask.detection import FaceMaskDetector, draw_detections  # noqa: E402
 from facemask.detectors import CenterFaceDetector, MTCNNFaceDetector  # noqa: E402
-from facemask.evaluate_photos import read_truth  # noqa: E402
+from facemask.evaluation import read_truth  # noqa: E402
 from facemask.images import crop_face, load_image, to_model_input  # noqa: E402
 from facemask.metrics import SMALL_FACE  # noqa: E402
 from facemask.metrics import score_photos as score_photos_package  # noqa: E402

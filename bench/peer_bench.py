@@ -46,7 +46,7 @@ from PIL import Image  # noqa: E402
 from facemask.classifier import load_classifier  # noqa: E402
 from facemask.detection import FaceMaskDetector  # noqa: E402
 from facemask.detectors import CenterFaceDetector, non_maximum_suppression  # noqa: E402
-from facemask.evaluate_photos import read_truth  # noqa: E402
+from facemask.evaluation import read_truth  # noqa: E402
 from facemask.images import crop_face, load_image  # noqa: E402
 from facemask.metrics import score_photos  # noqa: E402
 

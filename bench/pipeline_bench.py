@@ -47,7 +47,7 @@ from skimage import data as skimage_data  # noqa: E402
 from facemask.classifier import load_classifier  # noqa: E402
 from facemask.detection import Detection, FaceMaskDetector, draw_detections  # noqa: E402
 from facemask.detectors import CenterFaceDetector  # noqa: E402
-from facemask.evaluate_photos import read_truth  # noqa: E402
+from facemask.evaluation import read_truth  # noqa: E402
 from facemask.images import crop_face, load_image  # noqa: E402
 
 QUEUE = 4  # frames waiting between two stages: enough to ride out a slow frame, little memory

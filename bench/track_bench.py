@@ -47,7 +47,7 @@ def test_faces(data: Path) -> list[tuple[object, str]]:
     sys.path.insert(0, str(ROOT / "bench"))
     from calibrate_boxes import split_of_photos
 
-    from facemask.evaluate_photos import read_truth
+    from facemask.evaluation import read_truth
     from facemask.images import face_box, load_image
 
     splits = split_of_photos(data / "images", data / "train.csv")

@@ -112,7 +112,8 @@ class KerasClassifier(Classifier):
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         # predict_on_batch, not predict: predict builds a tf.data pipeline and a progress loop on every
-        # call, which for the few faces of one video frame costs more than the network itself (~3x).
+        # call, which for the few faces of one video frame costs more than the network itself
+        # (bench/detect_bench.py).
         trace_for_any_batch_size(self.model)
         return self.model.predict_on_batch(batch)
 

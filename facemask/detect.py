@@ -85,8 +85,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-side", type=number_in(int, 1), default=1024,
                         help="detect faces on a copy of a photo at most this big")
     parser.add_argument("--video-max-side", type=number_in(int, 1), default=VIDEO_MAX_SIDE,
-                        help="the same for video frames (webcam faces are large, and it is what makes 17-27 "
-                             "frames/s on 2 cores)")
+                        help="the same for video frames (webcam faces are large; smaller is faster)")
     return parser.parse_args(argv)
 
 

@@ -63,7 +63,7 @@ from facemask.classifier import trace_for_any_batch_size
 from facemask.cli import deferred_stop, fail, raise_if_stopped, run
 from facemask.config import PRECISIONS, TrainConfig, parse_config, training_record
 from facemask.data import DataError, class_weights, load_datasets, split_files
-from facemask.evaluate import evaluate_model, format_report
+from facemask.evaluation import evaluate_model
 from facemask.export import export_after_training
 from facemask.metrics import compute_metrics, serving_threshold
 from facemask.models import (
@@ -77,6 +77,7 @@ from facemask.models import (
     vgg16_features,
     vgg16_head,
 )
+from facemask.reports import format_report
 
 # The networks trained from scratch, by arch name; VGG16 has its own two-phase recipe.
 FROM_SCRATCH = {"compact": build_compact, "scratch": build_scratch_cnn}
