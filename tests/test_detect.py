@@ -12,7 +12,7 @@ import pytest
 from conftest import ASTRONAUT_FACE, ROOT, FixedFaces, RecordingModel
 from PIL import Image
 
-from facemask import detect
+from facemask import DEFAULT_MARGIN, detect
 from facemask import detection as detection_module
 from facemask.classifier import load_classifier, predict_proba
 from facemask.detection import MASK_COLOUR, NO_MASK_COLOUR, Detection, FaceMaskDetector, draw_detections
@@ -167,6 +167,18 @@ def test_labels_follow_the_no_mask_threshold_exactly(tmp_path, colour_model_file
     assert FaceMaskDetector.from_path(chosen, face_detector=faces).no_mask_threshold == 0.3
     assert FaceMaskDetector.from_path(chosen, face_detector=faces, no_mask_threshold=0.6).no_mask_threshold == 0.6
     assert FaceMaskDetector.from_path(colour_model_file, face_detector=faces).no_mask_threshold == 0.5
+
+
+def test_from_path_crops_with_the_models_margin_unless_told(colour_model_file, monkeypatch):
+    """The margin the training crops were cut with (the served classifier's, from its sidecar) is the one
+    detection crops with; `margin` (the commands' --margin) overrides it."""
+    served = load_classifier(colour_model_file)
+    assert served.margin == DEFAULT_MARGIN  # saved without a "margin": the default
+    served.margin = 0.3  # as a sidecar recording 0.3 would give
+    monkeypatch.setattr(detection_module, "load_served", lambda path: served)
+    faces = FixedFaces((20, 50, 120, 150))
+    assert FaceMaskDetector.from_path(colour_model_file, face_detector=faces).margin == 0.3
+    assert FaceMaskDetector.from_path(colour_model_file, face_detector=faces, margin=0.0).margin == 0.0
 
 
 def test_box_colours_follow_the_label():
