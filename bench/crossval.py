@@ -138,9 +138,9 @@ def write_fold(crops: Path, rows: list[dict[str, str]], assignment: dict[str, st
 def predictions(model, part_dir: Path) -> dict[str, np.ndarray]:
     """Labels, face sizes, photos and P(no-mask) of every crop of a fold's part, plain and with the mirrored
     face averaged in."""
-    from facemask.evaluate import crop_face_sizes, find_manifest, predict_directory
+    from facemask.classifier import predict_proba
+    from facemask.evaluation import crop_face_sizes, find_manifest, predict_directory
     from facemask.images import load_image, to_model_input
-    from facemask.predict import predict_proba
 
     files, labels, probabilities = predict_directory(model, part_dir)
     sizes, note = crop_face_sizes(files, find_manifest(part_dir))

@@ -44,13 +44,15 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage import data as skimage_data  # noqa: E402
 
-from facemask import CLASS_NAMES, detect, predict  # noqa: E402
-from facemask.detect import FaceMaskDetector, draw_detections  # noqa: E402
+from facemask import CLASS_NAMES  # noqa: E402
+from facemask.annotations import read_truth  # noqa: E402
+from facemask.classifier import predict_proba  # noqa: E402
+from facemask.detection import FaceMaskDetector, draw_detections  # noqa: E402
 from facemask.detectors import CenterFaceDetector, MTCNNFaceDetector  # noqa: E402
-from facemask.evaluate_photos import read_truth  # noqa: E402
 from facemask.images import crop_face, load_image, to_model_input  # noqa: E402
-from facemask.scoring import SMALL_FACE  # noqa: E402
-from facemask.scoring import score_photos as score_photos_package  # noqa: E402
+from facemask.metrics import SMALL_FACE  # noqa: E402
+from facemask.metrics import score_photos as score_photos_package  # noqa: E402
+from facemask.models import load_model  # noqa: E402
 from facemask.video import annotate_video  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -74,7 +76,7 @@ def detect_photos(detector: FaceMaskDetector, photos: dict[str, Image.Image]) ->
 
 
 def score_photos(label: str, found: dict[str, list], truth: dict, threshold: float) -> None:
-    """The package's photo scores (facemask.scoring, as `evaluate photos` reports them) on these photos."""
+    """The package's photo scores (facemask.metrics, as `evaluate photos` reports them) on these photos."""
     print(f"  {label} ({len(truth)} photos, {sum(map(len, truth.values()))} faces):")
     for min_score in (0.0, threshold):  # every face the detector returns, then the served threshold
         scores = score_photos_package(found, truth, min_score)
@@ -93,7 +95,7 @@ def classifier_on_labelled_boxes(model, photos: dict[str, Image.Image], truth: d
         for face in faces:
             crops.append(crop_face(photos[name], face.box, margin))
             labels.append(face.label)
-    probabilities = predict.predict_proba(model, crops)
+    probabilities = predict_proba(model, crops)
     predicted = np.where(probabilities[:, 0] >= probabilities[:, 1], "mask", "no-mask")
     labels = np.asarray(labels)
     per_class = ", ".join(f"{c} {np.mean(predicted[labels == c] == c):.3f} (n={np.sum(labels == c)})"
@@ -201,8 +203,8 @@ def stage_breakdown(clip: Path, out: Path, detector: FaceMaskDetector) -> list:
 def batched_vs_single(model, crops_per_frame: list, rounds: int = 3) -> None:
     """All faces of a frame in one call against one call per face, same crops, alternating rounds."""
     ways = {
-        "batched": lambda crops: predict.predict_proba(model, crops),
-        "one face at a time": lambda crops: [predict.predict_proba(model, [c]) for c in crops],
+        "batched": lambda crops: predict_proba(model, crops),
+        "one face at a time": lambda crops: [predict_proba(model, [c]) for c in crops],
         "batched through model.predict": lambda crops: predict_proba_with_predict(model, crops),
     }
     times: dict[str, list[float]] = defaultdict(list)
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         print("MODEL: scratch CNN with RANDOM weights (untrained): speed figures are valid, quality figures are not")
     else:
         try:
-            model, class_names = detect.load_model(args.model)
+            model, class_names = load_model(args.model)
         except (OSError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

@@ -16,7 +16,7 @@ of bench/classify_bench.py with RANDOM weights, exported to ONNX: its speed is t
 one, its labels are meaningless, so it is never scored).
 
 Quality: on the TEST photos of the results split (split.py 80 10 10 --incorrect no-mask, seed 42),
-both scored by facemask.scoring (face recall and precision at IoU 0.5 at each one's served
+both scored by facemask.metrics (face recall and precision at IoU 0.5 at each one's served
 threshold: AIZOO 0.5, ours 0.4; mAP@0.5 over every detection returned). Ours with `--model` (a
 trained classifier), on each photo as `evaluate photos` sees it and as a 640 px video frame.
 """
@@ -43,12 +43,12 @@ from calibrate_boxes import split_of_photos  # noqa: E402
 from centerface_bench import DATA, as_frame, crowd_frames  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from facemask.annotations import read_truth  # noqa: E402
 from facemask.classifier import load_classifier  # noqa: E402
-from facemask.detect import FaceMaskDetector  # noqa: E402
+from facemask.detection import FaceMaskDetector  # noqa: E402
 from facemask.detectors import CenterFaceDetector, non_maximum_suppression  # noqa: E402
-from facemask.evaluate_photos import read_truth  # noqa: E402
 from facemask.images import crop_face, load_image  # noqa: E402
-from facemask.scoring import score_photos  # noqa: E402
+from facemask.metrics import score_photos  # noqa: E402
 
 AIZOO = ROOT.parent / "shared" / "peers" / "aizoo" / "face_mask_detection.tflite"
 
@@ -120,7 +120,7 @@ class Ours:
 
 
 def as_found(detections: list[tuple]) -> list[SimpleNamespace]:
-    """Detections as facemask.scoring reads them; AIZOO's class scores stand for the probabilities."""
+    """Detections as facemask.metrics reads them; AIZOO's class scores stand for the probabilities."""
     found = []
     for box, score, p_mask, p_no_mask in detections:
         total = p_mask + p_no_mask or 1.0
@@ -157,7 +157,7 @@ def speed(runners: dict, frames: list[Image.Image], rounds: int, seconds: float)
 def quality(truth: dict, model_path: Path, max_side: int) -> None:
     photos = {n: load_image(DATA / "images" / n) for n in truth}
     framed = {n: as_frame(photos[n], truth[n]) for n in truth}
-    print(f"\n== Quality on the {len(truth)} TEST photos ({sum(map(len, truth.values()))} faces), facemask.scoring")
+    print(f"\n== Quality on the {len(truth)} TEST photos ({sum(map(len, truth.values()))} faces), facemask.metrics")
     aizoo = Aizoo(threads=2, min_score=0.05)  # low cut-off: the whole precision-recall curve for the AP
     classifier = load_classifier(model_path)
     ours_photo = Ours(classifier, threads=2, max_side=1024)

@@ -44,10 +44,10 @@ from detect_bench import write_clip  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage import data as skimage_data  # noqa: E402
 
+from facemask.annotations import read_truth  # noqa: E402
 from facemask.classifier import load_classifier  # noqa: E402
-from facemask.detect import Detection, FaceMaskDetector, draw_detections  # noqa: E402
+from facemask.detection import Detection, FaceMaskDetector, draw_detections  # noqa: E402
 from facemask.detectors import CenterFaceDetector  # noqa: E402
-from facemask.evaluate_photos import read_truth  # noqa: E402
 from facemask.images import crop_face, load_image  # noqa: E402
 
 QUEUE = 4  # frames waiting between two stages: enough to ride out a slow frame, little memory

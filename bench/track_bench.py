@@ -47,7 +47,7 @@ def test_faces(data: Path) -> list[tuple[object, str]]:
     sys.path.insert(0, str(ROOT / "bench"))
     from calibrate_boxes import split_of_photos
 
-    from facemask.evaluate_photos import read_truth
+    from facemask.annotations import read_truth
     from facemask.images import face_box, load_image
 
     splits = split_of_photos(data / "images", data / "train.csv")
@@ -165,7 +165,7 @@ def detect_clip(path: Path, detector) -> list[dict]:
 def make(args) -> int:
     from PIL import ImageFilter
 
-    from facemask.detect import FaceMaskDetector
+    from facemask.detection import FaceMaskDetector
     from facemask.images import load_image
 
     rng = np.random.default_rng(args.seed)

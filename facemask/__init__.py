@@ -9,16 +9,17 @@ augment   - the training augmentations as Keras layers: geometry, colour, resolu
 models    - the compact CNN, the scratch CNN and the fine-tuned VGG16, saving and loading (with a JSON sidecar)
 config    - the training configuration (TrainConfig), from which the train command line is made
 train     - training (`python -m facemask.train`)
+classifier - one classifier for .keras, .onnx (ONNX Runtime) and .tflite (LiteRT) files: loading, checks, P(class)
 predict   - [P(mask), P(no-mask)] for images (`python -m facemask.predict`)
-classifier - one classifier interface for .keras, .onnx (ONNX Runtime) and .tflite (LiteRT) files
 export    - a .keras classifier as ONNX or TFLite, int8/float16, checked against Keras (`python -m facemask.export`)
-metrics   - the classifier's numbers on labelled crops: accuracy, balanced accuracy, ROC AUC, confusion
+metrics   - scoring arithmetic: crops (accuracy, balanced accuracy, ROC AUC, confusion), detections (IoU, AP)
 plots     - the figures: training curves, confusion matrix, image grids, mistakes, precision-recall
-evaluate  - a classifier scored on a crop folder, its report files (`python -m facemask.evaluate crops|photos`)
-evaluate_photos - face detector + classifier scored on annotated photos (the `photos` command)
-scoring   - IoU, face matching, precision-recall and VOC average precision
+evaluation - a classifier scored on a crop folder, or with a face detector on annotated photos; report files
+reports   - the evaluation's reports as text and tables
+evaluate  - the evaluation's command (`python -m facemask.evaluate crops|photos`)
 detectors - the face detectors (CenterFace, MTCNN) behind one interface
-detect    - find faces, classify them, draw green/red boxes (`python -m facemask.detect`)
+detection - find faces, classify them, draw green/red boxes; photos and videos annotated
+detect    - the detection's command (`python -m facemask.detect`)
 video     - the same, frame by frame, for a video file
 live      - the web app's webcam stream
 streams   - frames from a camera, a stream URL or a file, read by ffmpeg, the newest kept

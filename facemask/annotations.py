@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from facemask import not_a_regular_file
-from facemask.scoring import TrueFace
+from facemask.metrics import TrueFace
 
 # Header name -> what the column really holds (the Kaggle trap: x2 is ymin, y1 is xmax).
 COORDINATE_COLUMNS = {"x1": "xmin", "x2": "ymin", "y1": "xmax", "y2": "ymax"}

@@ -59,7 +59,7 @@ from starlette.middleware import Middleware
 
 from facemask import remove_tree, save_atomically
 from facemask.cli import ArgumentParser, Interrupted, add_threshold_options, fail, number_in, run
-from facemask.detect import Detection, FaceMaskDetector
+from facemask.detection import Detection, FaceMaskDetector
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.images import MAX_PIXELS, ImageError, load_image
 from facemask.live import LIVE_FRAME_NAME, STREAM_EVERY, LiveWatch, SerialDetector, inline_output, read_frame

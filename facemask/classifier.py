@@ -2,6 +2,7 @@
 
     classifier = load_classifier("models/scratch.onnx")
     classifier.predict_proba(crops)  # one row [P(mask), P(no-mask)] per face, in class_names order
+    classifier.margin                # the crop margin its training crops were cut with (sidecar "margin")
 
 `.keras` runs in Keras (TensorFlow), `.onnx` in ONNX Runtime, `.tflite` in LiteRT (ai-edge-litert,
 TensorFlow Lite's interpreter as its own package). All three take the same input, RGB 0-255 at the
@@ -15,7 +16,8 @@ file the `.onnx` beside it when it was exported from that very file (training wr
 model the training command wrote is served at ONNX Runtime's speed with no extra step.
 
 A file that is not a readable model, or not a classifier of fixed-size RGB images with one
-probability per class, is one ValueError naming the file and what is wrong.
+probability per class, or whose classes are not the project's (`CLASS_NAMES`, in any order), is one
+ValueError naming the file and what is wrong: `load_classifier` is the one place that checks it.
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 from PIL import Image
 
-from facemask import CLASS_NAMES, not_a_regular_file
-from facemask.images import to_model_input
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, not_a_regular_file
+from facemask.images import ImageError, load_image, to_model_input
+from facemask.sidecar import check_input_size, crop_margin, read_sidecar, sidecar_path
 
 MODEL_SUFFIXES = (".keras", ".onnx", ".tflite")
 # Threads per model call. One: a face crop is a few million multiply-adds, too little to share out
@@ -55,7 +58,9 @@ class Classifier:
     """A loaded classifier: `predict_proba(images)` gives one probability per class for each image.
 
     `input_size` is (height, width); `class_names` the order of the probabilities; `format` the
-    file's kind (keras, onnx, tflite); `threads` how many threads a model call may use.
+    file's kind (keras, onnx, tflite); `threads` how many threads a model call may use; `margin` the
+    crop margin around a face, a fraction of its size per side, that the model's training crops were
+    cut with (its sidecar's "margin"; DEFAULT_MARGIN for a model in memory or saved without one).
     """
 
     format: ClassVar[str] = ""
@@ -65,6 +70,7 @@ class Classifier:
         self.class_names = list(class_names)
         self.input_size = input_size
         self.threads = threads
+        self.margin = DEFAULT_MARGIN
 
     def predict_proba(self, images: Sequence[Image.Image | np.ndarray] | np.ndarray,
                       batch_size: int = 32) -> np.ndarray:
@@ -107,7 +113,8 @@ class KerasClassifier(Classifier):
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         # predict_on_batch, not predict: predict builds a tf.data pipeline and a progress loop on every
-        # call, which for the few faces of one video frame costs more than the network itself (~3x).
+        # call, which for the few faces of one video frame costs more than the network itself
+        # (bench/detect_bench.py).
         trace_for_any_batch_size(self.model)
         return self.model.predict_on_batch(batch)
 
@@ -137,6 +144,47 @@ def as_classifier(model, class_names: Sequence[str] = CLASS_NAMES) -> Classifier
     """`model` as a Classifier: a Classifier as it is; a Keras model in memory (or anything with
     `predict_on_batch` and `input_shape`, as the tests' doubles) wrapped in a KerasClassifier."""
     return model if isinstance(model, Classifier) else KerasClassifier(model, class_names)
+
+
+def predict_proba(model, images: Sequence[Image.Image | np.ndarray] | np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """One row [P(mask), P(no-mask)] per image (in the model's class order), `batch_size` images per call.
+
+    `model` is a Classifier (any format) or a Keras model in memory. `images` are PIL images or arrays
+    of any size, or an array already shaped (n, height, width, 3) at the model's size, as
+    facemask.images.to_model_input makes it, which is used as is.
+    """
+    return as_classifier(model).predict_proba(images, batch_size=batch_size)
+
+
+def predict_files(
+    model, paths: Sequence[Path | str], batch_size: int = 32
+) -> Iterator[tuple[Path | str, np.ndarray | ImageError]]:
+    """(path, probabilities) for each file in order, or (path, ImageError) for an unreadable one.
+
+    `model` as for predict_proba. Files are read `batch_size` at a time and shrunk to the model's size
+    as soon as they are decoded, so a folder of large photos never sits in memory at full resolution.
+    """
+    classifier = as_classifier(model)
+    image_size = classifier.input_size
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        errors: list[ImageError | None] = []  # None where the image was read
+        inputs = []
+        for path in chunk:
+            try:
+                inputs.append(to_model_input([load_image(path)], image_size)[0])
+                errors.append(None)
+            except ImageError as error:
+                errors.append(error)
+        rows = iter(classifier.predict_proba(np.stack(inputs) if inputs else [], batch_size=batch_size))
+        for path, error in zip(chunk, errors, strict=True):
+            yield path, (next(rows) if error is None else error)
+
+
+def in_project_order(probabilities: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    """The columns of `probabilities` (in the order `class_names`) put in CLASS_NAMES order, as the
+    scoring of facemask.metrics reads them, whatever order the model's outputs are in."""
+    return np.asarray(probabilities)[:, [list(class_names).index(name) for name in CLASS_NAMES]]
 
 
 class OnnxClassifier(Classifier):
@@ -218,8 +266,6 @@ def _first_line(error: BaseException) -> str:
 def _image_size(path: Path, shape: tuple | None) -> tuple[int, int]:
     """(height, width) of an input shaped (batch, height, width, 3) with both sides fixed and within
     facemask.models' bounds (what a .keras file is held to), else ValueError."""
-    from facemask.models import check_input_size
-
     if not (shape is not None and len(shape) == 4 and shape[3] == 3
             and all(isinstance(v, int) and v > 0 for v in shape[1:3])):
         raise ValueError(f"{path}: the model's input shape is {shape}; a classifier here takes RGB images "
@@ -230,9 +276,6 @@ def _image_size(path: Path, shape: tuple | None) -> tuple[int, int]:
 
 def _class_names(path: Path, input_size: tuple[int, int], output_shapes: list[tuple]) -> list[str]:
     """The class names of the sidecar (or the project's), checked against the model's size and output."""
-    # facemask.models imports Keras (seconds); its sidecar reader is the one the .keras files use.
-    from facemask.sidecar import read_sidecar, sidecar_path
-
     sidecar = sidecar_path(path)
     if problem := not_a_regular_file(sidecar):
         raise ValueError(f"{sidecar}: {problem}")
@@ -253,10 +296,11 @@ CLASSIFIERS: dict[str, Callable[[Path, int | None], Classifier]] = {
 
 
 def load_classifier(path: Path | str, threads: int | None = None) -> Classifier:
-    """The classifier saved in `path` (.keras, .onnx or .tflite), with its class names.
+    """The classifier saved in `path` (.keras, .onnx or .tflite), with its class names and crop margin.
 
     FileNotFoundError for a missing file; ValueError naming the file for another suffix, a file the
-    runtime cannot read, a model that is not a fixed-size RGB classifier, or a bad sidecar.
+    runtime cannot read, a model that is not a fixed-size RGB classifier, a bad sidecar, or classes
+    other than the project's (the one check of them: every command serves through here).
     """
     path = Path(path)
     if path.suffix.lower() not in CLASSIFIERS:
@@ -265,7 +309,12 @@ def load_classifier(path: Path | str, threads: int | None = None) -> Classifier:
         raise ValueError(f"{path}: {problem}")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    return CLASSIFIERS[path.suffix.lower()](path, threads)
+    classifier = CLASSIFIERS[path.suffix.lower()](path, threads)
+    if sorted(classifier.class_names) != sorted(CLASS_NAMES):
+        raise ValueError(f"{path}: the model has {len(classifier.class_names)} outputs for classes "
+                         f"{classifier.class_names}; expected {CLASS_NAMES}")
+    classifier.margin = crop_margin(path)
+    return classifier
 
 
 def report_path(out: Path) -> Path:

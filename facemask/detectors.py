@@ -22,9 +22,10 @@ RawFace = tuple[tuple[float, float, float, float], float]  # (x0, y0, x1, y1) in
 class FaceDetector(Protocol):
     """Anything that finds faces: boxes (x0, y0, x1, y1) in the pixels of `rgb`, with a confidence.
 
-    `threshold` is the confidence at which this detector's faces are worth showing: scores of
-    different detectors mean different things (MTCNN's last stage alone keeps only faces above 0.8).
-    A detector without one (a test double) has all its faces shown.
+    Boxes may reach past the image's edges: facemask.detection.FaceMaskDetector clips them once, in
+    the pixels of the original photo. `threshold` is the confidence at which this detector's faces are
+    worth showing: scores of different detectors mean different things (MTCNN's last stage alone keeps
+    only faces above 0.8); every detector has one (a test double showing all its faces, 0).
 
     `allow_upscale=False` says that `rgb` is a copy the caller already shrank for speed (a video
     frame searched at 320 px): a detector that enlarges small images to find small faces must
@@ -300,14 +301,11 @@ class CenterFaceDetector:
 
     def find_faces(self, rgb: np.ndarray, allow_upscale: bool = True) -> list[RawFace]:
         """Faces in `rgb`; allow_upscale=False for a copy already made smaller for speed (video frames)."""
-        height, width = np.asarray(rgb).shape[:2]
         blob, scale = self.network_input(rgb, allow_upscale)
         heat, log_sizes, offsets, _ = self.heat_maps(blob)
         boxes, scores = decode_centerface(heat[0, 0], log_sizes[0], offsets[0], self.min_score)
         keep = non_maximum_suppression(boxes, scores, self.nms_iou)
         boxes = self.calibration.apply(boxes[keep] / scale)
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
         return [(tuple(float(v) for v in box), float(score)) for box, score in zip(boxes, scores[keep], strict=True)]
 
 

@@ -65,10 +65,10 @@ def default_out(model_path: Path, fmt: str, quantize: str | None) -> Path:
 
 def sample_crops(folder: Path, image_size: tuple[int, int], limit: int, seed: int = 0) -> np.ndarray:
     """Up to `limit` crops of `folder/<class>/`, picked at random (fixed seed), float32 at the model's size."""
-    from facemask.evaluate import list_split
+    from facemask.evaluation import split_images
     from facemask.images import load_image, to_model_input
 
-    files, _ = list_split(folder)
+    files, _ = split_images(folder)
     picked = np.random.default_rng(seed).permutation(len(files))[:limit]
     return to_model_input([load_image(files[i]) for i in sorted(picked)], image_size)
 
@@ -164,10 +164,10 @@ def time_per_face(classifier, crops: np.ndarray, rounds: int = 3) -> float:
 
 def parity(reference, exported, test_dir: Path) -> dict:
     """The export against the Keras model on every crop of `test_dir`: labels, accuracy, probabilities, speed."""
-    from facemask.evaluate import list_split
+    from facemask.evaluation import split_images
     from facemask.images import load_image, to_model_input
 
-    files, labels = list_split(test_dir, reference.class_names)
+    files, labels = split_images(test_dir, reference.class_names)
     crops = to_model_input([load_image(f) for f in files], reference.input_size)
     expected, found = reference.predict_proba(crops), exported.predict_proba(crops)
     expected_labels, found_labels = expected.argmax(axis=1), found.argmax(axis=1)

@@ -29,7 +29,7 @@ import gradio as gr
 from gradio.data_classes import ImageData
 from PIL import Image
 
-from facemask.detect import Detection, FaceMaskDetector, draw_detections
+from facemask.detection import Detection, FaceMaskDetector, draw_detections
 from facemask.images import MAX_PIXELS, Box, load_image, shrink
 from facemask.tracking import (
     DEFAULT_LOST_SECONDS,

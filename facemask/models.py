@@ -20,7 +20,7 @@ import keras
 from keras import layers
 
 from facemask import CLASS_NAMES, IMAGE_SIZE, MAX_MARGIN, not_a_regular_file, save_atomically, save_json
-from facemask.sidecar import json_kind, read_sidecar, sidecar_path
+from facemask.sidecar import check_input_size, json_kind, read_sidecar, sidecar_path
 
 COMPACT_SIZE = (96, 96)
 # The compact network's blocks: (output channels, stride) of each depthwise-separable block after the stem.
@@ -29,7 +29,6 @@ COMPACT_STEM = 32
 
 # A loaded model's input, per side: every face is resized to it and batched, so a file claiming
 # 100000x100000 would have the first photo allocate 112 GiB. VGG16 needs at least 32.
-MIN_INPUT_SIDE, MAX_INPUT_SIDE = 8, 1024
 KERAS_REASON_CHARS = 150  # of Keras' own refusal, which can quote a whole model config
 # ImageNet channel means in BGR order, as keras.applications.vgg16.preprocess_input uses them.
 VGG_MEANS_BGR = (103.939, 116.779, 123.68)
@@ -273,14 +272,6 @@ def fixed_image_size(model: keras.Model, path: Path | str) -> tuple[int, int]:
         raise ValueError(f"{path}: the model's input shape is {shape}; a classifier here takes RGB images "
                          "of a fixed size, (batch, height, width, 3)")
     return shape[1], shape[2]
-
-
-def check_input_size(image_size: tuple[int, int], path: Path | str) -> None:
-    """ValueError naming the file unless each side is MIN_INPUT_SIDE to MAX_INPUT_SIDE pixels."""
-    if not all(MIN_INPUT_SIDE <= side <= MAX_INPUT_SIDE for side in image_size):
-        height, width = image_size
-        raise ValueError(f"{path}: the model's input is {height}x{width} pixels; a classifier here takes "
-                         f"{MIN_INPUT_SIDE} to {MAX_INPUT_SIDE} pixels a side")
 
 
 def keras_refusal(error: Exception) -> str:

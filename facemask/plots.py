@@ -1,7 +1,7 @@
 """The figures: training curves, the confusion matrix, grids of images, of augmentations and of mistakes,
 precision-recall.
 
-facemask.evaluate writes them into its reports; the notebook shows them. Each plot function returns
+facemask.evaluation writes them into its reports; the notebook shows them. Each plot function returns
 its Figure, and also writes it as a PNG when given a path (through a temporary file, so an
 interrupted run leaves no half-written image).
 

@@ -22,52 +22,16 @@ or unreadable model is an `error:` line and exit status 1 before any image is re
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from facemask import not_a_regular_file
-from facemask.classifier import as_classifier
+from facemask.classifier import load_served, predict_files
 from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
-from facemask.images import ImageError, load_image, to_model_input
+from facemask.images import ImageError
 from facemask.metrics import predicted_classes
-
-
-def predict_proba(model, images: Sequence[Image.Image | np.ndarray], batch_size: int = 32) -> np.ndarray:
-    """One row [P(mask), P(no-mask)] per image, `batch_size` images per model call.
-
-    `model` is a facemask.classifier.Classifier (any format) or a Keras model in memory. `images` are
-    PIL images or arrays of any size, or an array already shaped (n, height, width, 3) at the model's
-    size, as `to_model_input` makes it, which is used as is.
-    """
-    return as_classifier(model).predict_proba(images, batch_size=batch_size)
-
-
-def predict_files(
-    model, paths: Sequence[Path | str], batch_size: int = 32
-) -> Iterator[tuple[Path | str, np.ndarray | ImageError]]:
-    """(path, probabilities) for each file in order, or (path, ImageError) for an unreadable one.
-
-    `model` as for predict_proba. Files are read `batch_size` at a time and shrunk to the model's size
-    as soon as they are decoded, so a folder of large photos never sits in memory at full resolution.
-    """
-    classifier = as_classifier(model)
-    image_size = classifier.input_size
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
-        errors: list[ImageError | None] = []  # None where the image was read
-        inputs = []
-        for path in chunk:
-            try:
-                inputs.append(to_model_input([load_image(path)], image_size)[0])
-                errors.append(None)
-            except ImageError as error:
-                errors.append(error)
-        rows = iter(classifier.predict_proba(np.stack(inputs) if inputs else [], batch_size=batch_size))
-        for path, error in zip(chunk, errors, strict=True):
-            yield path, (next(rows) if error is None else error)
+from facemask.sidecar import decision_threshold
 
 
 def format_prediction(name: str, probabilities: np.ndarray, class_names: Sequence[str],
@@ -93,14 +57,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    # Answer a wrong model path at once, before paying for the TensorFlow import.
-    if problem := not_a_regular_file(args.model):
-        return fail(f"{args.model}: {problem}")
-    if not args.model.is_file():
-        return fail(f"model file not found: {args.model}")
-    from facemask.classifier import load_served
-    from facemask.sidecar import decision_threshold
-
     try:
         classifier = load_served(args.model)
         threshold = decision_threshold(args.model) if args.threshold is None else args.threshold

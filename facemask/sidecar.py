@@ -14,6 +14,9 @@ from pathlib import Path
 
 from facemask import DEFAULT_MARGIN, DEFAULT_THRESHOLD, MAX_MARGIN
 
+# A model's input, pixels a side, whatever its format.
+MIN_INPUT_SIDE, MAX_INPUT_SIDE = 8, 1024
+
 
 def sidecar_path(path: Path | str) -> Path:
     """`models/scratch.keras` keeps its class names in `models/scratch.json`."""
@@ -108,3 +111,11 @@ def crop_margin(path: Path | str) -> float:
     """The margin a saved model's faces are cropped with: the one its training crops were cut with, from its
     sidecar, else DEFAULT_MARGIN (a model saved before margins were recorded). ValueError for a bad sidecar."""
     return read_sidecar_of(path).get("margin", DEFAULT_MARGIN)
+
+
+def check_input_size(image_size: tuple[int, int], path: Path | str) -> None:
+    """ValueError naming the file unless each side is MIN_INPUT_SIDE to MAX_INPUT_SIDE pixels."""
+    if not all(MIN_INPUT_SIDE <= side <= MAX_INPUT_SIDE for side in image_size):
+        height, width = image_size
+        raise ValueError(f"{path}: the model's input is {height}x{width} pixels; a classifier here takes "
+                         f"{MIN_INPUT_SIDE} to {MAX_INPUT_SIDE} pixels a side")

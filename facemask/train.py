@@ -53,9 +53,10 @@ from collections.abc import Sequence
 from facemask.cli import fail, run
 from facemask.config import parse_config
 from facemask.data import DataError
-from facemask.evaluate import evaluate_model, format_report
+from facemask.evaluation import evaluate_model
 from facemask.export import export_after_training
 from facemask.models import WeightsUnavailable
+from facemask.reports import format_report
 from facemask.sidecar import decision_threshold
 from facemask.splitting import SplitError, read_crop_margin
 from facemask.training import describe_training_data, train

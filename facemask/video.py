@@ -32,9 +32,9 @@ from facemask.cli import raise_if_stopped
 
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"}
 # Faces are looked for on a copy of each frame at most this large. Webcam faces are big, and a
-# detector's cost grows with the pixel count: at 320 instead of 640, CenterFace video runs at 17
-# frames/s on a crowd and 27 on one face on 2 cores, against 11 and 15 (bench/detect_bench.py);
-# the smallest faces of a 640x480 frame are then missed (they are half as large in the copy).
+# detector's cost grows with the pixel count: 320 instead of 640 runs markedly faster (figures in
+# bench/README.md, bench/detect_bench.py); the smallest faces of a 640x480 frame are then missed
+# (they are half as large in the copy).
 VIDEO_MAX_SIDE = 320
 # What a broken or foreign file makes imageio / ffmpeg raise, while opening or mid-stream.
 DECODE_ERRORS = (OSError, RuntimeError, ValueError, IndexError, StopIteration)
@@ -50,11 +50,11 @@ class VideoError(ValueError):
 
 
 class FrameAnnotator(Protocol):
-    """What annotating a video needs of a detector: facemask.detect.FaceMaskDetector is one.
+    """What annotating a video needs of a detector: facemask.detection.FaceMaskDetector is one.
 
     `annotate(image, max_side)` gives the frame with its faces drawn and the faces found, looked for
     on a copy at most `max_side` large (None: the detector's own setting). Typed here so that this
-    module needs nothing of facemask.detect, which imports it for the videos of its command line.
+    module needs nothing of facemask.detection (nor the models it loads), which imports it to annotate videos.
     """
 
     def annotate(self, image: Image.Image, max_side: int | None = None) -> tuple[Image.Image, Sequence[object]]: ...
@@ -120,7 +120,7 @@ def parse_header(source: Path, text: str) -> VideoInfo:
 
 
 @dataclass(frozen=True)
-class Plan:
+class ReadingPlan:
     """How a video is read: at which rate and size, and how many frames that should give."""
 
     fps: float
@@ -128,7 +128,7 @@ class Plan:
     expected_frames: int | None
 
 
-def plan_reading(source: Path, info: VideoInfo, limits: VideoLimits) -> Plan:
+def plan_reading(source: Path, info: VideoInfo, limits: VideoLimits) -> ReadingPlan:
     """Check the header against the limits (VideoError naming the file and the limit) and plan the reading."""
     width, height = info.size
     if limits.max_seconds is not None and info.seconds is not None and info.seconds > limits.max_seconds:
@@ -144,7 +144,7 @@ def plan_reading(source: Path, info: VideoInfo, limits: VideoLimits) -> Plan:
     if limits.max_frame_side is not None and max(width, height) > limits.max_frame_side:
         scale = limits.max_frame_side / max(width, height)
         size = (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
-    return Plan(fps, size, expected)
+    return ReadingPlan(fps, size, expected)
 
 
 def first_line(error: BaseException) -> str:
@@ -197,7 +197,7 @@ def annotate_video(source: Path, destination: Path, detector: FrameAnnotator, li
                     "size": plan.size or info.size, "warning": warning, "output": str(destination)}
 
 
-def encode_annotated(reader, source: Path, target: Path, detector: FrameAnnotator, plan: Plan,
+def encode_annotated(reader, source: Path, target: Path, detector: FrameAnnotator, plan: ReadingPlan,
                      limits: VideoLimits, progress: Callable[[int, int | None], None] | None,
                      max_side: int | None) -> dict:
     """Detect, draw and encode every frame into `target` (H.264); frames, faces and frames per second."""

@@ -396,7 +396,7 @@ def watch_source(args) -> int:
     except ValueError as error:
         return fail(error)
     # The source is opened before the model's seconds of loading: a bad URL or device says so at once.
-    from facemask.detect import FaceMaskDetector
+    from facemask.detection import FaceMaskDetector
     from facemask.detectors import make_face_detector
 
     face_detector = make_face_detector(args.detector)

@@ -122,7 +122,7 @@ def annotated_photo(model: Path, photo: Path, width: int) -> tuple[Image.Image, 
     """
     from dataclasses import replace
 
-    from facemask.detect import FaceMaskDetector, draw_detections
+    from facemask.detection import FaceMaskDetector, draw_detections
     from facemask.images import load_image
 
     image = load_image(photo)

@@ -168,10 +168,12 @@ class FixedFaces:
     """A face detector double: the same faces in any image it is given, and a record of every call.
 
     Faces are boxes (x0, y0, x1, y1) in the pixels of that image, scoring `scores` (0.99 each by
-    default). It has no threshold of its own, so FaceMaskDetector shows all its faces. `shapes`
+    default). Its threshold is 0, so FaceMaskDetector shows all its faces by default. `shapes`
     keeps the shape of every array it was given (what detection ran on), `upscales` the
     allow_upscale it was called with each time.
     """
+
+    threshold = 0.0  # the score from which FaceMaskDetector keeps its faces: all of them
 
     def __init__(self, *boxes, scores=None):
         scores = [0.99] * len(boxes) if scores is None else scores
@@ -321,7 +323,7 @@ def app_dirs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def app_detector(app_model_file):
     """The app's detector as `python -m facemask.app` builds it: the default face detector."""
-    from facemask.detect import FaceMaskDetector
+    from facemask.detection import FaceMaskDetector
 
     return FaceMaskDetector.from_path(app_model_file)
 

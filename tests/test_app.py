@@ -54,7 +54,7 @@ def detect_video(url: str, video: Path, tmp_path: Path):
 
 
 def test_photo_endpoint_boxes_the_astronaut(app_url, app_files, tmp_path):
-    from facemask.detect import MASK_COLOUR, NO_MASK_COLOUR
+    from facemask.detection import MASK_COLOUR, NO_MASK_COLOUR
 
     annotated_path, table, status = detect_photo(app_url, app_files["astronaut.jpg"], tmp_path)
     assert table["headers"] == ["face", "label", "P(mask)", "P(no-mask)", "box (x0, y0, x1, y1)"]
@@ -437,7 +437,7 @@ def painted_photo(path: Path, scale: float = 1) -> Path:
 def fake_app(app_dirs):
     """The app around doubles: three fixed faces, classified by their colour; fast, and known in advance."""
     from facemask.app import build_app
-    from facemask.detect import FaceMaskDetector
+    from facemask.detection import FaceMaskDetector
 
     faces = FixedFaces(*FAKE_FACES)
     with serving(build_app(FaceMaskDetector(RecordingModel(), face_detector=faces))) as url:
@@ -446,7 +446,7 @@ def fake_app(app_dirs):
 
 def box_edges_colours(image: Image.Image, scale: float = 1) -> list[str]:
     """The label each FAKE_FACES box is drawn for, read from the colour of its left edge."""
-    from facemask.detect import MASK_COLOUR, NO_MASK_COLOUR
+    from facemask.detection import MASK_COLOUR, NO_MASK_COLOUR
 
     pixels = np.asarray(image.convert("RGB"), dtype=int)
     found = []
@@ -510,7 +510,7 @@ def live_function(faces: FixedFaces):
     """The Live tab's stream function of an app around doubles, called as Gradio calls it for each frame of a
     page's stream: (frame, the session's state) -> (annotated frame, summary, the new state)."""
     from facemask.app import build_app
-    from facemask.detect import FaceMaskDetector
+    from facemask.detection import FaceMaskDetector
 
     demo = build_app(FaceMaskDetector(RecordingModel(), face_detector=faces))
     return next(fn.fn for fn in demo.fns.values() if fn.api_name == "detect_live")

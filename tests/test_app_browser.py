@@ -113,7 +113,7 @@ def face_rows(page):
 
 def box_coloured(image: Image.Image, label: str) -> np.ndarray:
     """Where the image has the colour of the label's boxes (JPEG shifts it by a few levels)."""
-    from facemask.detect import MASK_COLOUR, NO_MASK_COLOUR
+    from facemask.detection import MASK_COLOUR, NO_MASK_COLOUR
 
     colour = np.array(MASK_COLOUR if label == "mask" else NO_MASK_COLOUR)
     return np.abs(np.asarray(image.convert("RGB"), dtype=int) - colour).max(axis=-1) < 40

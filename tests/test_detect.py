@@ -12,11 +12,14 @@ import pytest
 from conftest import ASTRONAUT_FACE, ROOT, FixedFaces, RecordingModel
 from PIL import Image
 
-from facemask import detect
-from facemask.detect import MASK_COLOUR, NO_MASK_COLOUR, Detection, FaceMaskDetector, draw_detections
+from facemask import DEFAULT_MARGIN, detect
+from facemask import detection as detection_module
+from facemask.classifier import load_classifier, predict_proba
+from facemask.detection import MASK_COLOUR, NO_MASK_COLOUR, Detection, FaceMaskDetector, draw_detections
 from facemask.detectors import BoxCalibration, MTCNNFaceDetector
 from facemask.images import crop_face, load_image
-from facemask.scoring import iou
+from facemask.metrics import iou
+from facemask.models import load_model, save_model
 
 # The detectors' own boxes, as drawn by their networks: the calibration to the Kaggle annotation
 # convention (brows to below the chin, tested in test_detectors.py) moves them off ASTRONAUT_FACE.
@@ -158,13 +161,24 @@ def test_labels_follow_the_no_mask_threshold_exactly(tmp_path, colour_model_file
     with pytest.raises(ValueError, match="from 0 to 1"):
         FaceMaskDetector(RecordingModel(), face_detector=faces, no_mask_threshold=1.5)
     # from_path serves a model at its sidecar's threshold (0.5 when it has none) unless told otherwise.
-    from facemask.models import load_model, save_model
 
     model, _ = load_model(colour_model_file)
     chosen = save_model(model, tmp_path / "chosen.keras", no_mask_threshold=0.3)
     assert FaceMaskDetector.from_path(chosen, face_detector=faces).no_mask_threshold == 0.3
     assert FaceMaskDetector.from_path(chosen, face_detector=faces, no_mask_threshold=0.6).no_mask_threshold == 0.6
     assert FaceMaskDetector.from_path(colour_model_file, face_detector=faces).no_mask_threshold == 0.5
+
+
+def test_from_path_crops_with_the_models_margin_unless_told(colour_model_file, tmp_path):
+    """The margin the training crops were cut with (the served classifier's, from its sidecar) is the one
+    detection crops with; `margin` (the commands' --margin) overrides it."""
+    assert load_classifier(colour_model_file).margin == DEFAULT_MARGIN  # saved without a "margin": the default
+    model, _ = load_model(colour_model_file)
+    wide = save_model(model, tmp_path / "wide.keras", margin=0.3)
+    assert load_classifier(wide).margin == 0.3
+    faces = FixedFaces((20, 50, 120, 150))
+    assert FaceMaskDetector.from_path(wide, face_detector=faces).margin == 0.3
+    assert FaceMaskDetector.from_path(wide, face_detector=faces, margin=0.0).margin == 0.0
 
 
 def test_box_colours_follow_the_label():
@@ -184,7 +198,7 @@ def test_box_colours_follow_the_label():
 
 
 def test_labels_number_the_faces_and_shrink_to_the_number_on_small_faces(drawn_texts):
-    from facemask.detect import label_text
+    from facemask.detection import label_text
 
     photo = Image.new("RGB", (1000, 1000), (128, 128, 128))
     detections = [Detection((100, 100, 400, 400), 0.99, 0.97, 0.03, "mask"),
@@ -246,11 +260,18 @@ def test_cli_annotates_photos_and_reports_bad_files(tmp_path, colour_model_file,
     assert code == 1
     assert f"error: {tmp_path / 'broken.png'}: not an image" in captured.err
     lines = captured.out.splitlines()
-    assert lines[0] == f"astronaut.jpg: 1 face, {lines[0].split(', ')[1]}, {lines[0].split(', ')[2]}"
-    assert lines[0].endswith(f"-> {out / 'astronaut_annotated.jpg'}") and lines[1].startswith("portrait.png: 1 face")
+    (face,) = json.loads((out / "astronaut.json").read_text())
+    # The whole line, its label worked out here: the classifier on the face cut as training cuts it, at
+    # the model's threshold (0.5: its sidecar has none).
+    crop = crop_face(load_image(tmp_path / "astronaut.jpg"), face["box"])
+    p_no_mask = float(predict_proba(load_classifier(colour_model_file), [crop])[0, 1])
+    masked = p_no_mask < 0.5
+    assert face["p_no_mask"] == pytest.approx(p_no_mask, abs=1e-5)
+    assert lines[0] == (f"astronaut.jpg: 1 face, {int(masked)} mask, {int(not masked)} no-mask -> "
+                        f"{out / 'astronaut_annotated.jpg'}")
+    assert lines[1].startswith("portrait.png: 1 face")
     assert Image.open(out / "astronaut_annotated.jpg").size == (512, 512)
     assert Image.open(out / "portrait_annotated.png").mode == "RGB"
-    (face,) = json.loads((out / "astronaut.json").read_text())
     # The default detector's box is in the Kaggle convention, lower than this one (test_detectors.py).
     assert iou(face["box"], ASTRONAUT_FACE) > 0.6 and face["label"] in ("mask", "no-mask")
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.json", "astronaut_annotated.jpg", "portrait.json",
@@ -311,7 +332,7 @@ def model_never_loads(monkeypatch):
     def refuse(path, *args):
         raise AssertionError("the model must not load when the command line is wrong")
 
-    monkeypatch.setattr(detect, "load_served", refuse)
+    monkeypatch.setattr(detection_module, "load_served", refuse)
 
 
 @pytest.mark.parametrize(("option", "value", "words"), [

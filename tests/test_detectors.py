@@ -7,8 +7,10 @@ import inspect
 import numpy as np
 import pytest
 from conftest import ASTRONAUT_FACE, FixedFaces, RecordingModel
+from PIL import Image
 
-from facemask.detect import FaceMaskDetector, parse_args
+from facemask.detect import parse_args
+from facemask.detection import FaceMaskDetector
 from facemask.detectors import (
     CENTERFACE_CALIBRATION,
     DEFAULT_DETECTOR,
@@ -20,7 +22,7 @@ from facemask.detectors import (
     make_face_detector,
     non_maximum_suppression,
 )
-from facemask.scoring import iou
+from facemask.metrics import iou
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +65,12 @@ def test_centerface_finds_no_face_where_there_is_none(centerface):
 
 
 def test_centerface_boxes_stay_in_the_image_whatever_its_size(centerface, astronaut):
-    # Odd sizes (padded to multiples of 32), grey and RGBA arrays, and a photo cut through the face.
+    # Odd sizes (padded to multiples of 32), grey and RGBA arrays, and a photo cut through the face: the
+    # boxes a photo's path gets, clipped once by FaceMaskDetector in the original's pixels.
+    finder = FaceMaskDetector(None, face_detector=centerface, face_threshold=0.0)
     for image in (np.asarray(astronaut)[:301, :199], np.asarray(astronaut.convert("L")),
                   np.asarray(astronaut.convert("RGBA")), np.zeros((1, 1, 3), np.uint8)):
-        for (x0, y0, x1, y1), _ in centerface.find_faces(image):
+        for (x0, y0, x1, y1), _ in finder.find_faces(Image.fromarray(image)):
             assert 0 <= x0 <= x1 <= image.shape[1] and 0 <= y0 <= y1 <= image.shape[0]
 
 

@@ -14,7 +14,7 @@ from conftest import build_colour_model, colour_probabilities
 from matplotlib.figure import Figure
 from PIL import Image
 
-from facemask.evaluate import comparison_table, evaluate_model, format_report, predict_directory
+from facemask.evaluation import evaluate_model, predict_directory
 from facemask.images import ImageError
 from facemask.metrics import (
     SIZE_BUCKETS,
@@ -26,6 +26,7 @@ from facemask.metrics import (
     serving_threshold,
 )
 from facemask.plots import plot_confusion, plot_history, plot_images, plot_misclassified
+from facemask.reports import comparison_table, format_report
 from facemask.splitting import MANIFEST_COLUMNS
 
 HISTORY = {
@@ -45,7 +46,7 @@ def p_no_mask(rgb: tuple[int, int, int]) -> float:
 # bluer than red, so the model calls it no-mask (P(no-mask) = 0.73): the one mistake.
 SPLIT = {
     "mask": [("red_0.png", (200, 40, 40)), ("red_1.png", (170, 60, 50)), ("red_2.png", (220, 90, 80)),
-             ("purple.png", (120, 40, 170)), ("sub/red_3.PNG", (190, 20, 60))],
+             ("purple.png", (120, 40, 170)), ("red_3.PNG", (190, 20, 60))],
     "no-mask": [("blue_0.png", (30, 60, 220)), ("blue_1.png", (40, 40, 180)), ("blue_2.png", (60, 90, 230))],
 }
 
@@ -121,10 +122,13 @@ def test_metrics_reject_inconsistent_input():
 def test_predict_directory_reads_the_split_in_batches(colour_model, tmp_path):
     split = make_split(tmp_path / "test", SPLIT)
     (split / "mask" / "notes.txt").write_text("not an image, and not an image extension either")
+    # Training reads the images directly inside each class folder (facemask.data.split_files), so does this.
+    (split / "mask" / "sub").mkdir()
+    Image.new("RGB", (20, 18), (200, 40, 40)).save(split / "mask" / "sub" / "nested.png")
     files, y_true, probabilities = predict_directory(colour_model, split, batch_size=3)
 
     expected_files = [split / "mask" / name for name, _ in SPLIT["mask"]]
-    assert sorted(files[:5]) == sorted(expected_files)  # subfolders and upper-case suffixes included
+    assert sorted(files[:5]) == sorted(expected_files)  # upper-case suffixes included, subfolders not
     assert files[5:] == [split / "no-mask" / name for name, _ in SPLIT["no-mask"]]
     assert y_true.tolist() == [0] * 5 + [1] * 3
     assert probabilities.shape == (8, 2) and probabilities.dtype == np.float32
@@ -332,7 +336,7 @@ def write_manifest(path: Path, split_dir: Path, sizes: dict[str, tuple[int, int]
 
 # Face sizes (width, height) of SPLIT's crops: one or two per bucket, the mistake (purple) a 20 px face.
 SIZES = {"mask/red_0.png": (12, 14), "mask/red_1.png": (40, 16), "mask/red_2.png": (70, 64),
-         "mask/purple.png": (20, 24), "mask/sub/red_3.PNG": (33, 40), "no-mask/blue_0.png": (9, 30),
+         "mask/purple.png": (20, 24), "mask/red_3.PNG": (33, 40), "no-mask/blue_0.png": (9, 30),
          "no-mask/blue_1.png": (100, 90), "no-mask/blue_2.png": (31, 31)}
 
 

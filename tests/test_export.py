@@ -42,11 +42,11 @@ def build_small_net(size: int = SIZE):
 @pytest.fixture(scope="module")
 def trained_net(real_sample_crops, tmp_path_factory) -> Path:
     """The small net trained a few epochs on the real sample's crops, saved with its sidecar."""
-    from facemask.evaluate import list_split
+    from facemask.evaluation import split_images
     from facemask.images import load_image, to_model_input
     from facemask.models import save_model
 
-    files, labels = list_split(real_sample_crops / "train")
+    files, labels = split_images(real_sample_crops / "train")
     crops = to_model_input([load_image(f) for f in files], (SIZE, SIZE))
     model = build_small_net()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
@@ -98,10 +98,10 @@ def test_an_export_loads_through_the_one_interface_and_agrees_with_keras(trained
 
     keras_model, exported = load_classifier(model), load_classifier(out)
     assert (exported.format, exported.input_size, exported.class_names) == (fmt, (SIZE, SIZE), CLASS_NAMES)
-    from facemask.evaluate import list_split
+    from facemask.evaluation import split_images
     from facemask.images import load_image
 
-    files, _ = list_split(real_sample_crops / "test")
+    files, _ = split_images(real_sample_crops / "test")
     crops = [load_image(f) for f in files]
     expected, found = keras_model.predict_proba(crops), exported.predict_proba(crops)
     assert found.shape == expected.shape == (len(files), 2)

@@ -16,7 +16,7 @@ from conftest import SHARED, FixedFaces, RecordingModel, requires_shared
 
 from facemask import DEFAULT_MARGIN, annotations, split
 from facemask.data import load_split, split_files
-from facemask.detect import FaceMaskDetector
+from facemask.detection import FaceMaskDetector
 from facemask.images import load_image
 
 

@@ -97,7 +97,7 @@ def test_model_file_and_sidecar_fifos_are_refused_unopened(fifo, colour_model_fi
 
 
 def test_csv_and_list_fifos_are_refused_unopened(fifo):
-    from facemask.evaluate_photos import EvaluationError, photos_from_list
+    from facemask.evaluation import EvaluationError, photos_from_list
 
     path = fifo("train.csv")
     with pytest.raises(annotations.AnnotationError, match=r"train\.csv: not a regular file \(a FIFO\)"):

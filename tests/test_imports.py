@@ -75,7 +75,7 @@ def test_the_graph_sees_top_level_and_late_imports():
     graph = import_graph()
     assert {"facemask", "facemask.detect", "facemask.video", "facemask.plots"} <= set(graph)
     assert "facemask.video" in graph["facemask.detect"]  # at the top of detect.py
-    assert "facemask.evaluate_photos" in graph["facemask.evaluate"]  # inside main()
+    assert "facemask.evaluation" in graph["facemask.evaluate"]  # at the top of evaluate.py
     assert "facemask" in graph["facemask.video"]  # from facemask import save_atomically
 
 

@@ -13,9 +13,11 @@ import pytest
 from conftest import COLOUR_SIZE, ROOT, build_colour_model, colour_probabilities
 from PIL import Image
 
+from facemask import DEFAULT_MARGIN
+from facemask.classifier import load_classifier, predict_files, predict_proba
 from facemask.images import ImageError, load_image, to_model_input
 from facemask.models import save_model
-from facemask.predict import main, predict_files, predict_proba
+from facemask.predict import main
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +249,20 @@ def test_cli_labels_follow_the_models_threshold_and_change_exactly_at_it(colour_
     assert label(chosen) == "mask"
     assert label(chosen, "--threshold", str(p)) == "no-mask"
     assert label(chosen, "--threshold", str(np.nextafter(np.float32(p), np.float32(1)))) == "mask"
+
+
+def test_the_loader_checks_the_classes_once_for_every_command(colour_model, tmp_path, images, capsys):
+    """load_classifier is the one check of the class names: any order of the project's, nothing else;
+    a model saved without a margin is served with DEFAULT_MARGIN."""
+    model = save_model(colour_model, tmp_path / "ours.keras")
+    assert load_classifier(model).margin == DEFAULT_MARGIN
+    reversed_names = save_model(colour_model, tmp_path / "reversed.keras", class_names=["no-mask", "mask"])
+    assert load_classifier(reversed_names).class_names == ["no-mask", "mask"]
+    foreign = save_model(colour_model, tmp_path / "foreign.keras", class_names=["cat", "dog"])
+    with pytest.raises(ValueError, match=r"foreign\.keras: the model has 2 outputs for classes \['cat', 'dog'\]"):
+        load_classifier(foreign)
+    assert main(["--model", str(foreign), str(next(iter(images)))]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {foreign}: the model has 2 outputs")
 
 
 def test_one_graph_per_model_serves_every_batch_size(caplog):

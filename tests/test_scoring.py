@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from facemask.scoring import TrueFace, average_precision, iou, match_faces, ranked_hits, score_photos
+from facemask.metrics import TrueFace, average_precision, iou, match_faces, ranked_hits, score_photos
 
 
 @dataclass

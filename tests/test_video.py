@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import FixedFaces, RecordingModel, write_clip, write_plain_clip
 
-from facemask import detect
-from facemask.detect import FaceMaskDetector
+from facemask import detect, detection
+from facemask.detection import FaceMaskDetector
 from facemask.detectors import MTCNNFaceDetector
 from facemask.video import VideoError, VideoLimits, annotate_video, probe_video
 
@@ -104,7 +104,7 @@ def test_cli_annotates_a_video(tmp_path, clip, capsys, monkeypatch):
     # The command line on a video, with the classifier swapped for the double to keep this test quick.
     from facemask.classifier import KerasClassifier
 
-    monkeypatch.setattr(detect, "load_served", lambda path: KerasClassifier(RecordingModel()))
+    monkeypatch.setattr(detection, "load_served", lambda path: KerasClassifier(RecordingModel()))
     (tmp_path / "broken.webm").write_bytes(b"\x1a\x45\xdf\xa3 truncated")
     code = detect.main(["--model", "any.keras", str(clip), str(tmp_path / "broken.webm"), "--out", str(tmp_path)])
     captured = capsys.readouterr()
