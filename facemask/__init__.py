@@ -30,6 +30,7 @@ server    - the web app's process: a cache folder of its own, one log line per f
 app       - the Gradio web front-end (`python -m facemask.app`)
 cli       - what every command line shares: parser, help layout, exit statuses
 tf_startup - TensorFlow's start-up lines kept off the terminal (and out of a notebook's outputs)
+quiet_start - imported first by every command: tf_startup's filter on before TensorFlow is imported
 colab     - the notebook's Colab set-up: which packages pip replaced under the running session
 """
 
@@ -45,7 +46,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from facemask.cli import deferred_stop
-from facemask.tf_startup import silence_tensorflow_start_up
 
 CLASS_NAMES = ["mask", "no-mask"]
 SPLITS = ("train", "valid", "test")
@@ -167,7 +167,3 @@ def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
 
-
-# Here, in the package every command imports first, because it must come before TensorFlow is imported:
-# TF_CPP_MIN_LOG_LEVEL=2 (unless set) and TensorFlow's start-up lines filtered, so a command's first line is its own.
-silence_tensorflow_start_up()

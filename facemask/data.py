@@ -21,6 +21,7 @@ straddle train and test.
 
 from __future__ import annotations
 
+import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
 import functools
 import os
 from collections.abc import Sequence

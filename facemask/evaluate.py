@@ -28,6 +28,7 @@ has the same files. Undefined numbers are None in Python and null in the JSON, n
 
 from __future__ import annotations
 
+import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
 import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path

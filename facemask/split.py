@@ -19,6 +19,7 @@ and the width and height of the annotated face inside the photo, by which evalua
 
 from __future__ import annotations
 
+import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
 import argparse
 import csv
 import math

@@ -48,6 +48,7 @@ started on every machine with a `TF_CONFIG` naming the cluster; that is not wire
 
 from __future__ import annotations
 
+import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
 import contextlib
 import sys
 from collections.abc import Iterator, Sequence
