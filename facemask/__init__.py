@@ -29,6 +29,7 @@ uploads   - the web app's checks on every file a request names, and the bytes it
 server    - the web app's process: a cache folder of its own, one log line per failed request, memory given back
 app       - the Gradio web front-end (`python -m facemask.app`)
 cli       - what every command line shares: parser, help layout, exit statuses
+__main__  - `facemask SUBCOMMAND`, the one command (also `python -m facemask`): runs the module of that name
 tf_startup - TensorFlow's start-up lines kept off the terminal (and out of a notebook's outputs)
 quiet_start - imported first by every command: tf_startup's filter on before TensorFlow is imported
 colab     - the notebook's Colab set-up: which packages pip replaced under the running session
