@@ -6,6 +6,7 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
 from conftest import PYPROJECT, ROOT, copy_package_source, parse_requirements
 from packaging.utils import canonicalize_name
 
@@ -39,6 +40,7 @@ def test_package_is_declared():
     assert PYPROJECT["project"]["scripts"] == {"facemask": "facemask.__main__:main"}
 
 
+@pytest.mark.slow
 def test_wheel_holds_the_package_with_its_requirements(tmp_path):
     # Built from a copy, so the build's scratch folders never land in the working tree; offline
     # (no build isolation, no dependencies), so the test needs no index.

@@ -215,6 +215,7 @@ def test_requirement_markers_fit_the_supported_versions(name):
             assert len(applying) == 1, f"{name}: Python {version} gets {applying or 'no line'} for {package}"
 
 
+@pytest.mark.slow
 def test_makefile_prepares_every_supported_version():
     if shutil.which("make") is None:
         pytest.skip("make not found")
