@@ -93,15 +93,21 @@ def run(command: list, cwd: Path, timeout: float = 900) -> subprocess.CompletedP
 # ---------------------------------------------------------------- the smoke run, per version
 
 
+# absl's notice and TensorFlow's C++ log lines, which the `facemask` command keeps off its terminal.
+TENSORFLOW_LOG_LINE = re.compile(r"absl::InitializeLog|^[IWEF]\d{4} \d\d:\d\d:", re.M)
+
+
 def check_every_subcommands_help(facemask: Path, cwd: Path) -> None:
     """`facemask SUB --help` answers, as `facemask SUB`, for every subcommand (side by side: each imports
-    its module, TensorFlow or Gradio with it)."""
-    env = {name: value for name, value in os.environ.items() if name not in UNSET}
+    its module, TensorFlow or Gradio with it), its stderr free of TensorFlow's start-up lines; as a user runs it,
+    without the TF_CPP_MIN_LOG_LEVEL conftest sets."""
+    env = {name: value for name, value in os.environ.items() if name not in (*UNSET, "TF_CPP_MIN_LOG_LEVEL")}
     calls = {name: subprocess.Popen([facemask, name, "--help"], cwd=cwd, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True) for name in SUBCOMMANDS}
     for name, process in calls.items():
         stdout, stderr = process.communicate(timeout=600)
         assert process.returncode == 0 and stdout.startswith(f"usage: facemask {name} "), (name, stderr[-2000:])
+        assert not TENSORFLOW_LOG_LINE.search(stderr), (name, stderr[-2000:])  # the filter is on (quiet_start)
 
 
 @pytest.mark.slow
