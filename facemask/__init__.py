@@ -30,7 +30,9 @@ uploads   - the web app's checks on every file a request names, and the bytes it
 server    - the web app's process: a cache folder of its own, one log line per failed request, memory given back
 app       - the Gradio web front-end (`python -m facemask.app`)
 cli       - what every command line shares: parser, help layout, exit statuses
+__main__  - `facemask SUBCOMMAND`, the one command (also `python -m facemask`): runs the module of that name
 tf_startup - TensorFlow's start-up lines kept off the terminal (and out of a notebook's outputs)
+quiet_start - imported first by every command: tf_startup's filter on before TensorFlow is imported
 colab     - the notebook's Colab set-up: which packages pip replaced under the running session
 """
 
@@ -46,7 +48,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from facemask.cli import deferred_stop
-from facemask.tf_startup import silence_tensorflow_start_up
 
 CLASS_NAMES = ["mask", "no-mask"]
 SPLITS = ("train", "valid", "test")
@@ -168,7 +169,3 @@ def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
 
-
-# Here, in the package every command imports first, because it must come before TensorFlow is imported:
-# TF_CPP_MIN_LOG_LEVEL=2 (unless set) and TensorFlow's start-up lines filtered, so a command's first line is its own.
-silence_tensorflow_start_up()

@@ -38,6 +38,7 @@ a video in progress ends at its next frame, the server closes and the cache goes
 
 from __future__ import annotations
 
+import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
 import os
 
 # Before gradio is imported: it reads these at import time. (TensorFlow's are set by the package, facemask/__init__.)

@@ -5,7 +5,9 @@
 - `--help` shows each option's default the same way, "(default: X)", added by the formatter (a help
   text never writes its own default, except one that is not a value, such as "the detector's own");
   the description keeps the line breaks it was written with;
-- `prog` is what the user typed: `python -m facemask.detect`, `split.py`;
+- `prog` is what the user typed: `python -m facemask.detect`, `split.py`, or `facemask detect` when the
+  `facemask` command (facemask/__main__.py) runs it: within `invoked_as("facemask detect")` every parser
+  takes that prog, whatever prog its module gives it (its subcommands' parsers extend it);
 - the same idea has the same flag everywhere: `--model FILE` is always a saved model file (the
   architecture to train is `--arch`), `--min-size N` ignores faces smaller than N px, `--seed`
   defaults to `facemask.DEFAULT_SEED`, `--threshold` is the classifier's decision threshold on
@@ -71,6 +73,8 @@ TERMINATED = 128 + signal.SIGTERM  # 143
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Set by the first SIGINT or SIGTERM while `stoppable` is active: what threads doing long work check.
 STOP = threading.Event()
+# The command line as the user typed it, while the `facemask` command runs one of its subcommands.
+_invoked_as: list[str] = []
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -93,11 +97,23 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
+        if _invoked_as and not str(kwargs.get("prog") or "").startswith(_invoked_as[-1]):
+            kwargs["prog"] = _invoked_as[-1]  # a subcommand's parser keeps the prog argparse made it from this
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(USAGE_ERROR, f"error: {message}\n")
+
+
+@contextlib.contextmanager
+def invoked_as(prog: str) -> Iterator[None]:
+    """Every `ArgumentParser` made inside the block shows `prog` ("facemask detect") as the command typed."""
+    _invoked_as.append(prog)
+    try:
+        yield
+    finally:
+        _invoked_as.pop()
 
 
 def printable(text: object) -> str:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
 from collections.abc import Sequence
 from pathlib import Path
 

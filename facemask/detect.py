@@ -15,6 +15,7 @@ output overwrites another.
 
 from __future__ import annotations
 
+import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
 import argparse
 import contextlib
 import os

@@ -15,6 +15,7 @@ command line, 1 for bad input (see facemask.cli).
 
 from __future__ import annotations
 
+import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
 import argparse
 import sys
 from collections.abc import Sequence

@@ -24,6 +24,7 @@ for ONNX int8 and float16.
 
 from __future__ import annotations
 
+import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
 import argparse
 import contextlib
 import json

@@ -21,6 +21,7 @@ or unreadable model is an `error:` line and exit status 1 before any image is re
 
 from __future__ import annotations
 
+import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
 import argparse
 from collections.abc import Sequence
 from pathlib import Path

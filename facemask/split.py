@@ -8,6 +8,7 @@ facemask.splitting's; the CSV's layout and class rules are facemask.annotations'
 
 from __future__ import annotations
 
+import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
 import argparse
 import sys
 from collections.abc import Sequence

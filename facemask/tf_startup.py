@@ -24,9 +24,11 @@ meanwhile, still show.
 
 TF_ENABLE_ONEDNN_OPTS is left alone: it would silence the oneDNN line but changes the numerics.
 
-The commands get this from an import hook (`silence_tensorflow_start_up`, installed by `import
-facemask`). A notebook calls `import_tensorflow_quietly()` in its import cell, before `import keras`:
-ipykernel forwards file descriptor 2 to the cell's output, so the same filter keeps the lines out of it.
+The commands get this from an import hook (`silence_tensorflow_start_up`), installed by the first
+import line of every command module, `import facemask.quiet_start`: never by `import facemask` or a
+library module, which leave the import system and file descriptor 2 alone. A notebook calls
+`import_tensorflow_quietly()` in its import cell, before `import keras`: ipykernel forwards file
+descriptor 2 to the cell's output, so the same filter keeps the lines out of it.
 It also drops TensorFlow's warning of "excessive retracing" when the function it names is one of
 Keras' own train, test or predict steps (`KerasStepsRetracing`): Keras gives those steps one code
 object for every model, TensorFlow counts their traces together, and a notebook that trains and

@@ -48,6 +48,7 @@ started on every machine with a `TF_CONFIG` naming the cluster; that is not wire
 
 from __future__ import annotations
 
+import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
 from collections.abc import Sequence
 
 from facemask.cli import fail, run

@@ -27,6 +27,7 @@ SIGINT/SIGTERM write the open visits and the last interval, close the files and 
 
 from __future__ import annotations
 
+import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
 import argparse
 import json
 import math

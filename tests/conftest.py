@@ -395,3 +395,15 @@ def copy_package_source(dest: Path) -> Path:
     shutil.copy(ROOT / "split.py", dest)
     shutil.copytree(ROOT / "facemask", dest / "facemask", ignore=shutil.ignore_patterns("__pycache__"))
     return dest
+
+
+# The fixtures that serve a Gradio app on a port: a test that uses one, directly or through another
+# fixture, starts a server and is marked slow wherever it is written (`make test-fast` leaves it out).
+SERVER_FIXTURES = {"app_url", "strict_url", "fake_app"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

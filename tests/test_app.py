@@ -194,6 +194,7 @@ def test_main_reports_a_taken_port(app_model_file, capsys):
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot serve on 127.0.0.1:{port}: ")
 
 
+@pytest.mark.slow
 def test_command_line_refuses_a_missing_model_and_serves_a_good_one(app_model_file, tmp_path):
     """Two processes at once: each imports TensorFlow and Gradio, which takes a while on two cores."""
     import httpx

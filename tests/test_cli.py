@@ -57,6 +57,7 @@ def noise(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if TENSORFLOW_NOISE.search(line)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("command", "prog", "failing"), COMMANDS)
 def test_help_usage_error_and_runtime_error(command, prog, failing, tmp_path):
     """The three calls run side by side: most commands spend seconds importing TensorFlow or Gradio."""

@@ -290,6 +290,7 @@ def test_cli_refuses_a_missing_or_broken_model_before_any_work(tmp_path, astrona
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_runs_as_a_module(tmp_path, colour_model_file, astronaut):
     astronaut.save(tmp_path / "astronaut.png")
     result = subprocess.run([sys.executable, "-m", "facemask.detect", "--model", str(colour_model_file),

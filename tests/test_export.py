@@ -138,6 +138,7 @@ def test_the_sidecar_travels_with_an_export_of_another_name(trained_net, real_sa
     assert load_classifier(out).class_names == ["no-mask", "mask"]
 
 
+@pytest.mark.slow
 def test_export_refuses_bad_command_lines_before_loading_anything(tmp_path):
     result = run_export("--model", str(tmp_path / "m.onnx"), "--format", "onnx")
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: --model")

@@ -120,6 +120,7 @@ def test_unfreeze_rejects_an_unknown_block():
         unfreeze_vgg16(build_vgg16(weights=None, image_size=SMALL), "block6")
 
 
+@pytest.mark.slow
 def test_head_model_shares_weights_with_the_full_model():
     model = build_vgg16(weights=None, image_size=SMALL)
     images = np.random.default_rng(1).uniform(0, 255, (8, *SMALL, 3)).astype(np.float32)
@@ -138,6 +139,7 @@ def test_head_model_shares_weights_with_the_full_model():
         np.testing.assert_array_equal(old, new)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("builder", [build_scratch_cnn, lambda: build_vgg16(weights=None), build_compact],
                          ids=["scratch", "vgg16", "compact"])
 def test_save_load_round_trip_gives_identical_predictions(builder, pixels, tmp_path):

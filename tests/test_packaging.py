@@ -6,6 +6,7 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
 from conftest import PYPROJECT, ROOT, copy_package_source, parse_requirements
 from packaging.utils import canonicalize_name
 
@@ -35,9 +36,11 @@ def test_dependencies_agree_with_requirements_txt():
 
 def test_package_is_declared():
     assert PYPROJECT["build-system"]["build-backend"] == "setuptools.build_meta"
-    assert PYPROJECT["tool"]["setuptools"] == {"packages": ["facemask"]}
+    assert PYPROJECT["tool"]["setuptools"] == {"packages": {"find": {"include": ["facemask", "facemask.*"]}}}
+    assert PYPROJECT["project"]["scripts"] == {"facemask": "facemask.__main__:main"}
 
 
+@pytest.mark.slow
 def test_wheel_holds_the_package_with_its_requirements(tmp_path):
     # Built from a copy, so the build's scratch folders never land in the working tree; offline
     # (no build isolation, no dependencies), so the test needs no index.
@@ -49,7 +52,9 @@ def test_wheel_holds_the_package_with_its_requirements(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "facemask").glob("*.py")}
+        entry_points = archive.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
+    modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "facemask").rglob("*.py")}
+    assert "[console_scripts]\nfacemask = facemask.__main__:main" in entry_points
     # split.py stays a script of the clone (no top-level `split` module installed); its work is facemask.split.
     assert modules <= names and "facemask/split.py" in modules and "split.py" not in names
     assert not any(name.startswith(("tests/", "sample/", "bench/", "scripts/")) for name in names)

@@ -195,6 +195,7 @@ def check_prediction_lines(stdout: str, paths: list[Path], expected: np.ndarray)
         assert label == ("no-mask" if row[1] >= 0.5 else "mask")
 
 
+@pytest.mark.slow
 def test_cli_prints_one_line_per_image_and_reports_unreadable_ones(colour_model, saved_model, images, tmp_path):
     """The real command in a subprocess: good images printed in order, bad ones on stderr, exit 1."""
     (tmp_path / "notes.jpg").write_text("not a picture")
@@ -218,6 +219,7 @@ def test_cli_exits_0_when_every_image_is_read(colour_model, saved_model, images,
     check_prediction_lines(captured.out, list(images), predict_proba(colour_model, [load_image(p) for p in images]))
 
 
+@pytest.mark.slow
 def test_cli_missing_model_is_a_clear_error(images, tmp_path):
     result = run_cli("--model", tmp_path / "nowhere.keras", *images)
     assert result.returncode == 1

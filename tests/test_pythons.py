@@ -2,8 +2,9 @@
 
 The one list is pyproject's [tool.facemask] pythons. For each version found on the machine, the slow test
 makes a fresh venv, `pip install`s a clean copy of the project (as a user's `pip install .` would) and runs
-split -> train (one epoch) -> evaluate -> detect on the committed sample from a folder outside the checkout,
-so that the installed package is what runs. The fast tests keep requires-python, the "Python 3.A-3.B" of the
+`facemask SUB --help` for every subcommand, then split -> train (one epoch) -> evaluate -> detect with the
+`facemask` command on the committed sample from a folder outside the checkout, so that the installed package is
+what runs. The fast tests keep requires-python, the "Python 3.A-3.B" of the
 README, requirements.txt and the notebook (if it states one), the requirement markers, ruff's target and the
 Makefile in line with the list.
 """
@@ -26,6 +27,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from facemask import CLASS_NAMES
+from facemask.__main__ import SUBCOMMANDS
 
 PYTHONS: list[str] = PYPROJECT["tool"]["facemask"]["pythons"]
 SUPPORTED = f"Python {PYTHONS[0]}-{PYTHONS[-1]}"
@@ -91,6 +93,23 @@ def run(command: list, cwd: Path, timeout: float = 900) -> subprocess.CompletedP
 # ---------------------------------------------------------------- the smoke run, per version
 
 
+# absl's notice and TensorFlow's C++ log lines, which the `facemask` command keeps off its terminal.
+TENSORFLOW_LOG_LINE = re.compile(r"absl::InitializeLog|^[IWEF]\d{4} \d\d:\d\d:", re.M)
+
+
+def check_every_subcommands_help(facemask: Path, cwd: Path) -> None:
+    """`facemask SUB --help` answers, as `facemask SUB`, for every subcommand (side by side: each imports
+    its module, TensorFlow or Gradio with it), its stderr free of TensorFlow's start-up lines; as a user runs it,
+    without the TF_CPP_MIN_LOG_LEVEL conftest sets."""
+    env = {name: value for name, value in os.environ.items() if name not in (*UNSET, "TF_CPP_MIN_LOG_LEVEL")}
+    calls = {name: subprocess.Popen([facemask, name, "--help"], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for name in SUBCOMMANDS}
+    for name, process in calls.items():
+        stdout, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0 and stdout.startswith(f"usage: facemask {name} "), (name, stderr[-2000:])
+        assert not TENSORFLOW_LOG_LINE.search(stderr), (name, stderr[-2000:])  # the filter is on (quiet_start)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("version", PYTHONS)
 def test_installs_and_runs_the_commands(version, tmp_path, real_sample_dir):
@@ -111,23 +130,25 @@ def test_installs_and_runs_the_commands(version, tmp_path, real_sample_dir):
     work.mkdir()
     imported = run([venv_python, "-c", "import facemask; print(facemask.__file__)"], work).stdout.strip()
     assert Path(imported).is_relative_to(venv), imported
+    facemask = venv / "bin" / "facemask"  # the one command, [project.scripts]
+    check_every_subcommands_help(facemask, work)
 
     images, labels = real_sample_dir / "images", real_sample_dir / "train.csv"
-    run([venv_python, "-m", "facemask.split", images, labels, "70", "15", "15", "--out", "D"], work)
+    run([facemask, "split", images, labels, "70", "15", "15", "--out", "D"], work)
     test_crops = sorted((work / "D" / "test").glob("*/*"))
     assert {crop.parent.name for crop in test_crops} == set(CLASS_NAMES)
 
-    run([venv_python, "-m", "facemask.train", "--data", "D", "--epochs", "1", "--subset", "0.3",
+    run([facemask, "train", "--data", "D", "--epochs", "1", "--subset", "0.3",
          "--out", "M", "--reports", "R"], work)
     arch = default_arch()  # what `facemask.train` trains without --arch
     model = f"M/{arch}.keras"
     assert (work / model).is_file() and (work / "R" / f"{arch}_metrics.json").is_file()
 
-    run([venv_python, "-m", "facemask.evaluate", "crops", "--model", model, "D/test", "--reports", "E"], work)
+    run([facemask, "evaluate", "crops", "--model", model, "D/test", "--reports", "E"], work)
     assert json.loads((work / "E" / f"{arch}_metrics.json").read_text())["count"] == len(test_crops)
 
     photo = sorted(images.iterdir())[0]
-    run([venv_python, "-m", "facemask.detect", "--model", model, photo, "--out", "O"], work)
+    run([facemask, "detect", "--model", model, photo, "--out", "O"], work)
     faces = json.loads((work / "O" / f"{photo.stem}.json").read_text())
     assert faces and {face["label"] for face in faces} <= set(CLASS_NAMES)
     assert len(list((work / "O").glob(f"{photo.stem}_annotated.*"))) == 1
@@ -200,6 +221,7 @@ def test_requirement_markers_fit_the_supported_versions(name):
             assert len(applying) == 1, f"{name}: Python {version} gets {applying or 'no line'} for {package}"
 
 
+@pytest.mark.slow
 def test_makefile_prepares_every_supported_version():
     if shutil.which("make") is None:
         pytest.skip("make not found")

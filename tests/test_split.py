@@ -511,6 +511,7 @@ def test_help_and_usage_errors_in_process(capsys):
     assert err.startswith("usage:") and "error: the following arguments are required: test" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [[], ["images", "train.csv", "80", "20"]])
 def test_script_prints_usage_for_too_few_arguments(args):
     result = subprocess.run([sys.executable, str(ROOT / "split.py"), *args], capture_output=True, text=True)
@@ -519,6 +520,7 @@ def test_script_prints_usage_for_too_few_arguments(args):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_script_runs_end_to_end_with_two_workers(real_sample_dir, tmp_path):
     out = tmp_path / "data"
     cmd = [sys.executable, str(ROOT / "split.py"), str(real_sample_dir / "images"), str(real_sample_dir / "train.csv"),
@@ -612,6 +614,7 @@ def test_sigterm_mid_run_leaves_no_partial_output(tmp_path, monkeypatch, capsys)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is split.main's only
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_script_with_two_workers_leaves_no_partial_output(tmp_path):
     """As `timeout` does it: SIGTERM to the process, while its two worker threads cut photos."""
     import signal

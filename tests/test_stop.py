@@ -93,6 +93,7 @@ BUSY_COMMAND = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code", "line"), [(signal.SIGTERM, 143, "error: terminated (SIGTERM)"),
                                                       (signal.SIGINT, 130, "error: interrupted")])
 def test_a_command_stops_on_sigint_and_sigterm_with_one_error_line(signum, code, line):
@@ -119,6 +120,7 @@ DEFERRED_COMMAND = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_deferred_block_runs_to_its_end_and_the_signal_is_raised_after_it():
     process = start("-c", DEFERRED_COMMAND)
     out, err = process.communicate(timeout=60)

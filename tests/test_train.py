@@ -122,6 +122,7 @@ def test_train_command_writes_model_history_and_reports(sample_crops, tmp_path):
     assert recorded["extra_train"] == [str(extra)] and recorded["subset"] == 0.5 and recorded["epochs"] == 1
 
 
+@pytest.mark.slow
 def test_train_command_rejects_a_missing_data_folder(tmp_path):
     result = run_cli("--arch", "scratch", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "models"))
     assert result.returncode == 1
