@@ -20,14 +20,13 @@ scoring   - IoU, face matching, precision-recall and VOC average precision
 detectors - the face detectors (CenterFace, MTCNN) behind one interface
 detect    - find faces, classify them, draw green/red boxes (`python -m facemask.detect`)
 video     - the same, frame by frame, for a video file
-live      - the web app's webcam stream
 streams   - frames from a camera, a stream URL or a file, read by ffmpeg, the newest kept
 tracking  - each person followed across frames (the trackers package), labelled from all their frames
 records   - the watch's files: line files that grow by whole lines, video segments that appear whole
 watch     - a camera watched: people tracked, counted, recorded (`python -m facemask.watch`)
-uploads   - the web app's checks on every file a request names, and the bytes it holds for requests
-server    - the web app's process: a cache folder of its own, one log line per failed request, memory given back
-app       - the Gradio web front-end (`python -m facemask.app`)
+app       - the Gradio web front-end (`python -m facemask.app`), a package: ui (the page), live (the webcam
+            stream), uploads (checks on every file a request names, the bytes held for requests), server (the
+            process: a cache folder of its own, one log line per failed request, memory given back)
 cli       - what every command line shares: parser, help layout, exit statuses
 tf_startup - TensorFlow's start-up lines kept off the terminal (and out of a notebook's outputs)
 colab     - the notebook's Colab set-up: which packages pip replaced under the running session

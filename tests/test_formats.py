@@ -137,7 +137,7 @@ def test_evaluate_photos_scores_an_export_as_the_keras_model(models, sample_dir,
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_the_app_serves_an_export_in_every_tab(models, monkeypatch, fmt):
-    from facemask import app
+    from facemask.app import __main__ as app
 
     served = {}
     monkeypatch.setattr(app, "serve", lambda detector, limits, args: served.setdefault("detector", detector) and 0)
@@ -191,7 +191,8 @@ def not_classifiers(tmp_path_factory) -> dict[str, Path]:
 def test_a_file_that_is_not_a_classifier_is_one_error_line_in_every_command(
         not_classifiers, sample_crops, sample_dir, colour_photos, tmp_path, capsys, fmt, words):
     model = str(not_classifiers[fmt])
-    from facemask import app, watch
+    from facemask import watch
+    from facemask.app import __main__ as app
 
     clip = write_clip(tmp_path.parent / f"{tmp_path.name}-clip.mp4", frames=2)
     commands = {

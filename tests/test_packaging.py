@@ -35,7 +35,7 @@ def test_dependencies_agree_with_requirements_txt():
 
 def test_package_is_declared():
     assert PYPROJECT["build-system"]["build-backend"] == "setuptools.build_meta"
-    assert PYPROJECT["tool"]["setuptools"] == {"packages": ["facemask"]}
+    assert PYPROJECT["tool"]["setuptools"] == {"packages": ["facemask", "facemask.app"]}
 
 
 def test_wheel_holds_the_package_with_its_requirements(tmp_path):
@@ -49,7 +49,7 @@ def test_wheel_holds_the_package_with_its_requirements(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "facemask").glob("*.py")}
+    modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "facemask").rglob("*.py")}
     # split.py stays a script of the clone (no top-level `split` module installed); its work is facemask.split.
     assert modules <= names and "facemask/split.py" in modules and "split.py" not in names
     assert not any(name.startswith(("tests/", "sample/", "bench/", "scripts/")) for name in names)

@@ -4,7 +4,7 @@ the machine goes, with a running count of the people seen.
 Gradio streams the webcam as JPEG data URLs, one every `stream_every` seconds while the page is
 not waiting for an answer, and the server keeps only the newest frame it was sent (each one
 overwrites the last): a slow machine drops frames, it never queues them up. A frame is checked
-like any upload (facemask.uploads, then facemask.images.load_image with the video frame pixel
+like any upload (facemask.app.uploads, then facemask.images.load_image with the video frame pixel
 limit) before it is decoded, scaled down to the video frame size limit like video frames, and its
 faces are looked for on a copy at most VIDEO_MAX_SIDE large, as the video path does.
 
