@@ -23,7 +23,8 @@ video     - the same, frame by frame, for a video file
 streams   - frames from a camera, a stream URL or a file, read by ffmpeg, the newest kept
 tracking  - each person followed across frames (the trackers package), labelled from all their frames
 records   - the watch's files: line files that grow by whole lines, video segments that appear whole
-watch     - a camera watched: people tracked, counted, recorded (`python -m facemask.watch`)
+watcher   - a camera watched: people tracked, counted, recorded (the Watch loop)
+watch     - its command (`python -m facemask.watch`)
 app       - the Gradio web front-end (`python -m facemask.app`), a package: ui (the page), live (the webcam
             stream), uploads (checks on every file a request names, the bytes held for requests), server (the
             process: a cache folder of its own, one log line per failed request, memory given back)
