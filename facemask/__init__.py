@@ -11,7 +11,8 @@ config    - the training configuration (TrainConfig), from which the train comma
 train     - training (`python -m facemask.train`)
 predict   - [P(mask), P(no-mask)] for images (`python -m facemask.predict`)
 classifier - one classifier interface for .keras, .onnx (ONNX Runtime) and .tflite (LiteRT) files
-export    - a .keras classifier as ONNX or TFLite, int8/float16, checked against Keras (`python -m facemask.export`)
+conversion - a .keras classifier as ONNX or TFLite, int8/float16, checked against Keras
+export    - its command (`python -m facemask.export`)
 metrics   - the classifier's numbers on labelled crops: accuracy, balanced accuracy, ROC AUC, confusion
 plots     - the figures: training curves, confusion matrix, image grids, mistakes, precision-recall
 evaluate  - a classifier scored on a crop folder, its report files (`python -m facemask.evaluate crops|photos`)

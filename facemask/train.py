@@ -52,9 +52,9 @@ from collections.abc import Sequence
 
 from facemask.cli import fail, run
 from facemask.config import parse_config
+from facemask.conversion import export_after_training
 from facemask.data import DataError
 from facemask.evaluate import evaluate_model, format_report
-from facemask.export import export_after_training
 from facemask.models import WeightsUnavailable
 from facemask.sidecar import decision_threshold
 from facemask.splitting import SplitError, read_crop_margin
