@@ -409,6 +409,24 @@ def test_limits_from_the_command_line():
             limits.video.max_seconds, limits.video.max_frame_side) == (15, 300, 2_073_600, 30, 1920)
 
 
+@pytest.mark.parametrize(("given", "served"), [([], 0.25), (["--margin", "0.05"], 0.05)])
+def test_faces_are_cropped_with_the_models_margin_unless_told(monkeypatch, given, served):
+    # The served classifier knows the margin its training crops were cut with; --margin overrides it.
+    from facemask.app import __main__ as app
+    from facemask.detect import FaceMaskDetector
+
+    def from_path(cls, path, **kwargs) -> FaceMaskDetector:
+        detector = cls(RecordingModel(), face_detector=FixedFaces())
+        detector.classifier.margin = 0.25  # as its sidecar would say
+        return detector
+
+    monkeypatch.setattr(FaceMaskDetector, "from_path", classmethod(from_path))
+    served_with = []
+    monkeypatch.setattr(app, "serve", lambda detector, limits, args: served_with.append(detector.margin) or 0)
+    assert app.main(["--model", "m.keras", *given]) == 0
+    assert served_with == [served]
+
+
 # --- numbered boxes, the summary line and live frames, with a fake face detector and classifier ----
 
 # The boxes the fake face detector finds in any image it is given, on a 320x160 photo painted so that
