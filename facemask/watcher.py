@@ -276,7 +276,8 @@ class Watch:
 
 
 def warm_up(detector) -> None:
-    """One detection and classification on a blank frame: the first calls trace graphs (a second, not a lag)."""
+    """One detection and classification on a blank frame: the first calls trace graphs, done here rather than
+    on the first frame of the stream."""
     image = Image.new("RGB", (64, 64), (128, 128, 128))
     detector.find_faces(image)
     detector.classify(image, [((8, 8, 56, 56), 1.0)])

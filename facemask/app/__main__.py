@@ -16,7 +16,7 @@ The command keeps what it stores in a cache folder of its own (facemask.app.serv
 an hour old every half hour and removed at exit, and holds a bounded number of bytes for requests in
 flight (facemask.app.uploads.RequestGuard); a request that makes Gradio fail is one log line. Ctrl+C or
 SIGTERM (facemask.cli) is its normal stop: a video in progress ends at its next frame, the server closes
-and the cache goes, in a second or two.
+and the cache goes.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ time limit. The classifier and the face detector are shared by every tab and run
 It works offline: analytics and Hugging Face Hub calls are switched off before gradio is imported
 (facemask.app's __init__), and the default theme's fonts are served by the app itself. Each result is a file of its
 own (`result_path`). `serve_until_stopped` closes the app on Ctrl+C or SIGTERM (facemask.cli): a video
-in progress ends at its next frame, the server closes, in a second or two.
+in progress ends at its next frame and the server closes.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ FACE_COLUMNS = ["face", "label", "P(mask)", "P(no-mask)", "box (x0, y0, x1, y1)"
 # by Gradio (the files it knows of) and by CacheSweeper (all of them).
 CACHE_CLEANUP = (1800, 3600)
 SHUTDOWN_GRACE = 0.5  # seconds the server waits for open connections once stopping
-# A minute of video, at most 30 frames/s of it, frames up to 4K UHD, processed at Full HD at most:
-# a few minutes of the worker on two cores, whatever the file's size says.
+# A minute of video, at most 30 frames/s of it, frames up to 4K UHD, processed at Full HD at most: the
+# worker's time on one video is bounded, whatever the file's size says.
 DEFAULT_VIDEO_LIMITS = VideoLimits(max_seconds=60, max_fps=30, max_frame_pixels=3840 * 2160, max_frames=1800,
                                    max_frame_side=1920)
 
