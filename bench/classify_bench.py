@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from facemask.classifier import KerasClassifier, load_classifier, load_served  # noqa: E402
-from facemask.export import EXPORTERS, QUANTIZATIONS  # noqa: E402
+from facemask.conversion import EXPORTERS, QUANTIZATIONS  # noqa: E402
 from facemask.images import load_image, to_model_input  # noqa: E402
 
 CROPS = ROOT.parent / "shared" / "datasets" / "crops"

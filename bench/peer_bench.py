@@ -182,7 +182,7 @@ def speed_classifier(folder: Path):
     """The compact-like net of classify_bench with random weights, exported to ONNX (speed only)."""
     from classify_bench import build_compact_like
 
-    from facemask.export import export_onnx
+    from facemask.conversion import export_onnx
     from facemask.models import save_model
 
     model = build_compact_like()

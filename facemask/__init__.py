@@ -1,39 +1,41 @@
 """Face mask detection with Keras CNNs: one module per stage of the data's journey.
 
-sample    - a small generated data set in the Kaggle layout (photos + train.csv), hand-made pixels
-sources   - which photos to crop: the Kaggle download when present, else the real sample in sample/
-split     - Kaggle photos + train.csv to train/valid/test face crops, grouped by photo (`split.py`)
-images    - the one image reader, face cropper (one margin) and resizer, for training and serving alike
-data      - the tf.data input pipeline (`python -m facemask.data counts`)
-augment   - the training augmentations as Keras layers: geometry, colour, resolution
-models    - the compact CNN, the scratch CNN and the fine-tuned VGG16, saving and loading (with a JSON sidecar)
-config    - the training configuration (TrainConfig), from which the train command line is made
-train     - training (`python -m facemask.train`)
-classifier - one classifier for .keras, .onnx (ONNX Runtime) and .tflite (LiteRT) files: loading, checks, P(class)
-predict   - [P(mask), P(no-mask)] for images (`python -m facemask.predict`)
-export    - a .keras classifier as ONNX or TFLite, int8/float16, checked against Keras (`python -m facemask.export`)
-metrics   - scoring arithmetic: crops (accuracy, balanced accuracy, ROC AUC, confusion), detections (IoU, AP)
-plots     - the figures: training curves, confusion matrix, image grids, mistakes, precision-recall
+Library modules (nouns) hold the work; each command (a verb: `facemask SUB`, or `python -m facemask.SUB`)
+only parses its command line, calls them and prints. `import facemask` changes nothing outside the package.
+
+sample     - a small generated data set in the Kaggle layout (photos + train.csv), hand-made pixels
+sources    - which photos to crop: the Kaggle download when present, else the real sample in sample/
+annotations - the one reader of the Kaggle train.csv (boxes, classes, the true faces of a photo)
+splitting  - photos to train/valid/test face crops, grouped by photo; the manifest;  command: split
+images     - the one image reader, face cropper (one margin) and resizer, for training and serving alike
+data       - the tf.data input pipeline and the one crop lister;  command: count
+augment    - the training augmentations as Keras layers: geometry, colour, resolution
+models     - the compact CNN, the scratch CNN and the fine-tuned VGG16, saving and loading
+sidecar    - a model's JSON sidecar: class order, input size, decision threshold, crop margin
+config     - the training configuration (TrainConfig), from which the train command line is made
+training   - training and its threshold chosen on validation;  command: train
+classifier - one classifier for .keras, .onnx (ONNX Runtime) and .tflite (LiteRT) files: loading, checks,
+             P(class);  command: predict
+conversion - a .keras classifier as ONNX or TFLite, int8/float16, checked against Keras;  command: export
+metrics    - scoring arithmetic: crops (accuracy, balanced accuracy, ROC AUC, confusion), detections (IoU, AP)
+plots      - the figures: training curves, confusion matrix, image grids, mistakes, precision-recall
 evaluation - a classifier scored on a crop folder, or with a face detector on annotated photos; report files
-reports   - the evaluation's reports as text and tables
-evaluate  - the evaluation's command (`python -m facemask.evaluate crops|photos`)
-detectors - the face detectors (CenterFace, MTCNN) behind one interface
-detection - find faces, classify them, draw green/red boxes; photos and videos annotated
-detect    - the detection's command (`python -m facemask.detect`)
-video     - the same, frame by frame, for a video file
-live      - the web app's webcam stream
-streams   - frames from a camera, a stream URL or a file, read by ffmpeg, the newest kept
-tracking  - each person followed across frames (the trackers package), labelled from all their frames
-records   - the watch's files: line files that grow by whole lines, video segments that appear whole
-watch     - a camera watched: people tracked, counted, recorded (`python -m facemask.watch`)
-uploads   - the web app's checks on every file a request names, and the bytes it holds for requests
-server    - the web app's process: a cache folder of its own, one log line per failed request, memory given back
-app       - the Gradio web front-end (`python -m facemask.app`)
-cli       - what every command line shares: parser, help layout, exit statuses
-__main__  - `facemask SUBCOMMAND`, the one command (also `python -m facemask`): runs the module of that name
+reports    - the evaluation's reports as text and tables;  command (both): evaluate crops|photos
+detectors  - the face detectors (CenterFace, MTCNN) behind one interface
+detection  - find faces, classify them, draw green/red boxes; photos annotated
+video      - the same, frame by frame, for a video file;  command (both): detect
+streams    - frames from a camera, a stream URL or a file, read by ffmpeg, the newest kept
+tracking   - each person followed across frames (the trackers package), labelled from all their frames
+records    - the watch's files: line files that grow by whole lines, video segments that appear whole
+watcher    - a camera watched: people tracked, counted, recorded (the Watch loop);  command: watch
+app/       - the Gradio web app, a package: ui (the page), live (the webcam stream), uploads (checks on every
+             file a request names, the bytes held for requests), server (the process: a cache folder of its
+             own, one log line per failed request, memory given back);  command: app (app/__main__.py)
+cli        - what every command line shares: parser, help layout, exit statuses, the stop on a signal
+__main__   - `facemask SUBCOMMAND`, the one command (also `python -m facemask`): runs the module of that name
 tf_startup - TensorFlow's start-up lines kept off the terminal (and out of a notebook's outputs)
 quiet_start - imported first by every command: tf_startup's filter on before TensorFlow is imported
-colab     - the notebook's Colab set-up: which packages pip replaced under the running session
+colab      - the notebook's Colab set-up: which packages pip replaced under the running session
 """
 
 import contextlib

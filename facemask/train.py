@@ -53,9 +53,9 @@ from collections.abc import Sequence
 
 from facemask.cli import fail, run
 from facemask.config import parse_config
+from facemask.conversion import export_after_training
 from facemask.data import DataError
 from facemask.evaluation import evaluate_model
-from facemask.export import export_after_training
 from facemask.models import WeightsUnavailable
 from facemask.reports import format_report
 from facemask.sidecar import decision_threshold

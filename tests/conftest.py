@@ -336,7 +336,7 @@ def serving(demo, launch_with_limits: bool = True):
     it in the URL, moving on when another process takes one first. Picking a port by binding a probe
     socket and closing it would leave it free for any other process to take before the app binds it.
     """
-    from facemask.app import launch
+    from facemask.app.ui import launch
 
     if launch_with_limits:
         url, _ = launch(demo, port=0)
@@ -351,7 +351,7 @@ def serving(demo, launch_with_limits: bool = True):
 @pytest.fixture(scope="module")
 def app_url(app_detector, app_dirs):
     """The app as `python -m facemask.app` serves it: 50 MB and 60 s limits."""
-    from facemask.app import build_app
+    from facemask.app.ui import build_app
 
     with serving(build_app(app_detector)) as url:
         yield url

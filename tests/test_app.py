@@ -28,7 +28,7 @@ def strict_url(app_detector, app_dirs):
     """
     from dataclasses import replace
 
-    from facemask.app import DEFAULT_VIDEO_LIMITS, AppLimits, build_app
+    from facemask.app.ui import DEFAULT_VIDEO_LIMITS, AppLimits, build_app
 
     limits = AppLimits(max_upload_mb=0.5, video=replace(DEFAULT_VIDEO_LIMITS, max_seconds=0.2, max_frames=3))
     with serving(build_app(app_detector, limits), launch_with_limits=False) as url:
@@ -159,7 +159,7 @@ def test_launch_limits_uploads_in_gradio_too_and_keeps_no_run_history(app_url):
 
 def test_the_app_writes_nothing_into_its_package(app_url):
     # Gradio writes a .pyi stub beside the module of any gr.Component subclass; the app has none.
-    assert not list((ROOT / "facemask").glob("*.pyi"))
+    assert not list((ROOT / "facemask").rglob("*.pyi"))
 
 
 def test_concurrent_requests_are_queued_and_all_answered(app_url, app_files, tmp_path):
@@ -173,7 +173,7 @@ def test_concurrent_requests_are_queued_and_all_answered(app_url, app_files, tmp
 
 
 def test_main_refuses_an_unreadable_model_before_serving(tmp_path, capsys):
-    from facemask.app import main
+    from facemask.app.__main__ import main
 
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_text("not a model\n")
@@ -183,7 +183,7 @@ def test_main_refuses_an_unreadable_model_before_serving(tmp_path, capsys):
 
 
 def test_main_reports_a_taken_port(app_model_file, capsys):
-    from facemask.app import main
+    from facemask.app.__main__ import main
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -270,8 +270,8 @@ def test_a_path_outside_the_uploads_is_refused_unopened_and_unnamed(app_url, out
     """The request the issue reproduced: a file record without "meta" made the app read any image on the server."""
     import socket
 
-    from facemask import uploads
-    from facemask.uploads import REFUSED
+    from facemask.app import uploads
+    from facemask.app.uploads import REFUSED
 
     looked_up, opened = [], []
     real_getaddrinfo = socket.getaddrinfo
@@ -303,7 +303,7 @@ def test_the_app_itself_refuses_outside_paths_without_the_request_guard(strict_u
     import builtins
     import os
 
-    from facemask.uploads import REFUSED
+    from facemask.app.uploads import REFUSED
 
     touched = []
     watched = {p for name, p in outside_paths.items() if name != "url"}
@@ -391,7 +391,7 @@ def test_a_high_frame_rate_video_is_sampled_and_says_so(app_url, tmp_path):
                                                ("--max-video-seconds", "inf"), ("--queue-size", "0"),
                                                ("--max-live-seconds", "1.5")])
 def test_main_refuses_bad_limits_in_one_error_line(capsys, option, value):
-    from facemask.app import main
+    from facemask.app.__main__ import main
 
     with pytest.raises(SystemExit) as exited:
         main(["--model", "never-loaded.keras", option, value])
@@ -400,7 +400,7 @@ def test_main_refuses_bad_limits_in_one_error_line(capsys, option, value):
 
 
 def test_limits_from_the_command_line():
-    from facemask.app import limits_from, parse_args
+    from facemask.app.__main__ import limits_from, parse_args
 
     limits = limits_from(parse_args(["--model", "m.keras", "--max-upload-mb", "20", "--max-video-fps", "15",
                                      "--max-video-frames", "300", "--max-frame-pixels", "2073600",
@@ -408,6 +408,22 @@ def test_limits_from_the_command_line():
     assert (limits.max_upload_mb, limits.queue_size, limits.live_seconds) == (20, 8, 20)
     assert (limits.video.max_fps, limits.video.max_frames, limits.video.max_frame_pixels,
             limits.video.max_seconds, limits.video.max_frame_side) == (15, 300, 2_073_600, 30, 1920)
+
+
+@pytest.mark.parametrize(("given", "served"), [([], 0.25), (["--margin", "0.05"], 0.05)])
+def test_faces_are_cropped_with_the_models_margin_unless_told(monkeypatch, tmp_path, given, served):
+    # The margin the model's training crops were cut with (its sidecar's) is the app's; --margin overrides it.
+    from conftest import build_colour_model
+
+    from facemask.app import __main__ as app
+    from facemask.models import save_model
+
+    model = save_model(build_colour_model(), tmp_path / "wide.keras", margin=0.25)
+    monkeypatch.setattr(app, "make_face_detector", lambda name: FixedFaces())
+    served_with = []
+    monkeypatch.setattr(app, "serve", lambda detector, limits, args: served_with.append(detector.margin) or 0)
+    assert app.main(["--model", str(model), *given]) == 0
+    assert served_with == [served]
 
 
 # --- numbered boxes, the summary line and live frames, with a fake face detector and classifier ----
@@ -437,7 +453,7 @@ def painted_photo(path: Path, scale: float = 1) -> Path:
 @pytest.fixture(scope="module")
 def fake_app(app_dirs):
     """The app around doubles: three fixed faces, classified by their colour; fast, and known in advance."""
-    from facemask.app import build_app
+    from facemask.app.ui import build_app
     from facemask.detection import FaceMaskDetector
 
     faces = FixedFaces(*FAKE_FACES)
@@ -510,7 +526,7 @@ def test_a_live_frame_comes_back_with_its_counts_without_touching_the_cache(fake
 def live_function(faces: FixedFaces):
     """The Live tab's stream function of an app around doubles, called as Gradio calls it for each frame of a
     page's stream: (frame, the session's state) -> (annotated frame, summary, the new state)."""
-    from facemask.app import build_app
+    from facemask.app.ui import build_app
     from facemask.detection import FaceMaskDetector
 
     demo = build_app(FaceMaskDetector(RecordingModel(), face_detector=faces))
@@ -520,8 +536,8 @@ def live_function(faces: FixedFaces):
 def test_live_persons_are_followed_numbered_and_counted_across_a_stream(tmp_path, drawn_texts):
     import time
 
-    import facemask.live
-    from facemask.live import STREAM_EVERY
+    import facemask.app.live
+    from facemask.app.live import STREAM_EVERY
     from facemask.tracking import DEFAULT_LOST_SECONDS
 
     faces = FixedFaces(*FAKE_FACES)
@@ -547,13 +563,13 @@ def test_live_persons_are_followed_numbered_and_counted_across_a_stream(tmp_path
     # Another viewer's stream (no state yet) is a stream of its own.
     assert detect_live(frame, None)[1].startswith("0 in view now; 0 people seen")
     # After a pause of the webcam, the count starts again.
-    state.last_frame -= facemask.live.NEW_STREAM_SECONDS + 1
+    state.last_frame -= facemask.app.live.NEW_STREAM_SECONDS + 1
     _, summary, restarted = detect_live(frame, state)
     assert restarted is not state and summary.startswith("0 in view now; 0 people seen")
 
 
 def test_live_frames_meet_the_video_frame_limits(fake_app, tmp_path):
-    from facemask.app import DEFAULT_VIDEO_LIMITS
+    from facemask.app.ui import DEFAULT_VIDEO_LIMITS
 
     # 10 megapixels: under a photo's 40, over a video frame's 8.3; refused from the header, before decoding.
     over = tmp_path / "over.png"
@@ -602,7 +618,7 @@ def test_the_cache_sweep_removes_old_files_orphans_included_and_their_empty_fold
     import os
     import time
 
-    from facemask.uploads import CacheSweeper, sweep_cache
+    from facemask.app.uploads import CacheSweeper, sweep_cache
 
     old, fresh = tmp_path / "tmpab12cd", tmp_path / "hash" / "photo.jpg"
     fresh.parent.mkdir()
@@ -632,7 +648,7 @@ def test_a_large_data_url_waits_in_the_queue_as_a_file_and_other_large_bodies_ar
     import base64
     import json
 
-    from facemask import uploads
+    from facemask.app import uploads
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
     data = np.random.default_rng(0).integers(0, 256, 2 * uploads.MB, dtype=np.uint8).tobytes()
@@ -652,7 +668,7 @@ def test_a_large_data_url_waits_in_the_queue_as_a_file_and_other_large_bodies_ar
 def test_a_body_that_does_not_arrive_in_time_gives_back_its_share_of_the_budget(monkeypatch):
     import asyncio
 
-    from facemask import uploads
+    from facemask.app import uploads
 
     monkeypatch.setattr(uploads, "BODY_SECONDS", 0.2)
     guard = uploads.RequestGuard(app=None, max_body=10 * uploads.MB)

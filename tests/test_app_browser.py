@@ -34,7 +34,7 @@ def app_model_file(tmp_path_factory, real_sample_crops) -> Path:
     """The browser tests' classifier as training leaves it: the compact CNN (untrained: these tests check
     plumbing) and the .onnx exported from it beside it, which every tab then serves in its place."""
     from facemask.classifier import load_served
-    from facemask.export import export
+    from facemask.conversion import export
     from facemask.models import build_compact, save_model
 
     path = save_model(build_compact(), tmp_path_factory.mktemp("models") / "compact.keras")

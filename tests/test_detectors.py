@@ -188,7 +188,7 @@ def test_every_detector_takes_allow_upscale_as_the_interface_says():
 def test_detector_options_of_the_commands():
     assert parse_args(["--model", "m.keras", "a.jpg"]).detector == "centerface"
     assert parse_args(["--model", "m.keras", "a.jpg", "--detector", "mtcnn"]).detector == "mtcnn"
-    from facemask import app
+    from facemask.app import __main__ as app
 
     assert app.parse_args(["--model", "m.keras"]).detector == "centerface"
     assert app.parse_args(["--model", "m.keras", "--detector", "mtcnn"]).detector == "mtcnn"

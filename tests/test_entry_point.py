@@ -48,13 +48,8 @@ def test_a_command_module_turns_the_filter_on_before_any_other_import(module):
     assert first_import(module) == "import facemask.quiet_start"
 
 
-# Until issue 21's split of library and command modules lands (helpers A, B, C), library modules still import
-# command modules: evaluate_photos, live and tracking import detect; config and sources import data (whose
-# `counts` command moves out) and sources split. The coordinator deletes these markers once it has merged.
-PENDING_SPLIT = pytest.mark.xfail(strict=True, reason="library modules still import command modules (issue 21)")
 
 
-@PENDING_SPLIT
 def test_no_library_module_imports_the_filter_even_through_another():
     graph = import_graph()
     libraries = library_module_names()
@@ -73,7 +68,6 @@ def test_the_dispatcher_imports_no_command_module_until_one_is_chosen():
     assert import_graph()["facemask.__main__"] <= {"facemask", "facemask.cli", "facemask.quiet_start"}
 
 
-@PENDING_SPLIT
 @pytest.mark.slow
 def test_importing_the_library_leaves_the_import_system_and_stderr_alone():
     """In a fresh interpreter (the test's own has imported command modules): `import facemask`, then

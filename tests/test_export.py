@@ -85,7 +85,8 @@ def test_model_batch_takes_images_of_any_size_and_model_sized_arrays_as_they_are
                                            ("tflite", "float16"), ("onnx", "int8"), ("tflite", "int8")])
 def test_an_export_loads_through_the_one_interface_and_agrees_with_keras(trained_net, real_sample_crops,
                                                                          tmp_path, fmt, quantize):
-    from facemask.export import default_out, report_path
+    from facemask.classifier import report_path
+    from facemask.conversion import default_out
 
     model = tmp_path / trained_net.name
     for path in (trained_net, trained_net.with_suffix(".json")):

@@ -1,7 +1,7 @@
 """Every command takes `--model` as .keras, .onnx or .tflite, and serves a .keras file's own .onnx export.
 
 The colour model (conftest: raw RGB in, P(mask) from mean red against mean blue) is exported by
-facemask.export's code to both formats; predict, detect (a photo and a video), evaluate crops and
+facemask.conversion's code to both formats; predict, detect (a photo and a video), evaluate crops and
 evaluate photos must then give the labels the .keras file gives. Files that are not classifiers are
 one `error:` line and exit 1; an .onnx beside a .keras file is served only while its record says it
 was exported from that very file.
@@ -20,9 +20,8 @@ from conftest import FixedFaces, TruthFaceDetector, build_colour_model, write_cl
 from PIL import Image
 
 from facemask import detect, evaluate, predict
-from facemask.classifier import load_served
+from facemask.classifier import load_served, report_path
 from facemask.detectors import FACE_DETECTORS
-from facemask.export import report_path
 from facemask.models import save_model
 
 FORMATS = ("onnx", "tflite")
@@ -37,7 +36,7 @@ FACES = ((20, 40, 120, 140), (250, 100, 390, 250))
 def models(sample_crops, tmp_path_factory) -> dict[str, Path]:
     """The colour model as .keras (alone in its folder: nothing is served in its place) and its float32
     .onnx and .tflite exports in another folder, each with a copy of the sidecar."""
-    from facemask.export import export
+    from facemask.conversion import export
 
     keras_file = save_model(build_colour_model(), tmp_path_factory.mktemp("keras") / "colour.keras",
                             no_mask_threshold=THRESHOLD)
@@ -137,7 +136,7 @@ def test_evaluate_photos_scores_an_export_as_the_keras_model(models, sample_dir,
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_the_app_serves_an_export_in_every_tab(models, monkeypatch, fmt):
-    from facemask import app
+    from facemask.app import __main__ as app
 
     served = {}
     monkeypatch.setattr(app, "serve", lambda detector, limits, args: served.setdefault("detector", detector) and 0)
@@ -175,7 +174,7 @@ def not_classifiers(tmp_path_factory) -> dict[str, Path]:
     """A corrupt .onnx, and a valid .tflite that is no classifier (five outputs for two classes)."""
     import keras
 
-    from facemask.export import export_tflite
+    from facemask.conversion import export_tflite
 
     folder = tmp_path_factory.mktemp("not-classifiers")
     corrupt = folder / "corrupt.onnx"
@@ -191,7 +190,8 @@ def not_classifiers(tmp_path_factory) -> dict[str, Path]:
 def test_a_file_that_is_not_a_classifier_is_one_error_line_in_every_command(
         not_classifiers, sample_crops, sample_dir, colour_photos, tmp_path, capsys, fmt, words):
     model = str(not_classifiers[fmt])
-    from facemask import app, watch
+    from facemask import watch
+    from facemask.app import __main__ as app
 
     clip = write_clip(tmp_path.parent / f"{tmp_path.name}-clip.mp4", frames=2)
     commands = {
@@ -266,7 +266,7 @@ def test_a_stale_foreign_or_broken_onnx_beside_is_ignored_with_one_warning(model
 
 
 def test_training_writes_no_onnx_for_vgg16_and_survives_a_failed_export(models, tmp_path):
-    from facemask.export import export_after_training
+    from facemask.conversion import export_after_training
 
     keras_file = beside(models, tmp_path)
     (tmp_path / "colour.onnx").unlink()
@@ -282,7 +282,7 @@ def test_training_writes_no_onnx_for_vgg16_and_survives_a_failed_export(models, 
 @pytest.mark.slow
 def test_training_writes_the_onnx_and_detect_serves_it(sample_crops, tmp_path, monkeypatch, capsys):
     from facemask import train
-    from facemask.export import file_sha256
+    from facemask.classifier import file_sha256
 
     out = tmp_path / "models"
     assert train.main(["--arch", "compact", "--data", str(sample_crops), "--epochs", "1", "--batch-size", "16",

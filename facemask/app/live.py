@@ -4,7 +4,7 @@ the machine goes, with a running count of the people seen.
 Gradio streams the webcam as JPEG data URLs, one every `stream_every` seconds while the page is
 not waiting for an answer, and the server keeps only the newest frame it was sent (each one
 overwrites the last): a slow machine drops frames, it never queues them up. A frame is checked
-like any upload (facemask.uploads, then facemask.images.load_image with the video frame pixel
+like any upload (facemask.app.uploads, then facemask.images.load_image with the video frame pixel
 limit) before it is decoded, scaled down to the video frame size limit like video frames, and its
 faces are looked for on a copy at most VIDEO_MAX_SIDE large, as the video path does.
 
@@ -49,7 +49,8 @@ JPEG_QUALITY = 80  # frames sent back: about 30 kB at 640x480, quick to encode a
 # gaps between frames of a running stream, shorter than stopping the webcam and starting it again.
 NEW_STREAM_SECONDS = 10.0
 # A face is a person once tracked on this many frames. The tracker confirms a track on its second frame;
-# webcam frames come 3-10 a second here, so that is about as soon as the watch's third frame of 15 a second.
+# the page sends far fewer frames a second than a watched camera gives (one per STREAM_EVERY at most, fewer
+# while the server is busy), so that is about as soon in seconds as the watch's third frame.
 LIVE_MIN_FRAMES = 1
 
 

@@ -1,55 +1,35 @@
-"""The web front-end: a Gradio app where a webcam snapshot, a photo or a video comes back boxed.
-
-    python -m facemask.app --model models/compact.keras [--host 127.0.0.1] [--port 7860] [--share]
-                           [--max-upload-mb 50] [--max-video-seconds 60] [--max-video-fps 30]
-                           [--max-video-frames 1800] [--max-frame-pixels 8294400] [--queue-size 32]
-                           [--max-live-seconds 60]
+"""The web page: a Gradio app where a webcam snapshot, a photo or a video comes back boxed.
 
 Three tabs share one FaceMaskDetector (facemask.detect): Photo (a webcam snapshot or an upload is
 detected as soon as it arrives -> the annotated photo, its faces numbered as in the table of faces
 below it, and a summary line counting faces with and without a mask), Video (webcam recording or
 upload -> the annotated H.264 MP4, without its sound, with a progress bar) and Live (the webcam
 streamed, boxes drawn on every frame the machine keeps up with, each person followed across frames
-and numbered, with a running count of the people seen; facemask.live). The endpoints are
+and numbered, with a running count of the people seen; facemask.app.live). The endpoints are
 also an API for gradio_client, named after their functions: /detect_photo, /detect_video and the
 stream /detect_live.
 
 Bad input (not an image or video, truncated, a decompression bomb, over a limit) raises gr.Error,
 which the page shows as a readable message and the API as an AppError; the server keeps serving.
-Only files uploaded to the app are read, and no URL is followed (facemask.uploads). Every input
+Only files uploaded to the app are read, and no URL is followed (facemask.app.uploads). Every input
 is bounded (AppLimits): bytes, pixels, video seconds, frames, frame rate and frame size, and a live
 stream's duration. Photos and videos share one lane with a single worker, so they run in turn;
 one live stream at a time has a lane of its own, so that it does not hold them up for its whole
 time limit. The classifier and the face detector are shared by every tab and run one call at a time
-(SerialDetector): two cores gain nothing from running them side by side. `--model` is a .keras file
-or its .onnx or .tflite export; the .onnx training wrote beside a .keras file is served in its place
-(facemask.classifier.load_served), by the Photo, Video and Live tabs alike.
+(SerialDetector): two cores gain nothing from running them side by side.
 
-It serves on 127.0.0.1 unless --host or --share says otherwise, and works offline: analytics and
-Hugging Face Hub calls are switched off below, before gradio is imported, and the default theme's
-fonts are served by the app itself.
-
-The command keeps what it stores in a cache folder of its own (facemask.server), swept of files over
-an hour old every half hour and removed at exit, and holds a bounded number of bytes for requests in
-flight (facemask.uploads.RequestGuard); each result is a file of its own (`result_path`), and a
-request that makes Gradio fail is one log line. Ctrl+C or SIGTERM (facemask.cli) is its normal stop:
-a video in progress ends at its next frame, the server closes and the cache goes, in a second or two.
+It works offline: analytics and Hugging Face Hub calls are switched off before gradio is imported
+(facemask.app's __init__), and the default theme's fonts are served by the app itself. Each result is a file of its
+own (`result_path`). `serve_until_stopped` closes the app on Ctrl+C or SIGTERM (facemask.cli): a video
+in progress ends at its next frame and the server closes.
 """
 
 from __future__ import annotations
 
-import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
-import os
-
-# Before gradio is imported: it reads these at import time. (TensorFlow's are set by the package, facemask/__init__.)
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import argparse
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -59,22 +39,20 @@ from PIL import Image
 from starlette.middleware import Middleware
 
 from facemask import remove_tree, save_atomically
-from facemask.cli import ArgumentParser, Interrupted, add_threshold_options, fail, number_in, run
-from facemask.detection import Detection, FaceMaskDetector
-from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
-from facemask.images import MAX_PIXELS, ImageError, load_image
-from facemask.live import LIVE_FRAME_NAME, STREAM_EVERY, LiveWatch, SerialDetector, inline_output, read_frame
-from facemask.server import one_line_errors, private_cache, release_memory
-from facemask.uploads import (
+from facemask.app.live import LIVE_FRAME_NAME, STREAM_EVERY, LiveWatch, SerialDetector, inline_output, read_frame
+from facemask.app.server import release_memory
+from facemask.app.uploads import (
     DATA_URL_NAME,
     REFUSED,
-    CacheSweeper,
     RequestGuard,
     data_url_bytes,
     is_pasted,
     is_uploaded,
     max_body_bytes,
 )
+from facemask.cli import Interrupted
+from facemask.detection import Detection, FaceMaskDetector
+from facemask.images import MAX_PIXELS, ImageError, load_image
 from facemask.video import VIDEO_MAX_SIDE, VideoError, VideoLimits, annotate_video
 
 FACE_COLUMNS = ["face", "label", "P(mask)", "P(no-mask)", "box (x0, y0, x1, y1)"]
@@ -82,8 +60,8 @@ FACE_COLUMNS = ["face", "label", "P(mask)", "P(no-mask)", "box (x0, y0, x1, y1)"
 # by Gradio (the files it knows of) and by CacheSweeper (all of them).
 CACHE_CLEANUP = (1800, 3600)
 SHUTDOWN_GRACE = 0.5  # seconds the server waits for open connections once stopping
-# A minute of video, at most 30 frames/s of it, frames up to 4K UHD, processed at Full HD at most:
-# a few minutes of the worker on two cores, whatever the file's size says.
+# A minute of video, at most 30 frames/s of it, frames up to 4K UHD, processed at Full HD at most: the
+# worker's time on one video is bounded, whatever the file's size says.
 DEFAULT_VIDEO_LIMITS = VideoLimits(max_seconds=60, max_fps=30, max_frame_pixels=3840 * 2160, max_frames=1800,
                                    max_frame_side=1920)
 
@@ -91,7 +69,7 @@ DEFAULT_VIDEO_LIMITS = VideoLimits(max_seconds=60, max_fps=30, max_frame_pixels=
 def guard_photo_input(photo_input: gr.Image, max_upload_bytes: int) -> gr.Image:
     """Make a gr.Image hand over an uploaded file's path unopened, or a data URL's bytes, or refuse.
 
-    A path outside Gradio's upload folder is refused by its text alone (facemask.uploads), before
+    A path outside Gradio's upload folder is refused by its text alone (facemask.app.uploads), before
     anything touches it. A base64 data URL is refused by its length before it is decoded; Gradio
     would decode it, save it as WebP in its cache and only then let the pixel limit refuse it.
     gr.Image's own preprocessing would also open an uploaded file with Pillow before our function
@@ -218,7 +196,7 @@ def build_app(detector: FaceMaskDetector, limits: AppLimits = AppLimits()) -> gr
     def read_input(value: str | bytes, read: Callable[..., Image.Image], pasted_name: str) -> Image.Image:
         """`read(value, name=...)` of an uploaded file (its size checked first) or of pasted bytes; gr.Error if bad.
 
-        A large pasted image arrives as a file RequestGuard wrote (facemask.uploads): read once, it goes.
+        A large pasted image arrives as a file RequestGuard wrote (facemask.app.uploads): read once, it goes.
         """
         uploaded = isinstance(value, str)
         try:
@@ -364,69 +342,3 @@ def serve_until_stopped(demo: gr.Blocks) -> None:
         # uvicorn waits for every connection: the close gave up after 5 s. Now it cancels them after this.
         demo.server.config.timeout_graceful_shutdown = SHUTDOWN_GRACE
     demo.close(verbose=False)
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m facemask.app", description=__doc__.split("\n\n")[0])
-    video = DEFAULT_VIDEO_LIMITS
-    parser.add_argument("--model", type=Path, required=True, metavar="FILE",
-                        help="a saved classifier: .keras, or its .onnx/.tflite export")
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=number_in(int, 0, 65535), default=7860,
-                        help="port; 0: the first free port from 7860")
-    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
-    parser.add_argument("--max-upload-mb", type=number_in(float, 0, above=True), default=50,
-                        help="largest photo or video, uploaded or sent as a data URL")
-    parser.add_argument("--max-video-seconds", type=number_in(float, 0, above=True), default=video.max_seconds,
-                        help="longest video")
-    parser.add_argument("--max-video-fps", type=number_in(float, 0, above=True), default=video.max_fps,
-                        help="frames per second processed; faster videos are sampled")
-    parser.add_argument("--max-video-frames", type=number_in(int, 1), default=video.max_frames,
-                        help="most frames processed in one video, after sampling")
-    parser.add_argument("--max-frame-pixels", type=number_in(int, 1), default=video.max_frame_pixels,
-                        help="videos with larger frames are refused (the default is 4K UHD, 3840x2160)")
-    parser.add_argument("--queue-size", type=number_in(int, 1), default=AppLimits.queue_size,
-                        help="requests waiting their turn; more are told the queue is full")
-    parser.add_argument("--max-live-seconds", type=number_in(int, 1), default=AppLimits.live_seconds,
-                        help="how long one live webcam stream runs")
-    parser.add_argument("--detector", choices=list(FACE_DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
-    add_threshold_options(parser)
-    return parser.parse_args(argv)
-
-
-def limits_from(args: argparse.Namespace) -> AppLimits:
-    video = replace(DEFAULT_VIDEO_LIMITS, max_seconds=args.max_video_seconds, max_fps=args.max_video_fps,
-                    max_frames=args.max_video_frames, max_frame_pixels=args.max_frame_pixels)
-    return AppLimits(max_upload_mb=args.max_upload_mb, video=video, queue_size=args.queue_size,
-                     live_seconds=args.max_live_seconds)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    limits = limits_from(args)
-    try:
-        detector = FaceMaskDetector.from_path(args.model, face_detector=make_face_detector(args.detector),
-                                              face_threshold=args.face_threshold, no_mask_threshold=args.threshold)
-    except (OSError, ValueError) as error:
-        return fail(error)
-    # Uploads, results and their folders in Gradio's cache: readable by this user only.
-    os.umask(0o077)
-    with one_line_errors(), private_cache() as cache, CacheSweeper(cache, *CACHE_CLEANUP):
-        return serve(detector, limits, args)
-
-
-def serve(detector: FaceMaskDetector, limits: AppLimits, args: argparse.Namespace) -> int:
-    """Build the app, serve it until Ctrl+C or SIGTERM (facemask.cli) and close it; the exit status."""
-    demo = build_app(detector, limits)
-    try:
-        local_url, share_url = launch(demo, args.host, args.port, args.share, args.max_upload_mb)
-    except OSError as error:  # e.g. the port is taken
-        return fail(f"cannot serve on {args.host}:{args.port}: {error}")
-    print(f"Serving the face mask detector on {local_url}" + (f" and {share_url}" if share_url else ""), flush=True)
-    print("Press Ctrl+C to stop.", flush=True)
-    serve_until_stopped(demo)  # returns on Ctrl+C or SIGTERM (facemask.cli), the server closed
-    return 0
-
-
-if __name__ == "__main__":
-    run(main)
