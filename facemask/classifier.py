@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from facemask import CLASS_NAMES, DEFAULT_MARGIN, not_a_regular_file
+from facemask.cli import printable
 from facemask.images import ImageError, load_image, to_model_input
 from facemask.sidecar import check_input_size, crop_margin, read_sidecar, sidecar_path
 
@@ -350,8 +351,6 @@ def not_a_copy(model_path: Path, export_path: Path) -> str | None:
 
 
 def say_on_stderr(line: str) -> None:
-    from facemask.cli import printable
-
     print(printable(line), file=sys.stderr, flush=True)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facemask import DEFAULT_THRESHOLD
+from facemask.detection import Detection, draw_detections
 from facemask.metrics import face_label
 
 TRACKERS = ("bytetrack", "sort", "ocsort")
@@ -190,8 +191,6 @@ def track_frame(people: PersonTracker, detector, image, timestamp: float, wall: 
 
 def draw_people(image, people: PersonTracker, seen: Sequence[Person]):
     """The frame with a box on each person's face, numbered by person, labelled from their whole visit so far."""
-    from facemask.detection import Detection, draw_detections  # here: it loads the models' modules
-
     shown = [p for p in seen if people.counted(p)]
     detections = [Detection(tuple(round(v) for v in p.box), 1.0, 1 - p.p_no_mask, p.p_no_mask,
                             p.label(people.threshold)) for p in shown]
