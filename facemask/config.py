@@ -1,6 +1,6 @@
 """The training configuration: every setting of a training run, its default, help and check, once.
 
-`python -m facemask.train` is generated from these fields (one option per field), the notebook's
+`facemask train` is generated from these fields (one option per field), the notebook's
 parameters cell mirrors their defaults, each name in capitals (tests/test_notebook.py fails if the two
 drift apart; `config_from_parameters` reads them), and
 every saved model's sidecar records the configuration it was trained with (`training_record`).
@@ -190,8 +190,8 @@ def checked(item: dataclasses.Field, value: Any) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """`python -m facemask.train`: one option per TrainConfig field, with the field's default and help."""
-    parser = ArgumentParser(prog="python -m facemask.train",
+    """`facemask train`: one option per TrainConfig field, with the field's default and help."""
+    parser = ArgumentParser(prog="facemask train",
                             description="Train the compact CNN or the scratch CNN, or fine-tune VGG16, on split.py's "
                                         "crops, choose the decision threshold on the validation split, then "
                                         "evaluate the model on the test split.")

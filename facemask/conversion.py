@@ -1,5 +1,5 @@
 """A saved classifier converted to ONNX or TensorFlow Lite and checked against the Keras model
-(`python -m facemask.export` is its command; training calls `export_after_training`).
+(`facemask export` is its command; training calls `export_after_training`).
 
 The export is written with the model's JSON sidecar beside it (`scratch.json` is shared with
 `scratch.keras`; an export of another name gets a copy), so facemask.classifier loads it like the
@@ -42,7 +42,7 @@ CALIBRATION_CROPS = 200  # enough for stable activation ranges; more only slows 
 TIMED_FACES = 60  # faces timed one at a time for the report's milliseconds per face
 # A float32 export computes what Keras computes in another order: probabilities agree to rounding.
 FLOAT32_TOLERANCE = 1e-4
-# Networks whose .onnx training does not write (`python -m facemask.export` still makes one), and why.
+# Networks whose .onnx training does not write (`facemask export` still makes one), and why.
 NOT_EXPORTED_AFTER_TRAINING = {
     # Its conversion is measured in bench/README.md ("What the commands serve").
     "vgg16": "VGG16's conversion and check take minutes and gigabytes of memory, for a small gain per face",
@@ -231,7 +231,7 @@ def quiet_converters() -> Iterator[None]:
 
 
 def export_after_training(model_path: Path, arch: str, data: Path) -> str:
-    """`python -m facemask.train`'s last step: the float32 `<out>/<arch>.onnx` beside the .keras it just
+    """`facemask train`'s last step: the float32 `<out>/<arch>.onnx` beside the .keras it just
     saved, checked against it on DATA/test like any export, so the commands serve it (load_served).
 
     Returns the line to print. The .keras file is the product: an arch left out, a conversion that
@@ -239,7 +239,7 @@ def export_after_training(model_path: Path, arch: str, data: Path) -> str:
     .onnx (removed), with the line saying why, never the training."""
     out = default_out(model_path, "onnx", None)
     if arch in NOT_EXPORTED_AFTER_TRAINING:
-        return f"no {out.name} written: {NOT_EXPORTED_AFTER_TRAINING[arch]} (python -m facemask.export makes one)"
+        return f"no {out.name} written: {NOT_EXPORTED_AFTER_TRAINING[arch]} (facemask export makes one)"
     started = time.perf_counter()
     try:
         with quiet_converters():

@@ -1,6 +1,6 @@
 """The count command: images per split and class of a data folder, as training lists them.
 
-    python -m facemask.count data        # a data folder with train/, valid/ and test/, as split.py writes it
+    facemask count data        # a data folder with train/, valid/ and test/, as split.py writes it
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from facemask.data import DataError, check_data_dir, count_images
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m facemask.count", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="facemask count", description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="a data folder with train/, valid/ and test/, as split.py writes it")
     args = parser.parse_args(argv)
     try:

@@ -14,7 +14,7 @@ colour and resolution changes the cross-validation folds kept); Keras 3 dropped
 0-255: each model rescales inside itself.
 
 `split_files` is the one lister of a split's crops (the image files directly inside its class folders):
-training, its class weights and checks, and the evaluation count the same files. `python -m facemask.count
+training, its class weights and checks, and the evaluation count the same files. `facemask count
 data` prints the images per split and class.
 
 Splitting is split.py's: it keeps every crop of a photo in one split, so near-duplicates never

@@ -1,6 +1,6 @@
-"""`python -m facemask.detect`: photos and videos in, faces boxed green (mask) or red (no mask) out.
+"""`facemask detect`: photos and videos in, faces boxed green (mask) or red (no mask) out.
 
-    python -m facemask.detect --model models/compact.keras photo.jpg clip.mp4 --out out/
+    facemask detect --model models/compact.keras photo.jpg clip.mp4 --out out/
 
 `--model` is a .keras file or its .onnx or .tflite export (facemask.classifier.load_served). Faces are
 found, cropped and classified by facemask.detection.FaceMaskDetector: `--face-threshold` is the face
@@ -69,7 +69,7 @@ def check_out_dir(out: Path) -> str | None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m facemask.detect",
+    parser = ArgumentParser(prog="facemask detect",
                             description="From a photo to faces boxed green (mask) or red (no mask).",
                             epilog="Videos are written without their sound track.")
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="photos and/or videos")

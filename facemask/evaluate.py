@@ -1,7 +1,7 @@
-"""`python -m facemask.evaluate`: a saved classifier scored on face crops or, with a face detector, on photos.
+"""`facemask evaluate`: a saved classifier scored on face crops or, with a face detector, on photos.
 
-    python -m facemask.evaluate crops --model FILE SPLIT_DIR [--threshold P] [--manifest FILE] [--reports DIR]
-    python -m facemask.evaluate photos --model FILE IMAGES CSV [--detector NAME] [--reports DIR]
+    facemask evaluate crops --model FILE SPLIT_DIR [--threshold P] [--manifest FILE] [--reports DIR]
+    facemask evaluate photos --model FILE IMAGES CSV [--detector NAME] [--reports DIR]
                                 [--split-manifest data/manifest.csv [--split test] | --photos-list FILE]
 
 `crops` scores the classifier on a folder of face crops (`data/test`), as training does at its end, and
@@ -30,7 +30,7 @@ from facemask.reports import format_photos_report, format_report
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="python -m facemask.evaluate", description="Score a saved classifier on face crops "
+    parser = ArgumentParser(prog="facemask evaluate", description="Score a saved classifier on face crops "
                      "or, with a face detector, on annotated photos.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{crops,photos}")
     crops = commands.add_parser("crops", help="the classifier on a folder of crops (SPLIT_DIR/mask, SPLIT_DIR/no-mask)")

@@ -1,7 +1,7 @@
 """A saved classifier as an ONNX or TensorFlow Lite file, checked against the Keras model.
 
-    python -m facemask.export --model models/scratch.keras --format onnx
-    python -m facemask.export --model models/scratch.keras --format tflite --quantize int8
+    facemask export --model models/scratch.keras --format onnx
+    facemask export --model models/scratch.keras --format tflite --quantize int8
 
 writes `models/scratch.onnx` (`models/scratch-int8.tflite` for the second; `--out` names another
 file), with the model's JSON sidecar beside it (`scratch.json` is shared with `scratch.keras`; an
@@ -14,7 +14,7 @@ compared with the Keras model on the test crops (DATA/test): agreement of the la
 both, the largest difference of a probability, the file sizes and milliseconds per face. The report
 is printed and saved as `<file>.parity.json` beside the export, with the sha256 of the .keras file it
 was made from: a command given `scratch.keras` serves `scratch.onnx` instead only while that record
-matches the file (facemask.classifier.load_served). `python -m facemask.train` writes that float32
+matches the file (facemask.classifier.load_served). `facemask train` writes that float32
 .onnx itself (`export_after_training`).
 
 Conversions: Keras' own `model.export` (tf2onnx for ONNX; the TFLite converter through a
@@ -50,7 +50,7 @@ def format_report(report: dict) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m facemask.export", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="facemask export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, metavar="FILE", help="a saved .keras classifier")
     parser.add_argument("--format", choices=list(FORMATS), required=True, help="the file to write")
     parser.add_argument("--quantize", choices=QUANTIZATIONS, default=None,

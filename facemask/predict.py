@@ -1,6 +1,6 @@
 """[P(mask), P(no-mask)] for face images, from a saved model.
 
-    python -m facemask.predict --model models/compact.keras face1.jpg face2.png
+    facemask predict --model models/compact.keras face1.jpg face2.png
 
 `--model` is a .keras file or its .onnx or .tflite export; the .onnx training wrote beside a .keras
 file is served in its place (facemask.classifier.load_served, which says so on stderr).
@@ -45,7 +45,7 @@ def format_prediction(name: str, probabilities: np.ndarray, class_names: Sequenc
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(
-        prog="python -m facemask.predict",
+        prog="facemask predict",
         description="Print file, label, P(mask) and P(no-mask) for each face image, one line per image.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="face crops (any format Pillow reads)")

@@ -19,11 +19,11 @@ with `--recipe` and never by the hardware (one command trains the same model on 
 `cached-features` (the default) trains phase 1's head on features the frozen base computes once and
 opens only the top block ("block5") in phase 2; `full` runs the recipe as is, for a GPU.
 
-    python -m facemask.train --data data --out models/          # the default network, compact
-    python -m facemask.train --arch scratch --data data --out models/
-    python -m facemask.train --arch vgg16 --data data --epochs 5 --weights imagenet --out models/
-    python -m facemask.train --arch vgg16 --recipe full --data data --out models/     # on a GPU
-    python -m facemask.train --arch scratch --data data --extra-train ../shared/datasets/crops
+    facemask train --data data --out models/          # the default network, compact
+    facemask train --arch scratch --data data --out models/
+    facemask train --arch vgg16 --data data --epochs 5 --weights imagenet --out models/
+    facemask train --arch vgg16 --recipe full --data data --out models/     # on a GPU
+    facemask train --arch scratch --data data --extra-train ../shared/datasets/crops
 
 The default trains on split.py's crops of the Kaggle photos (`data/train`), framed as
 detection frames the faces it serves. `--extra-train DIR` (repeatable) adds other crop folders
@@ -43,7 +43,7 @@ runs on the CPU as a single replica (which is how the flag is tested).
 Across several machines the same code runs under `tf.distribute.MultiWorkerMirroredStrategy`,
 started on every machine with a `TF_CONFIG` naming the cluster; that is not wired to a flag here.
 
-    python -m facemask.train --arch scratch --data data --distribute
+    facemask train --arch scratch --data data --distribute
 """
 
 from __future__ import annotations

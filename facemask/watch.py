@@ -1,6 +1,6 @@
 """Watch a camera: each person followed across frames, labelled mask or no-mask, and counted.
 
-    python -m facemask.watch SOURCE --model models/compact.keras [--events events.jsonl]
+    facemask watch SOURCE --model models/compact.keras [--events events.jsonl]
                              [--counts counts.csv] [--interval 60] [--record DIR] [--segment-seconds 300]
 
 SOURCE is a camera (/dev/video0), a stream URL (rtsp://, http(s)://, udp://, srt://) or a video
@@ -54,7 +54,7 @@ from facemask.watcher import COUNTS_HEADER, Watch, warm_up
 
 
 def parse_args(argv: Sequence[str] | None):
-    parser = ArgumentParser(prog="python -m facemask.watch", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="facemask watch", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", metavar="SOURCE", help="a camera (/dev/video0), a stream URL "
                         "(rtsp://, http(s)://, udp://, srt://) or a video file")
     parser.add_argument("--model", type=Path, required=True, metavar="FILE",

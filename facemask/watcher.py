@@ -1,5 +1,5 @@
 """The watch of a camera: frames in, each person followed across frames, labelled and counted; events,
-counts, recorded segments and a status line out (`python -m facemask.watch` is its command).
+counts, recorded segments and a status line out (`facemask watch` is its command).
 
 Faces are found on every frame the machine keeps up with, followed by a tracker (facemask.tracking) and
 classified every few frames; a person's label is the mean P(no-mask) of their face against the model's

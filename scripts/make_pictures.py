@@ -12,7 +12,7 @@ defaults to `<model stem>_history.json` beside the model, as facemask.train writ
 
 Every file written is at most MAX_BYTES (a README should load fast and the repository stay small):
 JPEGs are saved at falling quality and PNGs reduced to 256 colours until they fit.
-The screenshot starts `python -m facemask.app` on a free port of 127.0.0.1, uploads the photo in
+The screenshot starts `facemask app` on a free port of 127.0.0.1, uploads the photo in
 the Photo tab with Playwright driving Debian's /usr/bin/chromium, and waits for the boxed result;
 the page may reach nothing but the app (offline).
 """
@@ -117,7 +117,7 @@ def choose_photo(photo: Path | None, manifest: Path | None, images: Path) -> Pat
 def annotated_photo(model: Path, photo: Path, width: int) -> tuple[Image.Image, str]:
     """The photo boxed by the detector + classifier, enlarged to `width` for display, and a summary.
 
-    Faces are found and classified on the original pixels, exactly as `python -m facemask.detect` does;
+    Faces are found and classified on the original pixels, exactly as `facemask detect` does;
     only the drawing is done on the enlarged copy, so boxes and labels stay sharp on a 400 px photo.
     """
     from dataclasses import replace
@@ -154,7 +154,7 @@ def confusion_picture(metrics_path: Path) -> Image.Image:
 # ---------------------------------------------------------------- the app in Chromium
 
 
-# The line `python -m facemask.app` prints once it serves, with the port it took.
+# The line `facemask app` prints once it serves, with the port it took.
 SERVING_LINE = re.compile(r"^Serving the face mask detector on (http://\S+/)")
 
 
@@ -173,7 +173,7 @@ def serving_url(process: subprocess.Popen, seconds: float) -> str:
 
 @contextmanager
 def running_app(model: Path) -> Iterator[str]:
-    """`python -m facemask.app` on a free local port, its uploads in a temporary folder; yields its URL.
+    """`facemask app` on a free local port, its uploads in a temporary folder; yields its URL.
 
     `--port 0`: the app takes the first free port from 7860 as it binds it, and prints its URL, so no
     port is picked here and freed again for another process to take in between.
@@ -236,11 +236,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="a saved .keras classifier")
     parser.add_argument("--metrics", type=Path, required=True,
-                        help="a metrics JSON of `python -m facemask.evaluate crops` (its confusion matrix)")
+                        help="a metrics JSON of `facemask evaluate crops` (its confusion matrix)")
     parser.add_argument("--history", type=Path, default=None,
                         help="training history JSON (default: <model stem>_history.json beside the model)")
     parser.add_argument("--pr-curve", type=Path, default=None,
-                        help="the precision-recall PNG of `python -m facemask.evaluate photos` (optional)")
+                        help="the precision-recall PNG of `facemask evaluate photos` (optional)")
     parser.add_argument("--manifest", type=Path, default=None,
                         help="split.py's manifest.csv of the split the model trained on: the photo must be a "
                              "test photo of it")

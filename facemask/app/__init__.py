@@ -1,4 +1,4 @@
-"""The web app: `python -m facemask.app` (the command, __main__), the page (ui), the webcam stream (live),
+"""The web app: `facemask app` (the command, __main__), the page (ui), the webcam stream (live),
 the guard on what the browser sends (uploads) and the serving process's care (server).
 
 Every module here imports gradio, which reads these two at its import: set here, before any of them, so

@@ -1,6 +1,6 @@
 """The web front-end: a Gradio app where a webcam snapshot, a photo or a video comes back boxed.
 
-    python -m facemask.app --model models/compact.keras [--host 127.0.0.1] [--port 7860] [--share]
+    facemask app --model models/compact.keras [--host 127.0.0.1] [--port 7860] [--share]
                            [--max-upload-mb 50] [--max-video-seconds 60] [--max-video-fps 30]
                            [--max-video-frames 1800] [--max-frame-pixels 8294400] [--queue-size 32]
                            [--max-live-seconds 60] [--margin M]
@@ -38,7 +38,7 @@ from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detec
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m facemask.app", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="facemask app", description=__doc__.split("\n\n")[0])
     video = DEFAULT_VIDEO_LIMITS
     parser.add_argument("--model", type=Path, required=True, metavar="FILE",
                         help="a saved classifier: .keras, or its .onnx/.tflite export")

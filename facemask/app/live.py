@@ -9,7 +9,7 @@ limit) before it is decoded, scaled down to the video frame size limit like vide
 faces are looked for on a copy at most VIDEO_MAX_SIDE large, as the video path does.
 
 Each viewer's stream has a `LiveWatch` of its own, kept in the page's session state: faces are
-followed from frame to frame by the tracker of `python -m facemask.watch` (facemask.tracking), so a
+followed from frame to frame by the tracker of `facemask watch` (facemask.tracking), so a
 box carries the person's number and the label of all their frames so far, and the summary counts
 the people seen since the stream started, with and without a mask. A pause of over
 NEW_STREAM_SECONDS without a frame (the viewer stopped the webcam) starts a new count.

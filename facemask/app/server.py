@@ -2,7 +2,7 @@
 per failed request, and the memory a request freed handed back to the system.
 
 Each reaches into Gradio or the C library a little (module globals, glibc's malloc_trim) and says so;
-`python -m facemask.app` wraps its serving in `private_cache` and `one_line_errors`, which put back
+`facemask app` wraps its serving in `private_cache` and `one_line_errors`, which put back
 what they change when they end, so an app built in a test process is left as Gradio made it.
 """
 

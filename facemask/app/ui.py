@@ -157,7 +157,7 @@ def mask_summary(detections: Sequence[Detection], where: str = "photo") -> str:
 
 @dataclass(frozen=True)
 class AppLimits:
-    """Everything the app bounds; `python -m facemask.app` options set them."""
+    """Everything the app bounds; `facemask app` options set them."""
 
     max_upload_mb: float = 50  # any photo or video, uploaded or sent as a data URL
     video: VideoLimits = DEFAULT_VIDEO_LIMITS
