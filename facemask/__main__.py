@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from facemask.cli import ArgumentParser, invoked_as, run
+from facemask.cli import ArgumentParser, invoked_as, run_and_exit
 
 # Each subcommand, the module that runs it (its `main(argv)`) and what it does, for `facemask --help`.
 SUBCOMMANDS = {
@@ -56,8 +56,8 @@ def dispatch(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """The `facemask` command's entry point: runs, then exits with the subcommand's status (facemask.cli.run)."""
-    run(lambda: dispatch(sys.argv[1:] if argv is None else argv))
+    """The `facemask` command's entry point: runs, then exits with the subcommand's status."""
+    run_and_exit(lambda: dispatch(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

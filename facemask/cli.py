@@ -28,7 +28,7 @@ Exit status, the same for every command:
   SIGTERM (`kill`, `timeout`, a service manager), `error: terminated (SIGTERM)`. The web app is the
   exception: for it Ctrl+C and SIGTERM are the normal stop (0).
 
-Stopping, the one mechanism of every command (`run` sets it up; `split.py` and the app use it too):
+Stopping, the one mechanism of every command (`run_and_exit` sets it up; `split.py` and the app use it too):
 
 - `stoppable()` turns the first SIGINT or SIGTERM into `Interrupted` (a KeyboardInterrupt), raised in
   the main thread wherever it is, and sets the Event it yields (`STOP`). Threads doing long work
@@ -41,11 +41,11 @@ Stopping, the one mechanism of every command (`run` sets it up; `split.py` and t
 - The Event is cleared when the `stoppable` block ends: join the threads that watch it inside. A
   thread of a server's own (a Gradio worker) turns `Interrupted` into its request's error.
 - Code in C (a TensorFlow step, a decoder) cannot be interrupted: the signal takes effect when it
-  returns to Python. Before `run` starts (while modules are imported) a signal ends the process as
-  the system does, with nothing written yet. After a stop, `run` exits without the interpreter's
+  returns to Python. Before `run_and_exit` starts (while modules are imported) a signal ends the process as
+  the system does, with nothing written yet. After a stop, `run_and_exit` exits without the interpreter's
   teardown (`exit_at_once`), which takes seconds with TensorFlow loaded.
 
-    with stoppable() as stop:               # in a command's main thread (run() does it)
+    with stoppable() as stop:               # in a command's main thread (run_and_exit does it)
         for frame in frames:
             raise_if_stopped()               # or, in a worker thread: if stop.is_set(): return
 
@@ -215,7 +215,7 @@ def stop_message(stop: KeyboardInterrupt) -> tuple[str, int]:
     return (str(stop), stop.exit_code) if isinstance(stop, Interrupted) else ("interrupted", INTERRUPTED)
 
 
-def run(main: Callable[[], int | None]) -> NoReturn:
+def run_and_exit(main: Callable[[], int | None]) -> NoReturn:
     """`sys.exit(main())` for a command's `__main__`, stoppable: SIGINT prints `error: interrupted` and
     exits 130, SIGTERM `error: terminated (SIGTERM)` and 143."""
     with stoppable():

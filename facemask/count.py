@@ -9,7 +9,7 @@ import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's s
 from collections.abc import Sequence
 from pathlib import Path
 
-from facemask.cli import ArgumentParser, fail, run
+from facemask.cli import ArgumentParser, fail, run_and_exit
 from facemask.data import DataError, check_data_dir, count_images
 
 
@@ -27,4 +27,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_and_exit(main)

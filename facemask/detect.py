@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from facemask import MAX_MARGIN
-from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, raise_if_stopped, run
+from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, raise_if_stopped, run_and_exit
 from facemask.detection import FaceMaskDetector, annotate_photo, annotate_video_file
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.images import ImageError
@@ -127,4 +127,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_and_exit(main)

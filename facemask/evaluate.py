@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from facemask import MAX_MARGIN, SPLITS
-from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
+from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run_and_exit
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS
 from facemask.evaluation import EvaluationError, evaluate_model, evaluate_photos, load_scored_model
 from facemask.images import ImageError
@@ -96,4 +96,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_and_exit(main)

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from facemask.classifier import report_path
-from facemask.cli import ArgumentParser, fail, number_in, run
+from facemask.cli import ArgumentParser, fail, number_in, run_and_exit
 from facemask.conversion import CALIBRATION_CROPS, FORMATS, QUANTIZATIONS, default_out, export, quiet_converters
 
 
@@ -89,4 +89,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_and_exit(main)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from facemask.classifier import load_served, predict_files
-from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
+from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run_and_exit
 from facemask.images import ImageError
 from facemask.metrics import predicted_classes
 from facemask.sidecar import decision_threshold
@@ -76,4 +76,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_and_exit(main)

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from facemask import DEFAULT_SEED
-from facemask.cli import ArgumentParser, fail, number_in, run
+from facemask.cli import ArgumentParser, fail, number_in, run_and_exit
 
 HEADER = ["name", "x1", "x2", "y1", "y2", "classname"]
 SKIN_TONES = [(255, 224, 196), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 58, 32)]
@@ -149,4 +149,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_and_exit(main)

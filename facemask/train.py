@@ -51,7 +51,7 @@ from __future__ import annotations
 import facemask.quiet_start  # noqa: F401  # isort: skip  (first: TensorFlow's start-up lines filtered)
 from collections.abc import Sequence
 
-from facemask.cli import fail, run
+from facemask.cli import fail, run_and_exit
 from facemask.config import parse_config
 from facemask.conversion import export_after_training
 from facemask.data import DataError
@@ -89,4 +89,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_and_exit(main)

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from facemask import MAX_MARGIN
-from facemask.cli import ArgumentParser, fail, number_in, run
+from facemask.cli import ArgumentParser, fail, number_in, run_and_exit
 from facemask.detection import FaceMaskDetector
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.records import check_output_file
@@ -173,4 +173,4 @@ def watch_source(args) -> int:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_and_exit(main)

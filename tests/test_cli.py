@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from facemask.cli import ArgumentParser, run
+from facemask.cli import ArgumentParser, run_and_exit
 from facemask.tf_startup import shown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def test_ctrl_c_is_one_error_line_and_exit_130(capsys):
         raise KeyboardInterrupt
 
     with pytest.raises(SystemExit) as exited:
-        run(interrupted)
+        run_and_exit(interrupted)
     assert exited.value.code == 130 and capsys.readouterr().err == "error: interrupted\n"
 
 

@@ -32,7 +32,7 @@ from facemask import MAX_MARGIN
 from facemask.app.server import one_line_errors, private_cache
 from facemask.app.ui import CACHE_CLEANUP, DEFAULT_VIDEO_LIMITS, AppLimits, build_app, launch, serve_until_stopped
 from facemask.app.uploads import CacheSweeper
-from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run
+from facemask.cli import ArgumentParser, add_threshold_options, fail, number_in, run_and_exit
 from facemask.detection import FaceMaskDetector
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 
@@ -104,4 +104,4 @@ def serve(detector: FaceMaskDetector, limits: AppLimits, args: argparse.Namespac
 
 
 if __name__ == "__main__":
-    run(main)
+    run_and_exit(main)
