@@ -6,7 +6,7 @@ several cartoon faces each, some masked and some not, and a `train.csv` with the
 `name,x1,x2,y1,y2,classname`, whose four number columns hold xmin, ymin, xmax, ymax in that order
 (the Kaggle file's trap, reproduced on purpose).
 
-    python -m facemask.sample --out generated-sample --photos 80 --seed 42
+    python scripts/make_cartoon_sample.py --out generated-sample --photos 80 --seed 42
 
 The same seed gives byte-identical files. The two classes differ the way real ones do (a
 coloured cloth over the nose and mouth versus a visible nose and mouth) but with enough
@@ -23,7 +23,6 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from facemask import DEFAULT_SEED
-from facemask.cli import ArgumentParser, fail, number_in, run_and_exit
 
 HEADER = ["name", "x1", "x2", "y1", "y2", "classname"]
 SKIN_TONES = [(255, 224, 196), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 58, 32)]
@@ -129,24 +128,3 @@ def make_sample(out: Path | str, photos: int = 80, seed: int = DEFAULT_SEED) -> 
         writer.writerow(HEADER)
         writer.writerows(csv_rows)
     return csv_path
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m facemask.sample", description=__doc__.split("\n\n")[0])
-    # Not "sample": that folder holds the real photos committed with the repository.
-    parser.add_argument("--out", type=Path, default=Path("generated-sample"),
-                        help="folder to write images/ and train.csv into")
-    parser.add_argument("--photos", type=number_in(int, 1), default=80, help="number of photos (2 to 5 faces each)")
-    parser.add_argument("--seed", type=number_in(int, 0), default=DEFAULT_SEED,
-                        help="a whole number >= 0; the same seed gives the same files")
-    args = parser.parse_args(argv)
-    try:
-        csv_path = make_sample(args.out, args.photos, args.seed)
-    except OSError as error:
-        return fail(f"{args.out}: cannot write the sample ({error.strerror or error})")
-    print(f"wrote {args.photos} photos to {args.out / 'images'} and their boxes to {csv_path}")
-    return 0
-
-
-if __name__ == "__main__":
-    run_and_exit(main)
