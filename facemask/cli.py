@@ -234,7 +234,7 @@ def run_and_exit(main: Callable[[], int | None]) -> NoReturn:
 
 def exit_at_once(code: int | None) -> NoReturn:
     """Exit now that a stopped command has cleaned up, without the interpreter's teardown: collecting
-    TensorFlow's and Gradio's objects one by one takes seconds (the app took 2-6 s to end after SIGTERM).
+    TensorFlow's and Gradio's objects one by one takes seconds (bench/README.md, Stopping).
     The atexit functions still run and the output is flushed; no file is left open for writing."""
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

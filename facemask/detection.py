@@ -17,7 +17,6 @@ command line.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -27,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from facemask import CLASS_NAMES, DEFAULT_MARGIN, DEFAULT_THRESHOLD, save_atomically
+from facemask import CLASS_NAMES, DEFAULT_MARGIN, DEFAULT_THRESHOLD, save_atomically, save_json
 from facemask.classifier import as_classifier, load_served
 from facemask.cli import deferred_stop
 from facemask.detectors import DEFAULT_DETECTOR, FaceDetector, make_face_detector
@@ -187,11 +186,10 @@ def annotate_photo(path: Path, out_dir: Path, detector: FaceMaskDetector, stem: 
     extension = path.suffix.lower() if path.suffix.lower() in SAVEABLE_PHOTO_EXTENSIONS else ".png"
     annotated_path = out_dir / f"{stem}_annotated{extension}"
     save_options = {"quality": 95} if extension in (".jpg", ".jpeg", ".webp") else {}
-    payload = json.dumps([d.to_dict() for d in detections], indent=2) + "\n"
     with deferred_stop():  # a stop waits for the pair: never a photo without its JSON
         save_atomically(annotated_path, lambda target: annotated.save(target, format=Image.registered_extensions()[
             extension], **save_options))
-        save_atomically(out_dir / f"{stem}.json", lambda target: target.write_text(payload))
+        save_json(out_dir / f"{stem}.json", [d.to_dict() for d in detections])
     masks = sum(d.label == "mask" for d in detections)
     return (f"{path.name}: {len(detections)} face{'s' if len(detections) != 1 else ''}, {masks} mask, "
             f"{len(detections) - masks} no-mask -> {annotated_path}")

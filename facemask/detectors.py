@@ -95,9 +95,9 @@ class MTCNNFaceDetector:
     """MTCNN from the `mtcnn` package (TensorFlow; its weights ship inside the wheel).
 
     `min_face_size` (pixels of the array it is given) trades small faces for speed: 10 finds faces of
-    10 px on a 2x upsampled copy, at about 4 times the cost. `graph=True`
+    10 px on a 2x upsampled copy, at several times the cost. `graph=True`
     runs MTCNN's three networks as compiled TensorFlow graphs: the package calls them eagerly,
-    layer by layer, and that Python overhead is most of its time on a CPU (same boxes, ~3x faster).
+    layer by layer, and that Python overhead is most of its time on a CPU (same boxes).
     """
 
     # mtcnn 1.0 counts its image pyramid's levels as if min_face_size were 12 but starts it at
