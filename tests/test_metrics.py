@@ -1,4 +1,4 @@
-"""scoring: IoU, matching and VOC average precision on hand-made cases whose answers are worked out here."""
+"""metrics, the photo part: IoU, matching and VOC average precision on hand-made cases whose answers are worked out here."""
 
 from __future__ import annotations
 
