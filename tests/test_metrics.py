@@ -1,4 +1,4 @@
-"""metrics, the photo part: IoU, matching and VOC average precision on hand-made cases whose answers are worked out here."""
+"""metrics, the photos part: IoU, matching and VOC average precision on hand-made cases worked out here."""
 
 from __future__ import annotations
 
