@@ -5,9 +5,10 @@
 - `--help` shows each option's default the same way, "(default: X)", added by the formatter (a help
   text never writes its own default, except one that is not a value, such as "the detector's own");
   the description keeps the line breaks it was written with;
-- `prog` is what the user typed: `python -m facemask.detect`, `split.py`, or `facemask detect` when the
-  `facemask` command (facemask/__main__.py) runs it: within `invoked_as("facemask detect")` every parser
-  takes that prog, whatever prog its module gives it (its subcommands' parsers extend it);
+- `prog` is the short form, `facemask detect`, however the command was started (`python -m
+  facemask.detect` does the same); `split.py` for the script, and `facemask split` when the `facemask`
+  command (facemask/__main__.py) runs it: within `invoked_as("facemask split")` every parser takes that
+  prog, whatever prog its module gives it (its subcommands' parsers extend it);
 - the same idea has the same flag everywhere: `--model FILE` is always a saved model file (the
   architecture to train is `--arch`), `--min-size N` ignores faces smaller than N px, `--seed`
   defaults to `facemask.DEFAULT_SEED`, `--threshold` is the classifier's decision threshold on
