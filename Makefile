@@ -4,7 +4,7 @@
 #   make test   - venv with dev tools, Chromium for the browser tests, ruff, the whole test suite (as CI runs it),
 #                 which installs the package afresh on every supported Python it finds (tests/test_pythons.py)
 #   make test-fast - the same without the tests marked slow (training, processes, servers, browsers, wheels):
-#                 every module still imported and tested in-process, in under 2 minutes on 2 idle cores
+#                 every module still imported and tested in-process, side by side on the cores (about 1 minute on 2)
 #   make fuzz   - atheris on the image, CSV and model-sidecar readers for FUZZ_SECONDS (default 10 minutes)
 # The demo writes only under demo/, so it never touches your real data/ or models/.
 
@@ -86,8 +86,9 @@ lint: $(VENV)/.dev-installed
 test: $(VENV)/.dev-installed chromium pythons rtsp-server lint
 	$(PY) -m pytest
 
+# The fast tests side by side on up to 4 cores (pytest-xdist); `make test` runs everything in one process.
 test-fast: $(VENV)/.dev-installed lint
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" -n auto --maxprocesses 4
 
 # Shared between the three targets; corpus, crashes and logs in fuzz-out/. Exit status 1 on a crash.
 fuzz: $(VENV)/.dev-installed
