@@ -89,7 +89,7 @@ BUSY_COMMAND = textwrap.dedent("""
             finally:
                 worker.join()        # the event stays set until the block ends: join the threads inside it
 
-    cli.run(main)
+    cli.run_and_exit(main)
 """)
 
 
@@ -116,7 +116,7 @@ DEFERRED_COMMAND = textwrap.dedent("""
             print("the block ran to its end", flush=True)
         print("not reached", flush=True)
 
-    cli.run(main)
+    cli.run_and_exit(main)
 """)
 
 
