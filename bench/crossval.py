@@ -51,29 +51,29 @@ from facemask import CLASS_NAMES, SPLITS, save_atomically, split, splitting  # n
 from facemask.metrics import SIZE_BUCKETS, by_size, choose_threshold, compute_metrics, serving_threshold  # noqa: E402
 
 EXTRA = ROOT.parent / "shared" / "datasets" / "crops"
-SEED_AUGMENT = "flip,rotation,shift"
-COMPACT = {"arch": "compact", "image_size": 96, "augment": SEED_AUGMENT}
+ORIGINAL_AUGMENT = "flip,rotation,shift"
+COMPACT = {"arch": "compact", "image_size": 96, "augment": ORIGINAL_AUGMENT}
 # The candidates, by name: TrainConfig fields over the defaults (data, out, reports and seed are the fold's).
 # Screening varies one thing at a time from compact-96 (the original project's augmentations); the later entries
 # combine what the validation parts kept (see bench/README.md).
 CANDIDATES: dict[str, dict] = {
-    "scratch": {"arch": "scratch", "image_size": 224, "augment": SEED_AUGMENT},
+    "scratch": {"arch": "scratch", "image_size": 224, "augment": ORIGINAL_AUGMENT},
     "compact-64": COMPACT | {"image_size": 64},
     "compact-80": COMPACT | {"image_size": 80},
     "compact-96": COMPACT,
     "compact-112": COMPACT | {"image_size": 112},
-    "compact-96+hue": COMPACT | {"augment": SEED_AUGMENT + ",hue"},
-    "compact-96+colour": COMPACT | {"augment": SEED_AUGMENT + ",hue,saturation,brightness,contrast,grayscale"},
-    "compact-96+downscale": COMPACT | {"augment": SEED_AUGMENT + ",downscale"},
-    "compact-96+blur": COMPACT | {"augment": SEED_AUGMENT + ",blur"},
-    "compact-96+jpeg": COMPACT | {"augment": SEED_AUGMENT + ",jpeg"},
+    "compact-96+hue": COMPACT | {"augment": ORIGINAL_AUGMENT + ",hue"},
+    "compact-96+colour": COMPACT | {"augment": ORIGINAL_AUGMENT + ",hue,saturation,brightness,contrast,grayscale"},
+    "compact-96+downscale": COMPACT | {"augment": ORIGINAL_AUGMENT + ",downscale"},
+    "compact-96+blur": COMPACT | {"augment": ORIGINAL_AUGMENT + ",blur"},
+    "compact-96+jpeg": COMPACT | {"augment": ORIGINAL_AUGMENT + ",jpeg"},
     "compact-96+extra": COMPACT | {"extra_train": (EXTRA,)},
     "compact-96+extra-0.3": COMPACT | {"extra_train": (EXTRA,), "extra_weight": 0.3},
     "compact-96+extra-0.1": COMPACT | {"extra_train": (EXTRA,), "extra_weight": 0.1},
     "compact-96-no-rotation": COMPACT | {"augment": "flip,shift"},
     "compact-96-lr3e-3": COMPACT | {"learning_rate": 0.003},
     "compact-96+extra-0.3+downscale": COMPACT | {"extra_train": (EXTRA,), "extra_weight": 0.3,
-                                                 "augment": SEED_AUGMENT + ",downscale"},
+                                                 "augment": ORIGINAL_AUGMENT + ",downscale"},
 }
 PARTS = ("valid", "test")
 FIGURES = ("accuracy", "mask_recall", "no_mask_recall", "accuracy_16_up", "roc_auc", "log_loss")
