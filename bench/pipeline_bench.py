@@ -1,32 +1,30 @@
-"""Benchmark: the video path serial (as facemask.video runs it) against a prototype with overlapped stages.
+"""Benchmark: facemask.video's threaded path against the serial loop it replaced.
 
     python bench/pipeline_bench.py [--model M.onnx] [--rounds 3] [--seconds 5] [--max-side 320]
 
-Both write the same annotated H.264 MP4 of two 640x480 clips (bench/detect_bench.py's clip makers:
-'crowd' pans across 5 kaggle-format photos with 3+ faces, 'single' across the astronaut), with the
-same detector: CenterFace on ONNX Runtime + a classifier through facemask.classifier (default: the
-compact-like net of bench/classify_bench.py with RANDOM weights, exported to ONNX; speed only).
+Every way writes the same annotated H.264 MP4 of two 640x480 clips (bench/detect_bench.py's clip
+makers: 'crowd' pans across 5 kaggle-format photos with 3+ faces, 'single' across the astronaut),
+with the same detector: facemask.detection.FaceMaskDetector with CenterFace on ONNX Runtime and a
+classifier through facemask.classifier (default: the compact-like net of bench/classify_bench.py
+with RANDOM weights, exported to ONNX; speed only).
 
-- serial: decode, detect, classify, draw, encode, one frame after the other (today's annotate_video);
-- threaded: a reader thread decodes into a queue of at most QUEUE frames, the main thread detects and
-  classifies, a writer thread draws and encodes; ONNX Runtime, Pillow's resize and the pipes to
-  ffmpeg release the GIL, so the two cores both work. Frames stay in order (one writer, FIFO queues).
-- serial + veryfast, threaded + veryfast: the same, x264 at `-preset veryfast` instead of its default
-  `medium` (ffmpeg's encoder runs in its own process and competes for the same two cores).
+- serial: decode, detect, classify, draw, encode, one frame after the other, x264 at its default
+  preset (medium): the video path before issue 18's phase 2;
+- serial + veryfast: the same loop with x264 at `-preset veryfast`;
+- annotate_video: what facemask.video runs now (facemask.stages: a reader thread decodes, the calling
+  thread detects and classifies, a writer thread draws and encodes; x264 veryfast).
 
 End-to-end frames per second (the clip's frames / wall time, detector warmed up), median of the
-rounds, rounds alternating; the output files are checked to have every frame.
+rounds, rounds alternating; every output is checked to have every frame.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import queue
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -46,31 +44,10 @@ from skimage import data as skimage_data  # noqa: E402
 
 from facemask.annotations import read_truth  # noqa: E402
 from facemask.classifier import load_classifier  # noqa: E402
-from facemask.detection import Detection, FaceMaskDetector, draw_detections  # noqa: E402
+from facemask.detection import FaceMaskDetector  # noqa: E402
 from facemask.detectors import CenterFaceDetector  # noqa: E402
-from facemask.images import crop_face, load_image  # noqa: E402
-
-QUEUE = 4  # frames waiting between two stages: enough to ride out a slow frame, little memory
-END = object()
-
-
-class FastDetector:
-    """Find faces (CenterFace, ONNX Runtime) and classify them in one batch (facemask.classifier)."""
-
-    def __init__(self, classifier, max_side: int, threads: int):
-        self.finder = FaceMaskDetector(None, face_detector=CenterFaceDetector(threads=threads), max_side=max_side)
-        self.classifier = classifier
-        self.mask = classifier.class_names.index("mask")
-        self.no_mask = classifier.class_names.index("no-mask")
-
-    def detect(self, image: Image.Image) -> list[Detection]:
-        faces = self.finder.find_faces(image)
-        if not faces:
-            return []
-        rows = self.classifier.predict_proba([crop_face(image, box, self.finder.margin) for box, _ in faces])
-        return [Detection(box, score, float(row[self.mask]), float(row[self.no_mask]),
-                          "mask" if row[self.mask] >= row[self.no_mask] else "no-mask")
-                for (box, score), row in zip(faces, rows, strict=True)]
+from facemask.images import load_image  # noqa: E402
+from facemask.video import annotate_video  # noqa: E402
 
 
 def writer_for(path: Path, preset: str | None):
@@ -80,12 +57,13 @@ def writer_for(path: Path, preset: str | None):
                               output_params=["-movflags", "+faststart", *extra])
 
 
-def serial(clip: Path, out: Path, detector: FastDetector, preset: str | None = None) -> int:
+def serial(clip: Path, out: Path, detector: FaceMaskDetector, preset: str | None = None) -> int:
+    """The loop facemask.video ran before its threads: each frame decoded, detected, drawn and encoded in turn."""
     reader, writer, frames = imageio.get_reader(clip, format="FFMPEG"), writer_for(out, preset), 0
     try:
         for frame in reader:
             image = Image.fromarray(frame)
-            writer.append_data(np.asarray(draw_detections(image, detector.detect(image))))
+            writer.append_data(np.asarray(detector.draw(image, detector.detect(image))))
             frames += 1
     finally:
         reader.close()
@@ -93,72 +71,9 @@ def serial(clip: Path, out: Path, detector: FastDetector, preset: str | None = N
     return frames
 
 
-def threaded(clip: Path, out: Path, detector: FastDetector, preset: str | None = None) -> int:
-    """Reader thread -> detect + classify here -> writer thread (draw, encode); the first error is re-raised."""
-    decoded: queue.Queue = queue.Queue(QUEUE)
-    detected: queue.Queue = queue.Queue(QUEUE)
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def put(q: queue.Queue, item) -> bool:
-        while not stop.is_set():  # never blocks forever: a failed stage sets `stop`
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def read() -> None:
-        reader = imageio.get_reader(clip, format="FFMPEG")
-        try:
-            for frame in reader:
-                if not put(decoded, Image.fromarray(frame)):
-                    return
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread
-            errors.append(error)
-            stop.set()
-        finally:
-            reader.close()
-            put(decoded, END)
-
-    written = [0]
-
-    def write() -> None:
-        writer = writer_for(out, preset)
-        try:
-            while (item := detected.get()) is not END:
-                image, detections = item
-                writer.append_data(np.asarray(draw_detections(image, detections)))
-                written[0] += 1
-        except BaseException as error:  # noqa: BLE001
-            errors.append(error)
-            stop.set()
-        finally:
-            writer.close()
-
-    threads = [threading.Thread(target=read, daemon=True), threading.Thread(target=write, daemon=True)]
-    for thread in threads:
-        thread.start()
-    try:
-        while not stop.is_set() and (image := decoded.get()) is not END:
-            put(detected, (image, detector.detect(image)))
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        while threads[1].is_alive():  # the writer drains what is queued, then ends
-            try:
-                detected.put(END, timeout=0.1)
-                break
-            except queue.Full:
-                continue
-        stop.set()  # the reader, if still going (an error here), stops at its next frame
-        for thread in threads:
-            thread.join()
-    if errors:
-        raise errors[0]
-    return written[0]
+def shipped(clip: Path, out: Path, detector: FaceMaskDetector) -> int:
+    """facemask.video.annotate_video, faces sought at the detector's own size."""
+    return annotate_video(clip, out, detector, max_side=detector.max_side)["frames"]
 
 
 def count_frames(path: Path) -> int:
@@ -187,14 +102,14 @@ def main() -> int:
             from peer_bench import speed_classifier
 
             args.model = speed_classifier(folder)
-        detector = FastDetector(load_classifier(args.model), args.max_side, args.threads)
+        detector = FaceMaskDetector(load_classifier(args.model), face_detector=CenterFaceDetector(threads=args.threads),
+                                    max_side=args.max_side)
         detector.detect(Image.new("RGB", (640, 480)))
         clips = {"crowd": folder / "crowd.mp4", "single": folder / "single.mp4"}
         frames = {"crowd": write_clip(clips["crowd"], crowd, args.seconds),
                   "single": write_clip(clips["single"], single, args.seconds)}
         ways: dict[str, Callable] = {"serial": serial, "serial + veryfast": lambda *a: serial(*a, preset="veryfast"),
-                                     "threaded": threaded,
-                                     "threaded + veryfast": lambda *a: threaded(*a, preset="veryfast")}
+                                     "annotate_video": shipped}
         fps, sizes = defaultdict(list), {}
         for _ in range(args.rounds):
             for clip, path in clips.items():

@@ -118,7 +118,11 @@ class FaceMaskDetector:
     def annotate(self, image: Image.Image, max_side: int | None = None) -> tuple[Image.Image, list[Detection]]:
         """The photo (or video frame) with its faces drawn (draw_detections), and the faces."""
         detections = self.detect(image, max_side)
-        return draw_detections(image, detections), detections
+        return self.draw(image, detections), detections
+
+    def draw(self, image: Image.Image, detections: Sequence[Detection]) -> Image.Image:
+        """The photo with `detections` drawn (draw_detections); facemask.video draws in a thread of its own."""
+        return draw_detections(image, detections)
 
     def classify(self, image: Image.Image, faces: list[tuple[Box, float]]) -> list[Detection]:
         """Crop the faces from the original photo and classify them all together."""

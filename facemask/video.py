@@ -9,6 +9,11 @@ Before any frame is decoded, ffmpeg reads the file's header (`probe_video`), so 
 can refuse a video that is too long, has too many frames or frames too large, and plan the
 sampling of a high frame rate (ffmpeg drops the frames in between) and the downscaling of large
 frames. A small file can hold thousands of huge frames: the header, not the file size, tells.
+
+The frames go through three threads (facemask.stages), so that two cores both work: a reader thread
+decodes, the calling thread finds and classifies the faces (all of a frame's faces in one batch), a
+writer thread draws and encodes. A stop or the first error of any stage ends all three within about
+one frame; every thread is joined before `annotate_video` returns or raises, and nothing is left on disk.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +35,7 @@ from PIL import Image
 
 from facemask import not_a_regular_file, save_atomically
 from facemask.cli import raise_if_stopped
+from facemask.stages import END, Stages, join_stages, start_stage
 
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"}
 # Faces are looked for on a copy of each frame at most this large. Webcam faces are big, and a
@@ -43,6 +50,9 @@ STILL_IMAGE_FORMATS = re.compile(r"^(image2|.*_pipe)$")
 PROBE_TIMEOUT = 60  # seconds; reading a header takes well under one
 # Fewer frames than this share of what the header announces means the end of the file is missing.
 TRUNCATION_SHARE = 0.9
+# x264's preset for the annotated video: faster than its default (medium) for files no larger
+# (bench/pipeline_bench.py); the encoder runs on the same two cores as the detector.
+X264_PRESET = "veryfast"
 
 
 class VideoError(ValueError):
@@ -52,12 +62,15 @@ class VideoError(ValueError):
 class FrameAnnotator(Protocol):
     """What annotating a video needs of a detector: facemask.detection.FaceMaskDetector is one.
 
-    `annotate(image, max_side)` gives the frame with its faces drawn and the faces found, looked for
-    on a copy at most `max_side` large (None: the detector's own setting). Typed here so that this
-    module needs nothing of facemask.detection (nor the models it loads), which imports it to annotate videos.
+    `detect(image, max_side)` gives the faces of a frame, looked for on a copy at most `max_side` large
+    (None: the detector's own setting); `draw(image, faces)` the frame with them drawn, called from
+    another thread than `detect`. Typed here so that this module needs nothing of facemask.detection
+    (nor the models it loads), which imports it to annotate videos.
     """
 
-    def annotate(self, image: Image.Image, max_side: int | None = None) -> tuple[Image.Image, Sequence[object]]: ...
+    def detect(self, image: Image.Image, max_side: int | None = None) -> Sequence[object]: ...
+
+    def draw(self, image: Image.Image, detections: Sequence[object]) -> Image.Image: ...
 
 
 @dataclass(frozen=True)
@@ -200,27 +213,92 @@ def annotate_video(source: Path, destination: Path, detector: FrameAnnotator, li
 def encode_annotated(reader, source: Path, target: Path, detector: FrameAnnotator, plan: ReadingPlan,
                      limits: VideoLimits, progress: Callable[[int, int | None], None] | None,
                      max_side: int | None) -> dict:
-    """Detect, draw and encode every frame into `target` (H.264); frames, faces and frames per second."""
-    writer = imageio.get_writer(target, format="FFMPEG", fps=plan.fps, codec="libx264",
-                                pixelformat="yuv420p", macro_block_size=1, ffmpeg_log_level="error",
-                                output_params=["-movflags", "+faststart"])
-    frames, faces, started = 0, 0, time.perf_counter()
+    """Decode, detect, draw and encode every frame into `target` (H.264) in three threads (see the
+    module's doc); frames, faces and frames per second. The first error of any stage is raised, a stop
+    before any other."""
+    stages = Stages()
+    started = time.perf_counter()
+    threads: list[threading.Thread] = []
+    faces = 0
     try:
-        for frame in iterate_frames(reader, source):
-            raise_if_stopped()  # SIGINT or SIGTERM (facemask.cli): between two frames, wherever this runs
-            check_running_limits(source, frames, plan.fps, limits)
-            annotated, found = detector.annotate(Image.fromarray(even_size(frame)), max_side)
-            faces += len(found)
-            writer.append_data(np.asarray(annotated))
-            frames += 1
-            if progress is not None:
-                progress(frames, plan.expected_frames)
+        threads.append(start_stage(read_stage, reader, source, plan, limits, stages))
+        threads.append(start_stage(write_stage, target, source, detector, plan, progress, stages))
+        faces = detect_stage(source, detector, max_side, stages)
+    except BaseException as error:  # noqa: BLE001 - kept, and raised once every thread has ended
+        stages.fail(error)
     finally:
-        writer.close()
+        join_stages(threads, stages)
+    if stages.error is not None:
+        raise_if_stopped()  # Ctrl+C reaches ffmpeg too, which may fail first: the stop, not a broken pipe
+        raise stages.error
     elapsed = time.perf_counter() - started
-    if frames == 0:
+    if stages.written == 0:
         raise VideoError(f"{source}: the video has no frames")
-    return {"frames": frames, "faces": faces, "processing_fps": frames / elapsed if elapsed > 0 else float("inf")}
+    return {"frames": stages.written, "faces": faces,
+            "processing_fps": stages.written / elapsed if elapsed > 0 else float("inf")}
+
+
+def stage_error(source: Path, error: BaseException, what: str) -> BaseException:
+    """`error` as a VideoError naming the file and what failed; a VideoError, or a stop, as it is."""
+    if isinstance(error, VideoError) or not isinstance(error, Exception):
+        return error
+    detail = f": {first_line(error)}" if str(error).strip() else ""
+    wrapped = VideoError(f"{source}: {what} ({type(error).__name__}{detail})")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def read_stage(reader, source: Path, plan: ReadingPlan, limits: VideoLimits, stages: Stages) -> None:
+    """The reader thread: every frame, even-sized, as a PIL image into `stages.decoded`, then END."""
+    try:
+        for frames, frame in enumerate(iterate_frames(reader, source)):
+            check_running_limits(source, frames, plan.fps, limits)  # `frames`: how many came before this one
+            if not stages.put(stages.decoded, Image.fromarray(even_size(frame))):
+                return
+        stages.put(stages.decoded, END)
+    except BaseException as error:  # noqa: BLE001 - raised by encode_annotated, in the calling thread
+        stages.fail(stage_error(source, error, "the video could not be read"))
+
+
+def detect_stage(source: Path, detector: FrameAnnotator, max_side: int | None, stages: Stages) -> int:
+    """The calling thread: the faces of every frame into `stages.detected`, then END; how many faces."""
+    frames = faces = 0
+    while (image := stages.get(stages.decoded)) is not END:
+        try:
+            found = detector.detect(image, max_side)
+        except Exception as error:
+            raise stage_error(source, error, f"frame {frames + 1} could not be annotated") from error
+        if not stages.put(stages.detected, (image, found)):
+            break
+        frames, faces = frames + 1, faces + len(found)
+    raise_if_stopped()  # SIGINT or SIGTERM (facemask.cli) ended the loop, not the video's end
+    stages.put(stages.detected, END)
+    return faces
+
+
+def write_stage(target: Path, source: Path, detector: FrameAnnotator, plan: ReadingPlan,
+                progress: Callable[[int, int | None], None] | None, stages: Stages) -> None:
+    """The writer thread: every frame with its faces drawn, encoded into `target`; `progress` after each."""
+    try:
+        writer = open_writer(target, plan.fps)
+        try:
+            while (item := stages.get(stages.detected)) is not END:
+                image, found = item
+                writer.append_data(np.asarray(detector.draw(image, found)))
+                stages.written += 1
+                if progress is not None:
+                    progress(stages.written, plan.expected_frames)
+        finally:
+            writer.close()  # after a halt too: ffmpeg's process ends before the partial file is removed
+    except BaseException as error:  # noqa: BLE001 - raised by encode_annotated, in the calling thread
+        stages.fail(stage_error(source, error, f"frame {stages.written + 1} could not be drawn or encoded"))
+
+
+def open_writer(target: Path, fps: float):
+    """imageio's writer of an H.264 MP4 that browsers play while it downloads (see the module's doc)."""
+    return imageio.get_writer(target, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
+                              macro_block_size=1, ffmpeg_log_level="error",
+                              output_params=["-preset", X264_PRESET, "-movflags", "+faststart"])
 
 
 def check_running_limits(source: Path, frames: int, fps: float, limits: VideoLimits) -> None:

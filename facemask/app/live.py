@@ -24,12 +24,13 @@ import base64
 import io
 import threading
 import time
+from collections.abc import Sequence
 
 import gradio as gr
 from gradio.data_classes import ImageData
 from PIL import Image
 
-from facemask.detection import Detection, FaceMaskDetector, draw_detections
+from facemask.detection import Detection, FaceMaskDetector
 from facemask.images import MAX_PIXELS, Box, load_image, shrink
 from facemask.tracking import (
     DEFAULT_LOST_SECONDS,
@@ -74,7 +75,11 @@ class SerialDetector:
     def annotate(self, image: Image.Image, max_side: int | None = None) -> tuple[Image.Image, list[Detection]]:
         """As FaceMaskDetector.annotate; the faces are drawn outside the lock, which only the models need."""
         detections = self.detect(image, max_side)
-        return draw_detections(image, detections), detections
+        return self.draw(image, detections), detections
+
+    def draw(self, image: Image.Image, detections: Sequence[Detection]) -> Image.Image:
+        """As FaceMaskDetector.draw, outside the lock: only the models need it (facemask.video draws meanwhile)."""
+        return self.detector.draw(image, detections)
 
     def find_faces(self, image: Image.Image, max_side: int | None = None,
                    min_score: float | None = None) -> list[tuple[Box, float]]:
