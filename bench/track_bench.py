@@ -14,8 +14,9 @@ runs it) and the classifier run on every frame once; their answers and the true 
 
 `score` replays them through facemask.tracking with each tracking library, as the watch would:
 py-motmetrics' IDF1, identity switches and MOTA (IoU >= 0.5), people counted against the truth,
-mask/no-mask counts against the truth, each person's label against their face's class, and how
-often a known face must be classified (--classify-every 1, 2, 5, 10, 15). It needs only numpy,
+mask/no-mask counts against the truth, each person's label (at the model's decision threshold,
+saved by `make`, as the watch labels) against their face's class, and how often a known face must
+be classified (--classify-every 1, 2, 5, 10, 15). It needs only numpy,
 motmetrics and the libraries, so Norfair (which pins numpy < 2, unlike TensorFlow) can be scored
 from a venv of its own on the same saved detections.
 """
@@ -185,8 +186,10 @@ def make(args) -> int:
         started = time.perf_counter()
         detections = detect_clip(path, detector)
         labels = {p["id"]: faces[p["face"]][2] for p in plan}
+        # The model's decision threshold goes with its answers: `score` labels people with it, as the watch does.
         (args.out / f"clip{clip}.json").write_text(json.dumps({"truth": truth, "labels": labels,
-                                                               "detections": detections, "fps": FPS}))
+                                                               "detections": detections, "fps": FPS,
+                                                               "threshold": detector.no_mask_threshold}))
         seen = len({pid for boxes in truth for pid, _ in boxes})
         print(f"clip{clip}: {len(truth)} frames, {seen} people, detected in {time.perf_counter() - started:.0f} s")
     return 0
@@ -234,7 +237,7 @@ def replay(clip: dict, name: str, classify_every: int, lost_seconds: float, min_
         tracks = NorfairTracks(clip["fps"], lost_seconds)
     else:
         tracks = LibraryTracks(name, clip["fps"], lost_seconds, start_score)
-    people = PersonTracker(tracks, 0.5, min_frames, classify_every)
+    people = PersonTracker(tracks, threshold_of(clip), min_frames, classify_every)
     accumulator = mm.MOTAccumulator(auto_id=True)
     events, calls, faces_seen = [], 0, 0
     for n, (truth, found) in enumerate(zip(clip["truth"], clip["oracle" if "oracle" in clip else "detections"],
@@ -254,6 +257,11 @@ def replay(clip: dict, name: str, classify_every: int, lost_seconds: float, min_
     events += people.end_all()
     summary = mm.metrics.create().compute(accumulator, metrics=["idf1", "num_switches", "mota"], name="clip")
     return summary.iloc[0], events, accumulator, calls / max(faces_seen, 1)
+
+
+def threshold_of(clip: dict) -> float:
+    """The decision threshold the clip's classifier is served with (0.5 in clips made before it was saved)."""
+    return clip.get("threshold", 0.5)  # the oracle's 0 and 1 fall on the same side of any
 
 
 def iou_distances(truth: list, boxes: list, min_iou: float = 0.5) -> np.ndarray:
@@ -294,7 +302,8 @@ def score(args) -> int:
     print(f"{len(clips)} clips, {sum(len(c['truth']) for c in clips)} frames at {clips[0]['fps']} fps, "
           f"{truth_people} people ({truth_no_mask} no-mask); lost after {args.lost_seconds:g} s, "
           f"a person from {args.min_frames} frames; faces from score {args.min_score:g}, "
-          f"tracks started from {args.start_score:g}")
+          f"tracks started from {args.start_score:g}; no-mask from P(no-mask) "
+          f"{', '.join(sorted({f'{threshold_of(c):.3g}' for c in clips}))}")
     for name in args.trackers:
         for every in args.classify_every:
             idf1, switches, mota, people, no_mask, right, labelled, calls, elapsed = [], 0, [], 0, 0, 0, 0, 0.0, 0.0
@@ -307,13 +316,13 @@ def score(args) -> int:
                 mota.append(metrics["mota"])
                 switches += int(metrics["num_switches"])
                 people += len(events)
-                no_mask += sum(e.label(0.5) == "no-mask" for e in events)
+                no_mask += sum(e.label(threshold_of(clip)) == "no-mask" for e in events)
                 calls += share / len(clips)
                 truth_of = person_labels(events, accumulator)
                 for event in events:
                     if event.number in truth_of:
                         labelled += 1
-                        right += event.label(0.5) == clip["labels"][str(truth_of[event.number])]
+                        right += event.label(threshold_of(clip)) == clip["labels"][str(truth_of[event.number])]
             frames = sum(len(c["truth"]) for c in clips)
             print(f"{name:9s} classify every {every:2d}: IDF1 {np.mean(idf1):.3f} (min {min(idf1):.3f}), "
                   f"ID switches {switches} ({10 * switches / truth_people:.2f} per 10 people), "

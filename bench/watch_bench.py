@@ -80,7 +80,8 @@ def watch_run(model: Path, clip: Path, seconds: float, work: Path, extra: list[s
             server.kill()
             server.wait()
     text = log.read_text()
-    summary = SUMMARY.search(text.strip().splitlines()[-1]) if text.strip() else None
+    # The summary is the last status line; a stop's own `error: terminated (SIGTERM)` line may follow it.
+    summary = next((found for line in reversed(text.splitlines()) if (found := SUMMARY.search(line))), None)
     if summary is None:
         raise SystemExit(f"no summary line from the watch (exit {code}):\n{text[-2000:]}")
     dropped, share, outages, frames, latency = summary.groups()
