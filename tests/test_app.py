@@ -537,7 +537,7 @@ def test_live_persons_are_followed_numbered_and_counted_across_a_stream(tmp_path
     import time
 
     import facemask.app.live
-    from facemask.app.live import STREAM_EVERY
+    from facemask.app.live import LIVE_FPS
     from facemask.tracking import DEFAULT_LOST_SECONDS
 
     faces = FixedFaces(*FAKE_FACES)
@@ -556,7 +556,7 @@ def test_live_persons_are_followed_numbered_and_counted_across_a_stream(tmp_path
     faces.faces = faces.faces[:1]
     deadline = time.monotonic() + DEFAULT_LOST_SECONDS + 3  # the tracker keeps a lost face this long (2 s)
     while not summary.startswith("1 in view") and time.monotonic() < deadline:
-        time.sleep(STREAM_EVERY)  # frames as a page sends them
+        time.sleep(1 / LIVE_FPS)  # frames at the rate a live stream's are answered
         annotated, summary, state = detect_live(frame, state)
     assert summary == "1 in view now; 3 people seen since the stream started: 2 with a mask (green), 1 without (red)."
     assert drawn_texts[-1].split(" ")[:2] == ["1", "mask"]
