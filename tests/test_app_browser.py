@@ -210,6 +210,10 @@ def test_webcam_recording_comes_back_annotated(page):
     record = start_webcam(page, "Video", "video-input", "start recording")
     page.wait_for_timeout(600)
     record.click()
+    # The page uploads the recording before the input holds it: a click before that sends no video (on a
+    # loaded machine the upload takes seconds). Once uploaded, the input plays the server's copy.
+    page.wait_for_function("[...document.querySelectorAll('#video-input video')].some(v => v.src.includes('/file='))",
+                           timeout=TIMEOUT_MS)
     page.locator("#video-button").click()
     status = page.locator("#video-status textarea")
     expect(status).to_have_value(re.compile(r"^\d+ frames .* [1-9]\d* face boxes drawn"))
