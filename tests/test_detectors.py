@@ -9,6 +9,7 @@ import pytest
 from conftest import ASTRONAUT_FACE, FixedFaces, RecordingModel
 from PIL import Image
 
+from facemask import detectors
 from facemask.detect import parse_args
 from facemask.detection import FaceMaskDetector
 from facemask.detectors import (
@@ -43,6 +44,28 @@ def test_onnx_runtime_and_opencv_find_the_same_faces(centerface, astronaut):
         assert score == pytest.approx(their_score, abs=1e-5)
     with pytest.raises(ValueError, match="unknown CenterFace backend 'tensorrt'; choose one of onnxruntime, opencv"):
         CenterFaceDetector(backend="tensorrt")
+
+
+def test_centerface_is_prepared_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    """The onnx package (0.7 s of a start) is needed only on the first start; a damaged cached file is made
+    again, and a cache folder that cannot be written costs only the time."""
+    monkeypatch.setenv("FACEMASK_CACHE", str(tmp_path / "cache"))
+    fresh = detectors.centerface_onnx()
+    assert detectors.prepared_centerface() == fresh
+    cached, = (tmp_path / "cache").iterdir()
+    assert cached.name.startswith(f"centerface-float32-v{detectors.CENTERFACE_PREPARATION}-")
+    with monkeypatch.context() as patched:
+        patched.setattr(detectors, "centerface_onnx", lambda *args: pytest.fail("prepared again"))
+        assert detectors.prepared_centerface() == fresh
+    cached.write_bytes(fresh[: len(fresh) // 2])  # damaged: its digest no longer matches its name
+    assert detectors.prepared_centerface() == fresh and cached.read_bytes() == fresh
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("FACEMASK_CACHE", str(blocked))
+    assert detectors.prepared_centerface() == fresh and blocked.read_text() == "not a folder"
+    monkeypatch.delenv("FACEMASK_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert detectors.cache_folder() == tmp_path / "xdg" / "facemask"
 
 
 def test_centerface_finds_the_astronaut_in_the_annotation_convention(centerface, astronaut):
