@@ -49,19 +49,12 @@ from facemask.classifier import load_classifier  # noqa: E402
 from facemask.detection import FaceMaskDetector  # noqa: E402
 from facemask.detectors import CenterFaceDetector  # noqa: E402
 from facemask.images import load_image  # noqa: E402
-from facemask.video import annotate_video  # noqa: E402
-
-
-def writer_for(path: Path, preset: str | None):
-    extra = ["-preset", preset] if preset else []
-    return imageio.get_writer(path, format="FFMPEG", fps=25, codec="libx264", pixelformat="yuv420p",
-                              macro_block_size=1, ffmpeg_log_level="error",
-                              output_params=["-movflags", "+faststart", *extra])
+from facemask.video import annotate_video, open_writer  # noqa: E402
 
 
 def serial(clip: Path, out: Path, detector: FaceMaskDetector, preset: str | None = None) -> int:
     """The loop facemask.video ran before its threads: each frame decoded, detected, drawn and encoded in turn."""
-    reader, writer, frames = imageio.get_reader(clip, format="FFMPEG"), writer_for(out, preset), 0
+    reader, writer, frames = imageio.get_reader(clip, format="FFMPEG"), open_writer(out, 25, preset), 0
     try:
         for frame in reader:
             image = Image.fromarray(frame)

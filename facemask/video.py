@@ -294,11 +294,15 @@ def write_stage(target: Path, source: Path, detector: FrameAnnotator, plan: Read
         stages.fail(stage_error(source, error, f"frame {stages.written + 1} could not be drawn or encoded"))
 
 
-def open_writer(target: Path, fps: float):
-    """imageio's writer of an H.264 MP4 that browsers play while it downloads (see the module's doc)."""
+def open_writer(target: Path, fps: float, preset: str | None = X264_PRESET):
+    """imageio's writer of an H.264 MP4 that browsers play while it downloads (see the module's doc).
+
+    `preset`: x264's speed/size trade-off; None leaves x264's own default ("medium", what bench/ compares to).
+    """
+    preset_params = ["-preset", preset] if preset else []
     return imageio.get_writer(target, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
                               macro_block_size=1, ffmpeg_log_level="error",
-                              output_params=["-preset", X264_PRESET, "-movflags", "+faststart"])
+                              output_params=[*preset_params, "-movflags", "+faststart"])
 
 
 def check_running_limits(source: Path, frames: int, fps: float, limits: VideoLimits) -> None:
