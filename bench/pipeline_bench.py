@@ -12,9 +12,9 @@ core, as served) or on `--threads`.
 - serial, per core: decode, detect, classify, draw, encode, one frame after the other, x264 at its
   default preset (medium): the video path before issue 18's phase 2;
 - serial + veryfast, per core: the same loop with x264 at `-preset veryfast`;
-- annotate_video: what facemask.video runs now (facemask.stages: a reader thread decodes, the calling
-  thread detects and classifies, a writer thread draws and encodes; x264 veryfast), per core and, with
-  `--threads N`, with CenterFace on N threads.
+- annotate_video: what facemask.video runs now (facemask.stages: a reader thread decodes, two frames are
+  detected and classified at once, a writer thread draws and encodes; x264 veryfast), per core; "one
+  frame at a time" as it ran before two frames at once; with `--threads N`, CenterFace on N threads.
 
 End-to-end frames per second (the clip's frames / wall time, detector warmed up), median of the
 rounds, rounds alternating; every output is checked to have every frame.
@@ -66,6 +66,13 @@ def serial(clip: Path, out: Path, detector: FaceMaskDetector, preset: str | None
     return frames
 
 
+class OneAtATime:
+    """A detector that does not say it is thread-safe: annotate_video then detects one frame at a time."""
+
+    def __init__(self, detector: FaceMaskDetector):
+        self.detect, self.draw, self.max_side = detector.detect, detector.draw, detector.max_side
+
+
 def shipped(clip: Path, out: Path, detector: FaceMaskDetector) -> int:
     """facemask.video.annotate_video, faces sought at the detector's own size."""
     return annotate_video(clip, out, detector, max_side=detector.max_side)["frames"]
@@ -114,7 +121,9 @@ def main() -> int:
         ways: dict[str, tuple[Callable, str]] = {
             "serial, per core": (serial, "per core"),
             "serial + veryfast, per core": (lambda *a: serial(*a, preset="veryfast"), "per core"),
-            "annotate_video, per core": (shipped, "per core")}
+            "annotate_video, per core": (shipped, "per core"),
+            "annotate_video, one frame at a time": (lambda clip, out, finder: shipped(clip, out, OneAtATime(finder)),
+                                                    "per core")}
         if args.threads:
             ways[f"annotate_video, CenterFace on {args.threads} thread(s)"] = (shipped, "given")
         fps, sizes = defaultdict(list), {}

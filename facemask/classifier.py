@@ -65,6 +65,9 @@ class Classifier:
     """
 
     format: ClassVar[str] = ""
+    # Whether `predict_proba` may run in several threads at once: ONNX Runtime's sessions allow it; TFLite's
+    # interpreter and a Keras model called this way do not promise it.
+    thread_safe: ClassVar[bool] = False
 
     def __init__(self, path: Path, class_names: Sequence[str], input_size: tuple[int, int], threads: int):
         self.path = path
@@ -192,6 +195,7 @@ class OnnxClassifier(Classifier):
     """An `.onnx` model (facemask.export writes them) in ONNX Runtime, on the CPU."""
 
     format = "onnx"
+    thread_safe = True
 
     def __init__(self, path: Path, threads: int | None = None):
         import onnxruntime

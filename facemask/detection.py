@@ -81,6 +81,12 @@ class FaceMaskDetector:
         self.no_mask_threshold = no_mask_threshold
         self.max_side = max_side
 
+    @property
+    def thread_safe(self) -> bool:
+        """Whether `detect` may run on several frames at once: when its face detector and its classifier
+        both allow it (CenterFace and a classifier on ONNX Runtime; not MTCNN, cv2.dnn, TFLite or Keras)."""
+        return all(getattr(part, "thread_safe", False) for part in (self.face_detector, self.classifier))
+
     @classmethod
     def from_path(cls, model_path: str | Path, no_mask_threshold: float | None = None, margin: float | None = None,
                   **kwargs) -> FaceMaskDetector:

@@ -305,6 +305,8 @@ class CenterFaceDetector:
         self.calibration = calibration
         self.cv2 = cv2
         self.backend = backend
+        # ONNX Runtime's session may run several frames at once (facemask.video does); a cv2.dnn Net may not.
+        self.thread_safe = backend == "onnxruntime"
         if backend == "onnxruntime":
             import onnxruntime
 

@@ -10,9 +10,10 @@ can refuse a video that is too long, has too many frames or frames too large, an
 sampling of a high frame rate (ffmpeg drops the frames in between) and the downscaling of large
 frames. A small file can hold thousands of huge frames: the header, not the file size, tells.
 
-The frames go through three threads (facemask.stages), so that two cores both work: a reader thread
-decodes, the calling thread finds and classifies the faces (all of a frame's faces in one batch), a
-writer thread draws and encodes. A stop or the first error of any stage ends all three within about
+The frames go through three stages (facemask.stages), so that two cores both work: a reader thread
+decodes, the calling thread finds and classifies the faces (all of a frame's faces in one batch; two
+frames at once, in a small pool of threads, when the detector is thread-safe), a writer thread draws
+and encodes. A stop or the first error of any stage ends all three within about
 one frame; every thread is joined before `annotate_video` returns or raises, and nothing is left on disk.
 """
 
@@ -23,7 +24,9 @@ import re
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -53,6 +56,10 @@ TRUNCATION_SHARE = 0.9
 # x264's preset for the annotated video: faster than its default (medium) for files no larger
 # (bench/pipeline_bench.py); the encoder runs on the same two cores as the detector.
 X264_PRESET = "veryfast"
+# Frames in detection at once, each in a thread of its own, when the detector allows it: on one frame at a
+# time CenterFace leaves much of the second core idle, even given both (bench/README.md, "Against the
+# lightest peer": 62 frames/s as far as the detections, 104 with two frames at once).
+DETECTING_FRAMES = 2
 
 
 class VideoError(ValueError):
@@ -64,8 +71,9 @@ class FrameAnnotator(Protocol):
 
     `detect(image, max_side)` gives the faces of a frame, looked for on a copy at most `max_side` large
     (None: the detector's own setting); `draw(image, faces)` the frame with them drawn, called from
-    another thread than `detect`. Typed here so that this module needs nothing of facemask.detection
-    (nor the models it loads), which imports it to annotate videos.
+    another thread than `detect`. A `thread_safe` detector (an attribute, False if absent) has
+    DETECTING_FRAMES frames detected at once. Typed here so that this module needs nothing of
+    facemask.detection (nor the models it loads), which imports it to annotate videos.
     """
 
     def detect(self, image: Image.Image, max_side: int | None = None) -> Sequence[object]: ...
@@ -261,16 +269,31 @@ def read_stage(reader, source: Path, plan: ReadingPlan, limits: VideoLimits, sta
 
 
 def detect_stage(source: Path, detector: FrameAnnotator, max_side: int | None, stages: Stages) -> int:
-    """The calling thread: the faces of every frame into `stages.detected`, then END; how many faces."""
+    """The calling thread: the faces of every frame into `stages.detected`, in order, then END; how many faces.
+
+    A thread-safe detector works on DETECTING_FRAMES frames at once, in a pool of threads; any other
+    detects each frame here, in turn."""
+    at_once = DETECTING_FRAMES if getattr(detector, "thread_safe", False) else 1
+    pending: deque[tuple[Image.Image, Future | None]] = deque()
     frames = faces = 0
-    while (image := stages.get(stages.decoded)) is not END:
-        try:
-            found = detector.detect(image, max_side)
-        except Exception as error:
-            raise stage_error(source, error, f"frame {frames + 1} could not be annotated") from error
-        if not stages.put(stages.detected, (image, found)):
-            break
-        frames, faces = frames + 1, faces + len(found)
+    ended = False
+    with ThreadPoolExecutor(at_once, thread_name_prefix="facemask-video-detect") as pool:  # idle when 1
+        while True:
+            while not ended and len(pending) < at_once:
+                image = stages.get(stages.decoded)
+                ended = image is END
+                if not ended:
+                    pending.append((image, pool.submit(detector.detect, image, max_side) if at_once > 1 else None))
+            if not pending:
+                break
+            image, future = pending.popleft()
+            try:
+                found = future.result() if future is not None else detector.detect(image, max_side)
+            except Exception as error:
+                raise stage_error(source, error, f"frame {frames + 1} could not be annotated") from error
+            if not stages.put(stages.detected, (image, found)):
+                break
+            frames, faces = frames + 1, faces + len(found)
     raise_if_stopped()  # SIGINT or SIGTERM (facemask.cli) ended the loop, not the video's end
     stages.put(stages.detected, END)
     return faces

@@ -108,6 +108,17 @@ def test_detect_gives_the_keras_labels_with_an_export_on_photos_and_videos(model
     assert frames[0].shape[0] == 6 and np.array_equal(*frames)
 
 
+def test_only_a_detector_all_on_onnx_runtime_detects_frames_at_once(models):
+    """facemask.video detects two frames at once only when both halves allow calls from several threads."""
+    from facemask.detection import FaceMaskDetector
+    from facemask.detectors import CenterFaceDetector
+
+    on_onnx_runtime, on_opencv = CenterFaceDetector(), CenterFaceDetector(backend="opencv")
+    for kind, safe in (("keras", False), ("onnx", True), ("tflite", False)):
+        assert FaceMaskDetector(load_served(models[kind]), face_detector=on_onnx_runtime).thread_safe is safe, kind
+    assert not FaceMaskDetector(load_served(models["onnx"]), face_detector=on_opencv).thread_safe
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_evaluate_crops_scores_an_export_as_the_keras_model(models, sample_crops, tmp_path, capsys, fmt):
     metrics = {}

@@ -52,6 +52,32 @@ class Recording:
         return self.detector.draw(image, detections)
 
 
+class Concurrent(Recording):
+    """A Recording that says it may detect several frames at once (as FaceMaskDetector does on ONNX Runtime),
+    each call taking a random few milliseconds, so that frames finish out of order; it fails on the frame
+    equal to `fail_on`."""
+
+    thread_safe = True
+
+    def __init__(self, detector: FaceMaskDetector, fail_on: np.ndarray | None = None):
+        super().__init__(detector)
+        self.fail_on = fail_on
+        self.rng = np.random.default_rng(0)
+        self.lock = threading.Lock()
+
+    def detect(self, image: Image.Image, max_side: int | None = None) -> list:
+        with self.lock:
+            self.threads.add(f"detect:{threading.current_thread().name}")
+            delay = self.rng.uniform(0, 0.02)
+        time.sleep(delay)
+        if self.fail_on is not None and np.array_equal(np.asarray(image), self.fail_on):
+            raise RuntimeError("the model failed")
+        found = self.detector.detect(image, max_side)
+        with self.lock:
+            self.detected.append(found)
+        return found
+
+
 def read_all(path: Path) -> list[np.ndarray]:
     reader = imageio.get_reader(path, format="FFMPEG")
     try:
@@ -101,6 +127,25 @@ def test_the_threads_give_the_frames_of_a_serial_run(tmp_path, clip, detector):
     # Detection ran in the calling thread, drawing in the writer's; none is left running.
     assert recording.threads == {f"detect:{threading.current_thread().name}", "draw:facemask-video-write_stage"}
     assert pipeline_threads() == []
+
+
+def test_a_thread_safe_detector_has_two_frames_detected_at_once_and_the_frames_stay_in_order(tmp_path, clip, detector):
+    frames = [even_size(frame) for frame in read_all(clip)]
+    serial = [detector.detect(Image.fromarray(frame), VIDEO_MAX_SIDE) for frame in frames]
+    concurrent = Concurrent(detector)
+    stats = annotate_video(clip, tmp_path / "concurrent.mp4", concurrent)
+    assert stats["frames"] == 40 and stats["faces"] == sum(map(len, serial))
+    assert concurrent.threads == {"detect:facemask-video-detect_0", "detect:facemask-video-detect_1",
+                                  "draw:facemask-video-write_stage"}
+    assert [found for _, found in concurrent.drawn] == serial  # in the frames' order, whatever finished first
+    assert all(np.array_equal(image, frame) for (image, _), frame in zip(concurrent.drawn, frames, strict=True))
+    assert pipeline_threads() == []
+    # The served detector says so only on ONNX Runtime (CenterFace's session and an .onnx classifier).
+    assert not detector.thread_safe  # its classifier is a test double, not an ONNX Runtime session
+    # A failing frame is named by its place in the video, however the frames around it finished.
+    with pytest.raises(VideoError, match=r"astronaut\.mp4: frame 5 could not be annotated \(RuntimeError: "):
+        annotate_video(clip, tmp_path / "out" / "failed.mp4", Concurrent(detector, fail_on=frames[4]))
+    assert list((tmp_path / "out").iterdir()) == [] and pipeline_threads() == []
 
 
 @pytest.mark.parametrize(("failure", "message"), [
