@@ -242,7 +242,7 @@ def test_unset_epochs_block_size_and_augmentations_are_the_arch_and_recipe_defau
     scratch = TrainConfig(arch="scratch").resolved()
     assert (scratch.epochs, scratch.image_size, scratch.augment) == (30, 224, "flip,rotation,shift")
     compact = TrainConfig(arch="compact").resolved()
-    assert (compact.epochs, compact.image_size) == (60, 96)
+    assert (compact.epochs, compact.image_size, compact.augment) == (60, 96, "flip,rotation,shift,jpeg")
     assert TrainConfig().arch == "compact"  # the default network, chosen on the cross-validation folds
     vgg16 = TrainConfig(arch="vgg16").resolved()
     assert (vgg16.epochs, vgg16.fine_tune_epochs, vgg16.fine_tune_from) == (10, 10, "block5")
