@@ -1,7 +1,8 @@
 """Threads that pass frames along queues, and stop together: what lets a video's stages overlap.
 
 facemask.video runs three stages on one video: a reader thread decodes, the calling thread finds
-and classifies the faces, a writer thread draws and encodes. Frames wait between two stages in
+and classifies the faces (handing two frames at a time to a pool of threads when the detector is
+thread-safe, and taking them back in order), a writer thread draws and encodes. Frames wait between two stages in
 queues of QUEUE_FRAMES, one producer and one consumer each, so they stay in order. ONNX Runtime,
 Pillow's resizing and drawing, and the pipes to ffmpeg release the GIL while they work, so two cores
 both work (bench/pipeline_bench.py measures it).

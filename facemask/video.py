@@ -58,7 +58,7 @@ TRUNCATION_SHARE = 0.9
 X264_PRESET = "veryfast"
 # Frames in detection at once, each in a thread of its own, when the detector allows it: on one frame at a
 # time CenterFace leaves much of the second core idle, even given both (bench/README.md, "Against the
-# lightest peer": 62 frames/s as far as the detections, 104 with two frames at once).
+# lightest peer": 66 crowd frames/s as far as the detections one at a time, 95 two at once, on 2 cores).
 DETECTING_FRAMES = 2
 
 
