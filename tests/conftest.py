@@ -34,14 +34,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-# The tests' own cache folder (facemask.detectors.cache_folder), inherited by every process they start: nothing
-# written to the user's ~/.cache. Set before any test module copies os.environ; removed at the end.
-MODEL_CACHE = Path(tempfile.mkdtemp(prefix="facemask-test-cache-"))
-os.environ["FACEMASK_CACHE"] = str(MODEL_CACHE)
+MODEL_CACHE: list[Path] = []  # the folder pytest_configure made, if it ran
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests' own cache folder (facemask.detectors.cache_folder), inherited by every process they start:
+    nothing written to the user's ~/.cache. Made here, before any test module copies os.environ, and not
+    on import: bench scripts import helpers from the test modules, and must neither get it nor leave it."""
+    MODEL_CACHE.append(Path(tempfile.mkdtemp(prefix="facemask-test-cache-")))
+    os.environ["FACEMASK_CACHE"] = str(MODEL_CACHE[-1])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    shutil.rmtree(MODEL_CACHE, ignore_errors=True)
+    for folder in MODEL_CACHE:
+        shutil.rmtree(folder, ignore_errors=True)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's facemask/, whatever else is installed
 SHARED = ROOT.parent / "shared" / "datasets"
