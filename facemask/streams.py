@@ -11,10 +11,15 @@ Python: the `fps` filter caps the frame rate, `scale` shrinks frames to at most 
 timestamp (the stream's own clock) on stderr just before the frame's bytes go out on stdout, so
 every frame is read with the size it really has, and carries its timestamp.
 
-A reader thread reads the pipe as fast as ffmpeg writes it. Live (`keep_all=False`) it keeps only
-the newest frame: when processing is slower than the source, older frames are dropped (and
-counted), never queued, so processing never lags behind the camera. With `keep_all=True` (a file
-read as fast as possible) the thread waits for each frame to be taken: nothing is dropped.
+A reader thread reads the pipe as fast as ffmpeg writes it. Live (`keep_all=False`) it keeps the
+frames of the last `max_lag` seconds at most: when processing is slower than the source, older
+frames are dropped (and counted), so processing never lags behind the camera by more than that.
+The backlog is there because frames do not always come one at a time: a stream hands over what
+it buffered while connecting in one burst (87 frames in the first second of an HTTP stream here,
+then 15 a second), and processing stalls now and then for a moment (the machine, a slow first
+frame); keeping only the newest frame turned each such moment into lost frames. With
+`keep_all=True` (a file read as fast as possible) the thread waits for each frame to be taken:
+nothing is dropped.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "udp", "srt")
 NETWORK_PROTOCOLS = "tcp,udp,rtp,srtp,rtsp,rtsps,http,https,httpproxy,tls,crypto,srt,data"
 LINE_LIMIT = 4096  # bytes of one ffmpeg stderr line kept; a stream's metadata can be made arbitrarily long
 LOG_LINES = 30  # ffmpeg's last non-frame lines, kept to explain a failure
+DEFAULT_MAX_LAG = 0.25  # seconds of frames kept live: a burst of 3-4 frames at 15 frames/s, well within 0.5 s
+MAX_PENDING = 8  # frames kept live at most, whatever the lag (0.25 s at 30 frames/s): 8 x 1280² x 3 bytes at worst
 SHOWINFO = re.compile(rb"\] n:\s*(\d+) pts:\s*(?:-?\d+|NOPTS) pts_time:(-?[\d.e+-]+|nan|NOPTS)\s.*? s:(\d+)x(\d+) ")
 
 
@@ -140,13 +147,15 @@ def ffmpeg_command(source: Source, limits: StreamLimits, realtime_file: bool = F
 class FrameReader:
     """One connection to a source: `open()` waits for its header, `next_frame()` gives frames.
 
-    `dropped` counts frames replaced by a newer one before processing took them (live only);
-    `received` counts every frame read from the pipe.
+    `dropped` counts frames let go before processing took them (live only), for being more than `max_lag`
+    seconds older than the newest or than the moment they would be taken; `received` counts every frame
+    read from the pipe.
     """
 
     def __init__(self, source: Source, limits: StreamLimits = StreamLimits(), keep_all: bool = False,
-                 realtime_file: bool = False, rtsp_transport: str | None = None):
-        self.source, self.limits, self.keep_all = source, limits, keep_all
+                 realtime_file: bool = False, rtsp_transport: str | None = None,
+                 max_lag: float = DEFAULT_MAX_LAG):
+        self.source, self.limits, self.keep_all, self.max_lag = source, limits, keep_all, max_lag
         self.command = ffmpeg_command(source, limits, realtime_file, rtsp_transport)
         self.info: VideoInfo | None = None
         self.received = 0
@@ -290,10 +299,11 @@ class FrameReader:
             if self.keep_all:
                 while self._pending and not self._finished:
                     self._condition.wait(0.5)  # the file waits for processing: nothing is dropped
-            elif self._pending:
-                self._pending.clear()
-                self.dropped += 1
             self._pending.append(frame)
+            if not self.keep_all:
+                while len(self._pending) > MAX_PENDING or frame.arrived - self._pending[0].arrived > self.max_lag:
+                    self._pending.popleft()
+                    self.dropped += 1
             self.received += 1
             self._condition.notify_all()
 
@@ -305,7 +315,7 @@ class FrameReader:
     # -- taking frames -------------------------------------------------------------------------
 
     def next_frame(self, timeout: float) -> Frame | None:
-        """The newest frame, waiting at most `timeout` s (None then); StreamError once the stream has ended."""
+        """The oldest frame kept, waiting at most `timeout` s (None then); StreamError once the stream has ended."""
         deadline = time.monotonic() + timeout
         with self._condition:
             while not self._pending:
@@ -315,9 +325,22 @@ class FrameReader:
                 if remaining <= 0:
                     return None
                 self._condition.wait(remaining)
+            if not self.keep_all:  # frames that waited too long here (processing stalled) are let go too
+                now = time.monotonic()
+                while len(self._pending) > 1 and now - self._pending[0].arrived > self.max_lag:
+                    self._pending.popleft()
+                    self.dropped += 1
             frame = self._pending.popleft()
             self._condition.notify_all()
             return frame
+
+    def catch_up(self) -> None:
+        """Forget the frames that came while the caller was not yet taking any (a model loading), all but the
+        newest, and the count of those dropped meanwhile: they are no loss of the caller's."""
+        with self._condition:
+            while len(self._pending) > 1:
+                self._pending.popleft()
+            self.dropped = 0
 
     def ending(self) -> str:
         """Why the stream stopped giving frames."""

@@ -1,13 +1,14 @@
 """Each person followed across frames: faces tracked by a maintained library, labelled from all their frames.
 
-The tracking itself is Roboflow's `trackers` package (ByteTrack by default; SORT and OC-SORT from
-the same package can be chosen), picked by measurement in bench/track_bench.py. This module only
-keeps the book on top of it: a `Person` per track, numbered from 1 once it has been seen on
-`min_frames` frames (shorter tracks are flickers of the face detector), with the P(no-mask) of
-every frame on which its face was classified. A person's label is the mean of those against the
-model's decision threshold, so it does not flicker from frame to frame, and a face already known
-is classified again only every `classify_every` frames (bench/track_bench.py measures how often
-is enough). A person's track ends when the library drops it (no matching face for `lost_seconds`).
+The tracking itself is Roboflow's `trackers` package (ByteTrack by default; SORT, OC-SORT, C-BIoU
+and BoT-SORT from the same package can be chosen), picked by measurement in bench/track_bench.py.
+This module only keeps the book on top of it: a `Person` per track, numbered from 1 once it has
+been seen on `min_frames` frames (shorter tracks are flickers of the face detector), with the P(no-
+mask) of every frame on which its face was classified. A person's label is the mean of those
+against the model's decision threshold, so it does not flicker from frame to frame, and a face
+already known is classified again only every `classify_every` frames (bench/track_bench.py measures
+how often is enough). A person's track ends when the library drops it (no matching face for
+`lost_seconds`).
 
 Times come from the stream's clock, so that a dropped frame is a longer step for the Kalman
 filters, not a jump they cannot follow.
@@ -25,7 +26,7 @@ from facemask import DEFAULT_THRESHOLD
 from facemask.detection import Detection, draw_detections
 from facemask.metrics import face_label
 
-TRACKERS = ("bytetrack", "sort", "ocsort")
+TRACKERS = ("bytetrack", "sort", "ocsort", "cbiou", "botsort")
 DEFAULT_TRACKER = "bytetrack"
 DEFAULT_LOST_SECONDS = 2.0  # chosen on bench/track_bench.py clip0 (0.5, 1, 2, 3 s tried)
 DEFAULT_MIN_FRAMES = 3
@@ -52,6 +53,12 @@ def make_library_tracker(name: str, fps: float, lost_seconds: float, start_score
         return trackers.SORTTracker(**common, track_activation_threshold=start_score, minimum_consecutive_frames=1)
     if name == "ocsort":
         return trackers.OCSORTTracker(**common, minimum_consecutive_frames=1, high_conf_det_threshold=start_score)
+    if name == "cbiou":  # boxes widened before matching: made for small objects that move irregularly
+        return trackers.CBIoUTracker(**common, track_activation_threshold=start_score, minimum_consecutive_frames=1,
+                                     high_conf_det_threshold=start_score)
+    if name == "botsort":  # without camera motion compensation: a watching camera stands still
+        return trackers.BoTSORTTracker(**common, enable_cmc=False, track_activation_threshold=start_score,
+                                       minimum_consecutive_frames=1, high_conf_det_threshold=start_score)
     raise ValueError(f"unknown tracker {name!r} (one of {', '.join(TRACKERS)})")
 
 

@@ -18,12 +18,14 @@ the model's own margin (its training crops') unless --margin says otherwise.
 - `--record DIR`: the annotated stream (boxes, person numbers) as H.264 MP4 segments.
 - stderr: a status line (people now, totals, frames/s, dropped), and each outage once.
 
-Live sources run in real time: a frame that processing is too slow for is dropped (counted),
-never queued. A file is read as fast as possible, every frame, and its times are the watch's
-start plus the file's own clock (so a recording gives the counts its hours would have given);
---realtime reads it at its own rate instead, dropping like a camera. A stream that ends, stalls
-or fails is reopened with backoff; only a source that cannot be opened at start is an error.
-SIGINT/SIGTERM write the open visits and the last interval, close the files and exit (130/143).
+Live sources run in real time: a frame that processing is too slow for is dropped (counted); at
+most --max-lag seconds of frames wait their turn, so a burst of frames or a short stall is absorbed
+without lagging behind the camera. A file is read as fast as possible, every frame, and its times
+are the watch's start plus the file's own clock (so a recording gives the counts its hours would
+have given); --realtime reads it at its own rate instead, dropping like a camera. A stream that
+ends, stalls or fails is reopened with backoff; only a source that cannot be opened at start is an
+error. SIGINT/SIGTERM write the open visits and the last interval, close the files and exit
+(130/143).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from facemask.detection import FaceMaskDetector
 from facemask.detectors import DEFAULT_DETECTOR, FACE_DETECTORS, make_face_detector
 from facemask.records import check_output_file
 from facemask.sidecar import decision_threshold
-from facemask.streams import StreamError, check_source, parse_source
+from facemask.streams import DEFAULT_MAX_LAG, StreamError, check_source, parse_source
 from facemask.tracking import (
     DEFAULT_CLASSIFY_EVERY,
     DEFAULT_LOST_SECONDS,
@@ -49,8 +51,13 @@ from facemask.tracking import (
     FAINT_SHARE,
     TRACKERS,
 )
-from facemask.video import VIDEO_MAX_SIDE
 from facemask.watcher import COUNTS_HEADER, Watch, warm_up
+
+# Faces looked for on the whole of a 640x480 frame, not on the 320 px copy the video path uses: on
+# the clips of bench/track_bench.py the settings were chosen on, CenterFace found 88% of the faces on
+# the whole frame and 77% on the copy (IDF1 0.86 against 0.77), and 640 px still keeps up with 15
+# frames/s on 2 idle cores.
+WATCH_MAX_SIDE = 640
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -82,8 +89,9 @@ def parse_args(argv: Sequence[str] | None):
                              "model's own, the one its training crops were cut with)")
     parser.add_argument("--min-size", type=number_in(int, 0), default=0, metavar="N",
                         help="ignore faces whose shorter side is under N px")
-    parser.add_argument("--max-side", type=number_in(int, 1), default=VIDEO_MAX_SIDE,
-                        help="look for faces on a copy of each frame at most this large")
+    parser.add_argument("--max-side", type=number_in(int, 1), default=WATCH_MAX_SIDE,
+                        help="look for faces on a copy of each frame at most this large (320: about 2.5x less CPU "
+                             "per frame, but more people missed)")
     parser.add_argument("--tracker", choices=TRACKERS, default=DEFAULT_TRACKER, help="the tracking algorithm")
     parser.add_argument("--lost-seconds", type=number_in(float, 0, above=True), default=DEFAULT_LOST_SECONDS,
                         metavar="SECONDS", help="a visit ends when its face has not been seen for this long")
@@ -91,6 +99,9 @@ def parse_args(argv: Sequence[str] | None):
                         help="a track is a person once seen on N frames (shorter ones are detector flickers)")
     parser.add_argument("--classify-every", type=number_in(int, 1), default=DEFAULT_CLASSIFY_EVERY, metavar="N",
                         help="classify a known face again every N frames")
+    parser.add_argument("--max-lag", type=number_in(float, 0), default=DEFAULT_MAX_LAG, metavar="SECONDS",
+                        help="live: frames that have waited this long, or are this much older than the newest, "
+                             "are dropped; the backlog absorbs bursts of frames and short stalls (0: only the newest)")
     parser.add_argument("--stall-seconds", type=number_in(float, 0, above=True), default=10.0, metavar="SECONDS",
                         help="a live stream without a frame for this long is reopened")
     parser.add_argument("--open-timeout", type=number_in(float, 0, above=True), default=15.0, metavar="SECONDS",
@@ -155,7 +166,9 @@ def watch_source(args) -> int:
         watch.detector = FaceMaskDetector.from_path(args.model, face_detector=face_detector, min_size=args.min_size,
                                                     face_threshold=start, no_mask_threshold=threshold,
                                                     max_side=args.max_side, margin=args.margin)  # None: the model's
-        warm_up(watch.detector)
+        width, height = reader.info.size
+        shrink = min(1.0, args.max_frame_side / max(width, height, 1))  # as ffmpeg scales the frames
+        warm_up(watch.detector, (max(1, round(width * shrink)), max(1, round(height * shrink))), args.max_side)
         watch.open_outputs()
     except (OSError, ValueError) as error:
         reader.close()
@@ -163,7 +176,7 @@ def watch_source(args) -> int:
     except KeyboardInterrupt:  # stopped while the model loads: nothing written yet
         reader.close()
         raise
-    reader.dropped = 0  # frames the model's loading let go by are no loss of the watch
+    reader.catch_up()  # frames the model's loading let go by are no loss of the watch
     watch.started_wall = watch.interval.start = watch.clock_now = time.time()
     watch.last_status = watch.started = time.monotonic()
     try:

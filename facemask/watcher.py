@@ -90,7 +90,8 @@ class Watch:
         """One connection to the source, its header read; StreamError if it cannot be opened."""
         reader = FrameReader(self.source, self.limits, keep_all=not self.realtime,
                              realtime_file=self.is_file and self.realtime,
-                             rtsp_transport=None if self.args.rtsp_transport == "auto" else self.args.rtsp_transport)
+                             rtsp_transport=None if self.args.rtsp_transport == "auto" else self.args.rtsp_transport,
+                             max_lag=self.args.max_lag)
         info = reader.open(self.args.open_timeout)  # a stop while it waits: Interrupted, the connection closed
         try:
             with deferred_stop():  # the new tracker and recorder in place together
@@ -275,9 +276,11 @@ class Watch:
             self.status(final=True)
 
 
-def warm_up(detector) -> None:
-    """One detection and classification on a blank frame: the first calls trace graphs, done here rather than
-    on the first frame of the stream."""
-    image = Image.new("RGB", (64, 64), (128, 128, 128))
-    detector.find_faces(image)
+def warm_up(detector, size: tuple[int, int] = (64, 64), max_side: int | None = None) -> None:
+    """One detection and classification on a blank frame of the stream's size: the first calls trace graphs
+    and size ONNX Runtime's buffers, done here rather than on the first frames of the stream (warmed up on a
+    64 px frame, the first two 640x480 frames took 80-100 ms where the rest take 35: frames dropped at
+    every start)."""
+    image = Image.new("RGB", size, (128, 128, 128))
+    detector.find_faces(image, max_side)
     detector.classify(image, [((8, 8, 56, 56), 1.0)])

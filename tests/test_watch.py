@@ -25,8 +25,8 @@ from PIL import Image
 
 from facemask import watch
 from facemask.records import LineFile, check_output_file
-from facemask.streams import FrameReader, StreamError, StreamLimits, check_source, parse_source
-from facemask.tracking import LibraryTracks, PersonTracker
+from facemask.streams import MAX_PENDING, Frame, FrameReader, StreamError, StreamLimits, check_source, parse_source
+from facemask.tracking import TRACKERS, LibraryTracks, PersonTracker
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 COUNTS_HEADER = "start,end,people,mask,no_mask,frames,dropped"
@@ -146,9 +146,9 @@ def test_a_high_frame_rate_is_sampled_down(tmp_path):
     assert 7 <= len(frames) <= 9  # half a second at 15 frames/s
 
 
-def test_live_reading_keeps_the_newest_frame_and_counts_the_dropped(tmp_path):
+def test_live_reading_with_no_lag_keeps_the_newest_frame_and_counts_the_dropped(tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", frames=30, fps=30, size=(160, 120))
-    reader = FrameReader(parse_source(str(clip)), keep_all=False)
+    reader = FrameReader(parse_source(str(clip)), keep_all=False, max_lag=0)
     reader.open(20)
     try:
         time.sleep(2)  # a slow consumer: the whole clip arrives meanwhile
@@ -158,11 +158,46 @@ def test_live_reading_keeps_the_newest_frame_and_counts_the_dropped(tmp_path):
     assert frame.index == 29 and reader.dropped == 29 and reader.received == 30
 
 
-def test_not_a_video_is_one_clear_error(tmp_path):
-    notes = tmp_path / "notes.mp4"
-    notes.write_text("not a video\n")
-    with pytest.raises(StreamError, match="notes.mp4: Invalid data found"):
-        FrameReader(parse_source(str(notes))).open(20)
+def arriving(reader: FrameReader, ages: list[float], catch_up: bool = False) -> list[int]:
+    """Frames published as if they had arrived these many seconds ago (no ffmpeg), then every index the
+    consumer is given."""
+    now = time.monotonic()
+    for index, age in enumerate(ages):
+        reader._publish(Frame(np.zeros((2, 2, 3), np.uint8), index, index / 15, now - age))
+    if catch_up:
+        reader.catch_up()
+    reader._finished = True
+    taken = []
+    with pytest.raises(StreamError):
+        while True:
+            taken.append(reader.next_frame(0.1).index)
+    return taken
+
+
+def live_reader(max_lag: float) -> FrameReader:
+    return FrameReader(parse_source("clip.mp4"), keep_all=False, max_lag=max_lag)
+
+
+def test_live_reading_keeps_a_burst_and_drops_what_lags_more_than_max_lag(monkeypatch):
+    monkeypatch.setattr(FrameReader, "ending", lambda self: "ended")
+    # Three frames in a burst (2 ms apart), as streams deliver them: all kept, in order, none dropped.
+    burst = live_reader(0.25)
+    assert arriving(burst, [0.004, 0.002, 0.0]) == [0, 1, 2] and burst.dropped == 0
+    # A consumer that took nothing for a second: only the frames of the last 0.25 s are left.
+    slow = live_reader(0.25)
+    assert arriving(slow, [1 - i / 15 for i in range(16)]) == [12, 13, 14, 15] and slow.dropped == 12
+    # Frames close together but all waiting for too long (processing stalled): only the newest is taken.
+    stalled = live_reader(0.25)
+    assert arriving(stalled, [1.0, 0.9, 0.8]) == [2] and stalled.dropped == 2
+    # However close together they came, never more than MAX_PENDING frames are held (memory stays bounded).
+    flood = live_reader(60)
+    assert arriving(flood, [0.0] * 20) == list(range(20 - MAX_PENDING, 20)) and flood.dropped == 20 - MAX_PENDING
+
+
+def test_frames_buffered_before_the_watch_starts_taking_are_forgotten_not_counted(monkeypatch):
+    monkeypatch.setattr(FrameReader, "ending", lambda self: "ended")
+    loading = live_reader(60)  # the model loads while the stream's first frames come
+    assert arriving(loading, [3.0, 2.0, 1.0, 0.0], catch_up=True) == [3] and loading.dropped == 0
 
 
 # ---------------------------------------------------------------- tracking and the files
@@ -189,6 +224,23 @@ def test_people_are_numbered_labelled_from_all_their_frames_and_ended():
     assert still.number == 1 and still.frames == 19 and (still.first_seen, still.last_seen) == (1001, 1019)
     assert still.classified == 5  # on frames 1, 5, 9, 13 and 17: every 4th
     assert still.p_no_mask == pytest.approx(0.36) and still.label(0.5) == "mask"  # though its first frame said 0.9
+
+
+@pytest.mark.parametrize("name", TRACKERS)
+def test_every_tracker_follows_two_walking_faces_and_ends_their_visits(name):
+    people = PersonTracker(LibraryTracks(name, fps=10, lost_seconds=0.3), min_frames=3)
+    numbers = []
+    for n in range(15):
+        boxes = [(10 + 4 * n, 10, 60 + 4 * n, 70), (300 - 4 * n, 150, 350 - 4 * n, 210)]
+        seen = people.update(boxes, [0.9, 0.9], timestamp=n / 10, wall=n, pts=n / 10)
+        for person, index in seen:
+            people.classified(person, 0.1)
+            if person.number:
+                numbers.append((index, person.number))
+    assert sorted(set(numbers)) == [(0, 1), (1, 2)] or sorted(set(numbers)) == [(0, 2), (1, 1)]  # one each, kept
+    for n in range(15, 25):  # both gone: their visits end once lost for 0.3 s
+        people.update([], [], timestamp=n / 10, wall=n, pts=n / 10)
+    assert sorted(p.number for p in people.ended()) == [1, 2] and people.present() == []
 
 
 def test_a_track_shorter_than_min_frames_is_no_person():
